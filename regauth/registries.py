@@ -1,0 +1,248 @@
+"""Registry records (the reusable configurations) and the book that keeps them.
+
+Records live in ``registries.json`` under the config dir; a record's secret lives only in the secret
+store, under ``registry/<id>``. Reads are lock-free (writes are atomic renames); writes take a file
+lock, re-read, change and write, so concurrent processes lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from regauth.config import Settings
+from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
+from regauth.fsutil import atomic_write, file_lock
+from regauth.reference import normalize_registry
+from regauth.store.base import SecretStore
+
+PROVIDERS = ("static", "ecr", "acr", "gcp", "env")
+_FORMAT_VERSION = 1
+_NAME_MAX = 64
+
+
+@dataclass(frozen=True)
+class Registry:
+    id: str
+    name: str
+    registry: str
+    username: str | None = None
+    provider: str = "static"
+    options: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    insecure: bool = False
+    repository: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def secret_key(self) -> str:
+        return f"registry/{self.id}"
+
+    @property
+    def anonymous(self) -> bool:
+        return self.provider == "static" and self.username is None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"] = dict(self.options)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> Registry:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} is damaged: a registry entry is not an object")
+        try:
+            record = cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"{where} is damaged: bad registry entry ({exc})") from None
+        if not (
+            isinstance(record.id, str) and isinstance(record.name, str) and isinstance(record.registry, str)
+        ):
+            raise ConfigError(f"{where} is damaged: a registry entry lacks id, name or registry")
+        return record
+
+
+def check_name(name: str) -> str:
+    """Names stand in proxy paths, so they follow the repository path-component grammar."""
+    ok = 0 < len(name) <= _NAME_MAX and name[0].isalnum() and name[-1].isalnum()
+    ok = ok and all(c.isascii() and (c.islower() or c.isdigit() or c in "._-") for c in name)
+    if not ok:
+        raise UsageError(
+            f"invalid registry name {name!r}: use 1-{_NAME_MAX} lower-case letters, digits, "
+            "'.', '_' or '-', starting and ending with a letter or digit"
+        )
+    return name
+
+
+def name_for_host(host: str) -> str:
+    return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RegistryBook:
+    """CRUD over registry records, keeping each record's secret in step in the secret store."""
+
+    def __init__(self, settings: Settings, open_store: Callable[[], SecretStore]) -> None:
+        self.path = settings.registries_file
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._open_store = open_store
+        self._store: SecretStore | None = None
+
+    @property
+    def store(self) -> SecretStore:
+        # Opened on first use: listing records must not pay for (or fail on) the secret store.
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def all(self) -> list[Registry]:
+        return self._read()
+
+    def get(self, name: str) -> Registry:
+        for record in self._read():
+            if record.name == name:
+                return record
+        raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
+
+    def for_host(self, server: str) -> Registry | None:
+        host = normalize_registry(server)
+        for record in self._read():
+            if record.registry == host:
+                return record
+        return None
+
+    def secret(self, record: Registry) -> str | None:
+        if record.anonymous:
+            return None
+        return self.store.get(record.secret_key)
+
+    def add(self, record: Registry, secret: str | None) -> Registry:
+        check_name(record.name)
+        if record.provider not in PROVIDERS:
+            raise UsageError(f"unknown provider {record.provider!r}: use one of {', '.join(PROVIDERS)}")
+        with file_lock(self._lock_path):
+            records = self._read()
+            self._check_free(records, record)
+            now = _now()
+            record = replace(record, id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now)
+            self._commit(records + [record], record, secret)
+        return record
+
+    def update(self, name: str, secret: str | None, keep_secret: bool = True, **changes: Any) -> Registry:
+        """Change fields of ``name``; a ``secret`` of None keeps the stored one if ``keep_secret``."""
+        with file_lock(self._lock_path):
+            records = self._read()
+            old = next((r for r in records if r.name == name), None)
+            if old is None:
+                raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
+            new = replace(old, **changes, updated_at=_now())
+            check_name(new.name)
+            others = [r for r in records if r.id != old.id]
+            self._check_free(others, new)
+            rest = [new if r.id == old.id else r for r in records]
+            if secret is None and keep_secret and not new.anonymous:
+                self._write(rest)
+            else:
+                self._commit(rest, new, secret)
+        return new
+
+    def remove(self, name: str) -> Registry:
+        with file_lock(self._lock_path):
+            records = self._read()
+            record = next((r for r in records if r.name == name), None)
+            if record is None:
+                raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
+            self._write([r for r in records if r.id != record.id])
+            # The record goes first: a secret with no record is unreachable, a record with no secret
+            # would answer with a wrong credential.
+            self.store.delete(record.secret_key)
+        return record
+
+    def upsert_static(self, server: str, username: str, secret: str) -> Registry:
+        """What a credential helper ``store`` does: create or update the host's static record."""
+        host = normalize_registry(server)
+        with file_lock(self._lock_path):
+            records = self._read()
+            old = next((r for r in records if r.registry == host), None)
+            if old is not None and old.provider != "static":
+                raise ConflictError(
+                    f"{host} is managed by the {old.provider} provider as registry {old.name!r}; "
+                    f"remove it first (regauth registry remove {old.name})"
+                )
+            if old is None:
+                now = _now()
+                new = Registry(
+                    id=os.urandom(8).hex(),
+                    name=self._free_name(records, host),
+                    registry=host,
+                    username=username,
+                    created_at=now,
+                    updated_at=now,
+                )
+                records = records + [new]
+            else:
+                new = replace(old, username=username, updated_at=_now())
+                records = [new if r.id == old.id else r for r in records]
+            self._commit(records, new, secret)
+        return new
+
+    def _commit(self, records: list[Registry], record: Registry, secret: str | None) -> None:
+        if record.anonymous or secret is None:
+            self._write(records)
+            self.store.delete(record.secret_key)
+            return
+        self.store.set(record.secret_key, secret)
+        self._write(records)
+
+    @staticmethod
+    def _check_free(records: list[Registry], record: Registry) -> None:
+        for other in records:
+            if other.name == record.name:
+                raise ConflictError(
+                    f"a registry named {record.name!r} already exists; use `regauth registry update`"
+                )
+            if other.registry == record.registry:
+                raise ConflictError(
+                    f"{record.registry} is already configured as registry {other.name!r}; "
+                    "use `regauth registry update`"
+                )
+
+    @staticmethod
+    def _free_name(records: list[Registry], host: str) -> str:
+        base = name_for_host(host)[: _NAME_MAX - 4]
+        taken = {r.name for r in records}
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        return name
+
+    def _read(self) -> list[Registry]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.path} is damaged ({exc}); fix or move it, it was left untouched"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("registries"), list):
+            raise ConfigError(f"{self.path} is damaged: no 'registries' list; it was left untouched")
+        return [Registry.from_json(item, self.path) for item in data["registries"]]
+
+    def _write(self, records: list[Registry]) -> None:
+        data = {"version": _FORMAT_VERSION, "registries": [r.to_json() for r in records]}
+        atomic_write(self.path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)

@@ -1,0 +1,45 @@
+"""Secret storage: the OS keyring where a real one exists, else an encrypted file.
+
+Backends are imported only when chosen, so a credential ``get`` served from the file store never
+imports ``keyring``.
+"""
+
+from __future__ import annotations
+
+from regauth.config import Settings
+from regauth.errors import StoreError
+from regauth.fsutil import atomic_write
+from regauth.store.base import SecretStore
+
+__all__ = ["SecretStore", "open_store", "resolve_backend"]
+
+
+def resolve_backend(settings: Settings) -> str:
+    """Name the backend to use: the explicit setting, else the remembered or probed ``auto`` choice."""
+    if settings.store != "auto":
+        return settings.store
+    try:
+        remembered = settings.store_choice_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        remembered = ""
+    except OSError as exc:
+        raise StoreError(f"cannot read {settings.store_choice_file}: {exc.strerror}") from exc
+    if remembered in ("keyring", "file"):
+        return remembered
+    from regauth.store.keyring import real_keyring_available
+
+    # Probing the keyring costs a few hundred ms; remembering the answer keeps later calls fast.
+    choice = "keyring" if real_keyring_available() else "file"
+    atomic_write(settings.store_choice_file, f"{choice}\n".encode())
+    return choice
+
+
+def open_store(settings: Settings) -> SecretStore:
+    backend = resolve_backend(settings)
+    if backend == "keyring":
+        from regauth.store.keyring import KeyringStore
+
+        return KeyringStore(settings)
+    from regauth.store.file import FileStore
+
+    return FileStore(settings)

@@ -1,0 +1,153 @@
+"""An AES-GCM encrypted file of secrets, for headless machines with no keyring.
+
+Layout: ``MAGIC | kdf (1 byte) | salt (16) | nonce (12) | ciphertext``; the header is the AEAD's
+associated data, so a tampered header fails like a tampered body. The plaintext is a JSON object.
+The key is a random 32-byte key file kept apart from the data (kdf 0), or is derived from
+``REGAUTH_PASSPHRASE`` with scrypt (kdf 1), which is memory-hard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from regauth.config import Settings
+from regauth.errors import StoreError
+from regauth.fsutil import atomic_write, ensure_private_dir, file_lock
+
+MAGIC = b"RGAS1"
+KDF_KEYFILE = 0
+KDF_SCRYPT = 1
+_SALT_LEN = 16
+_NONCE_LEN = 12
+_HEADER_LEN = len(MAGIC) + 1 + _SALT_LEN
+# scrypt N=2^15, r=8: 32 MiB and tens of ms per derivation, OWASP's floor for interactive use.
+_SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024}
+
+
+class FileStore:
+    name = "file"
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.secrets_file
+        self.key_path = settings.key_file
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._passphrase = settings.passphrase
+
+    def get(self, key: str) -> str | None:
+        return self._read().get(key)
+
+    def keys(self) -> list[str]:
+        return sorted(self._read())
+
+    def set(self, key: str, value: str) -> None:
+        with file_lock(self.lock_path):
+            entries = self._read()
+            entries[key] = value
+            self._write(entries)
+
+    def delete(self, key: str) -> bool:
+        with file_lock(self.lock_path):
+            entries = self._read()
+            if key not in entries:
+                return False
+            del entries[key]
+            self._write(entries)
+            return True
+
+    def _read(self) -> dict[str, str]:
+        try:
+            blob = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StoreError(f"cannot read the secret store {self.path}: {exc.strerror}") from exc
+        if len(blob) < _HEADER_LEN + _NONCE_LEN + 16 or not blob.startswith(MAGIC):
+            raise self._damaged("not a regauth secret file or truncated")
+        kdf, salt = blob[len(MAGIC)], blob[len(MAGIC) + 1 : _HEADER_LEN]
+        nonce = blob[_HEADER_LEN : _HEADER_LEN + _NONCE_LEN]
+        key = self._key(kdf, salt, create=False)
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        try:
+            plain = AESGCM(key).decrypt(nonce, blob[_HEADER_LEN + _NONCE_LEN :], blob[:_HEADER_LEN])
+        except InvalidTag:
+            hint = "wrong REGAUTH_PASSPHRASE or " if kdf == KDF_SCRYPT else "wrong key file or "
+            raise self._damaged(f"cannot decrypt ({hint}damaged file)") from None
+        try:
+            entries = json.loads(plain)
+        except ValueError:
+            raise self._damaged("decrypted content is not JSON") from None
+        if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+            raise self._damaged("decrypted content is not a map of secrets")
+        return entries
+
+    def _write(self, entries: dict[str, str]) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if self._passphrase:
+            kdf, salt = KDF_SCRYPT, os.urandom(_SALT_LEN)
+        else:
+            kdf, salt = KDF_KEYFILE, bytes(_SALT_LEN)
+        header = MAGIC + bytes([kdf]) + salt
+        nonce = os.urandom(_NONCE_LEN)
+        plain = json.dumps(entries, separators=(",", ":")).encode()
+        sealed = AESGCM(self._key(kdf, salt, create=True)).encrypt(nonce, plain, header)
+        atomic_write(self.path, header + nonce + sealed)
+
+    def _key(self, kdf: int, salt: bytes, *, create: bool) -> bytes:
+        if kdf == KDF_SCRYPT:
+            if not self._passphrase:
+                raise StoreError(
+                    f"the secret store {self.path} is encrypted with a passphrase: set REGAUTH_PASSPHRASE"
+                )
+            import hashlib
+
+            return hashlib.scrypt(self._passphrase.encode(), salt=salt, dklen=32, **_SCRYPT)
+        if kdf != KDF_KEYFILE:
+            raise self._damaged(f"unknown key derivation {kdf}")
+        if self._passphrase and not create:
+            raise StoreError(
+                f"REGAUTH_PASSPHRASE is set but the secret store {self.path} is encrypted with the "
+                f"key file {self.key_path}; unset REGAUTH_PASSPHRASE to use it"
+            )
+        return self._key_file(create=create)
+
+    def _key_file(self, *, create: bool) -> bytes:
+        try:
+            key = self.key_path.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                raise StoreError(
+                    f"the secret store {self.path} exists but its key file {self.key_path} is "
+                    "missing; restore the key file or remove the store"
+                ) from None
+            return _create_key(self.key_path)
+        except OSError as exc:
+            raise StoreError(f"cannot read the key file {self.key_path}: {exc.strerror}") from exc
+        if len(key) != 32:
+            raise StoreError(f"the key file {self.key_path} is damaged (expected 32 bytes)")
+        return key
+
+    def _damaged(self, why: str) -> StoreError:
+        return StoreError(f"the secret store {self.path} is damaged: {why}; it was left untouched")
+
+
+def _create_key(path: Path) -> bytes:
+    ensure_private_dir(path.parent)
+    key = os.urandom(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process made it first (we hold the data lock, not the key's): use theirs.
+        data = path.read_bytes()
+        if len(data) != 32:
+            raise StoreError(f"the key file {path} is damaged (expected 32 bytes)") from None
+        return data
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key

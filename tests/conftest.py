@@ -1,0 +1,80 @@
+"""Fixtures shared by every test: an isolated HOME and environment, and the installed scripts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from regauth.config import Settings, load_settings
+
+# Variables that would make a test read or write the real credentials of whoever runs it.
+_STRIP_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "REGAUTH_", "DOCKER_", "CLOUDSDK_", "MSI_", "IDENTITY_")
+_STRIP = {
+    "REGISTRY_AUTH_FILE",
+    "XDG_RUNTIME_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GITHUB_TOKEN",
+    "CI_JOB_TOKEN",
+    "CI_REGISTRY",
+    "CI_REGISTRY_USER",
+    "CI_REGISTRY_PASSWORD",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+}
+# The interpreter's own scripts dir: console scripts there skip the pyenv shim's start-up cost.
+SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith(_STRIP_PREFIXES) or name in _STRIP:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_STATE_HOME", ".local/state"),
+    ):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.setenv("REGAUTH_STORE", "file")
+    monkeypatch.setenv("PATH", f"{SCRIPTS_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+    yield home
+
+
+@pytest.fixture
+def settings(isolated_env: Path) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def helper_exe() -> str:
+    return str(SCRIPTS_DIR / "docker-credential-regauth")
+
+
+@pytest.fixture
+def regauth_exe() -> str:
+    return str(SCRIPTS_DIR / "regauth")
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable
