@@ -22,6 +22,8 @@ class Settings:
     store: str = "auto"
     passphrase: str | None = field(default=None, repr=False)
     log_level: str = "WARNING"
+    # REGAUTH_NO_CACHE=1: mint provider tokens afresh instead of reading the token cache.
+    no_cache: bool = False
     # The whole environment, for the parts that must read variables by design (the env provider, SDK
     # credential chains); kept here so the read happens once and tests can pass their own.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -73,5 +75,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         store=store,
         passphrase=env.get("REGAUTH_PASSPHRASE") or None,
         log_level=level,
+        no_cache=env.get("REGAUTH_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "on"),
         environ=env,
     )
