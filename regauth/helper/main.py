@@ -1,0 +1,60 @@
+"""``docker-credential-regauth``: the process edge of the helper protocol (argv, streams, exit code).
+
+This is on the hot path of every pull: it imports only what a ``get`` needs; logging is set up only
+when asked for with REGAUTH_LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from regauth.helper import texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = sys.stdout
+    if len(args) != 1:
+        out.write(texts.USAGE + "\n")
+        return 1
+    action = args[0]
+    if action == "version":
+        from regauth import __version__
+
+        out.write(f"{texts.PROGRAM} ({texts.PACKAGE}) {__version__}\n")
+        return 0
+    if action not in texts.ACTIONS:
+        out.write(texts.UNKNOWN_ACTION.format(action=action) + "\n")
+        return 1
+    from regauth.errors import RegauthError
+
+    try:
+        backend = _backend()
+    except RegauthError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    from regauth.helper.protocol import serve
+
+    # Read one byte past the limit so oversized input is detected without reading all of it.
+    raw = b"" if action == "list" else sys.stdin.buffer.read(texts.MAX_INPUT_BYTES + 1)
+    code = serve(action, raw, out, backend)
+    out.flush()
+    return code
+
+
+def _backend():  # type: ignore[no-untyped-def]
+    from regauth.config import load_settings
+    from regauth.helper.backend import RegauthBackend
+    from regauth.registries import RegistryBook
+    from regauth.store import open_store
+
+    settings = load_settings()
+    if settings.log_level in ("DEBUG", "INFO"):
+        from regauth.logs import setup_logging
+
+        setup_logging(settings)
+    return RegauthBackend(settings, RegistryBook(settings, lambda: open_store(settings)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

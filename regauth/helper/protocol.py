@@ -1,0 +1,109 @@
+"""The docker-credential-helpers protocol over byte input and a text output, with no process edge.
+
+``serve`` takes the action, the raw stdin bytes, an output stream and a backend, and returns the exit
+code; ``helper.main`` is the only place that touches argv, the real streams and the exit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Protocol
+
+from regauth.errors import NotFoundError, RegauthError, UsageError
+from regauth.helper import texts
+
+
+class CredentialBackend(Protocol):
+    def store(self, server_url: str, username: str, secret: str) -> None: ...
+
+    def get(self, server_url: str) -> tuple[str, str]:
+        """(username, secret); raises ``NotFoundError`` when there is none."""
+        ...
+
+    def erase(self, server_url: str) -> None: ...
+
+    def list(self) -> dict[str, str]: ...
+
+
+def go_json(value: object) -> str:
+    """JSON as Go's encoding/json writes it: compact, HTML characters escaped, a trailing newline."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text + "\n"
+
+
+def decode_input(raw: bytes) -> str:
+    if len(raw) > texts.MAX_INPUT_BYTES:
+        raise UsageError(f"input is larger than {texts.MAX_INPUT_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"input is not valid UTF-8 (byte {exc.start})") from None
+
+
+def parse_credentials(text: str) -> tuple[str, str, str]:
+    """Decode a ``store`` payload the way Go's decoder does: field names match case-insensitively."""
+    if not text.strip():
+        raise UsageError("no credentials on standard input (expected a JSON object)")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid credentials JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"invalid credentials JSON: expected an object, got {type(data).__name__}")
+    fields = {texts.FIELD_SERVER_URL: "", texts.FIELD_USERNAME: "", texts.FIELD_SECRET: ""}
+    wanted = {name.lower(): name for name in fields}
+    for key, value in data.items():
+        name = wanted.get(key.lower())
+        if name is None:
+            continue
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"invalid credentials JSON: {name} must be a string")
+        fields[name] = value or ""
+    if not fields[texts.FIELD_SERVER_URL]:
+        raise UsageError(texts.MISSING_SERVER_URL)
+    if not fields[texts.FIELD_USERNAME]:
+        raise UsageError(texts.MISSING_USERNAME)
+    return fields[texts.FIELD_SERVER_URL], fields[texts.FIELD_USERNAME], fields[texts.FIELD_SECRET]
+
+
+def read_server_url(text: str) -> str:
+    server = text.strip()
+    if not server:
+        raise UsageError(texts.MISSING_SERVER_URL)
+    return server
+
+
+def serve(action: str, raw_input: bytes, out: IO[str], backend: CredentialBackend) -> int:
+    """Run one action; write its output or its one-line error to ``out``; return the exit code."""
+    try:
+        out.write(_run(action, raw_input, backend))
+    except NotFoundError:
+        out.write(texts.NOT_FOUND + "\n")
+        return 1
+    except RegauthError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    return 0
+
+
+def _run(action: str, raw_input: bytes, backend: CredentialBackend) -> str:
+    if action == "list":
+        # Clients send the word "unused"; the input carries nothing.
+        return go_json(dict(sorted(backend.list().items())))
+    text = decode_input(raw_input)
+    if action == "store":
+        server, username, secret = parse_credentials(text)
+        backend.store(server, username, secret)
+        return ""
+    if action == "get":
+        server = read_server_url(text)
+        username, secret = backend.get(server)
+        return go_json(
+            {texts.FIELD_SERVER_URL: server, texts.FIELD_USERNAME: username, texts.FIELD_SECRET: secret}
+        )
+    if action == "erase":
+        backend.erase(read_server_url(text))
+        return ""
+    raise UsageError(texts.UNKNOWN_ACTION.format(action=action))
