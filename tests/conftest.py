@@ -78,3 +78,71 @@ def regauth_exe() -> str:
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+# ---- Real registries (docker-registry 2.8) for the distribution, CLI and proxy tests -------------------
+# Session-scoped: each set-up starts one registry process (and the token server) for the whole run and
+# pushes the image test/app:1.0 into it. Files live under tmp_path_factory, not HOME (which the autouse
+# fixture above changes per test). A missing binary fails the tests; it never skips them.
+import secrets as _secrets  # noqa: E402
+
+from support.registry import (  # noqa: E402
+    RegistryFixture,
+    make_fixture,
+    start_anonymous,
+    start_htpasswd,
+    start_token,
+)
+from support.tls import TestPKI, make_pki  # noqa: E402
+from support.tokenserver import TokenServer, start_token_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    """The test CA (``ca_file``) and a server certificate for 127.0.0.1 and localhost."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def registry_anon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFixture]:
+    proc = start_anonymous(tmp_path_factory.mktemp("registry-anon"))
+    try:
+        yield make_fixture("anonymous", proc, None)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_htpasswd(
+    tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI
+) -> Iterator[RegistryFixture]:
+    users = {"alice": _secrets.token_urlsafe(12), "carol": _secrets.token_urlsafe(12)}
+    proc = start_htpasswd(tmp_path_factory.mktemp("registry-htpasswd"), test_pki, users)
+    try:
+        yield make_fixture("htpasswd", proc, users)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def token_server(test_pki: TestPKI) -> Iterator[TokenServer]:
+    users = {"bob": _secrets.token_urlsafe(12), "dave": _secrets.token_urlsafe(12)}
+    server = start_token_server(test_pki.ca, test_pki.server_context(), users)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_token(
+    tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI, token_server: TokenServer
+) -> Iterator[RegistryFixture]:
+    proc = start_token(tmp_path_factory.mktemp("registry-token"), test_pki, token_server)
+    try:
+        yield make_fixture("token", proc, token_server.users, token_server)
+    finally:
+        proc.stop()
+
+
+# ---- end of real registries ----------------------------------------------------------------------------
