@@ -7,10 +7,14 @@ code; ``helper.main`` is the only place that touches argv, the real streams and 
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Protocol
 
 from regauth.errors import NotFoundError, RegauthError, UsageError
 from regauth.helper import texts
+
+# json.loads has already joined valid surrogate pairs, so any surrogate left is a lone one.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CredentialBackend(Protocol):
@@ -60,7 +64,9 @@ def parse_credentials(text: str) -> tuple[str, str, str]:
             continue
         if value is not None and not isinstance(value, str):
             raise UsageError(f"invalid credentials JSON: {name} must be a string")
-        fields[name] = value or ""
+        # Go's decoder turns a lone UTF-16 surrogate (a "\ud800" escape) into U+FFFD; kept as is,
+        # it could be stored but never written back out as UTF-8.
+        fields[name] = _LONE_SURROGATE.sub("\ufffd", value or "")
     if not fields[texts.FIELD_SERVER_URL]:
         raise UsageError(texts.MISSING_SERVER_URL)
     if not fields[texts.FIELD_USERNAME]:
