@@ -1,10 +1,18 @@
-"""The provider contract: does it serve this registry, and give me a credential for it."""
+"""The provider contract: does it serve this registry, and give me a credential for it.
+
+Provider modules import their cloud SDK inside ``credential`` only: routing, ``serves`` and
+``identity`` run on the credential helper's hot path, where a cached token must cost no SDK import.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from regauth.errors import ProviderError
 from regauth.registries import Registry
 
 # The username Docker clients use for an OAuth2 identity (refresh) token.
@@ -33,3 +41,60 @@ class Provider(Protocol):
     def credential(self, host: str, record: Registry | None) -> Credential | None:
         """A credential for ``host``; None means anonymous. Raises ``ProviderError``."""
         ...
+
+
+class MintingProvider(Provider, Protocol):
+    """A provider whose credentials are short-lived tokens, kept in the token cache."""
+
+    def identity(self, host: str, record: Registry | None) -> str:
+        """What selects the cloud identity (record options, the SDK's selector variables), as text.
+
+        Hashed into the cache key, so two identities never share a token. Cheap: no SDK import.
+        """
+        ...
+
+
+def identity_text(
+    record: Registry | None, environ: Mapping[str, str], variables: Iterable[str], *extra: str
+) -> str:
+    """A canonical text of a record's identity-bearing fields and the named environment variables."""
+    data = {
+        # updated_at changes with the record's options and secret, so an edit never serves an old token.
+        "record": [record.id, record.updated_at, sorted(record.options.items())] if record else None,
+        "env": {name: environ[name] for name in sorted(variables) if name in environ},
+        "extra": list(extra),
+    }
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def where(host: str, record: Registry | None) -> str:
+    return f"registry {record.name!r} ({host})" if record is not None else host
+
+
+def failure(provider: str, host: str, record: Registry | None, what: str, todo: str) -> ProviderError:
+    """The one-line provider failure: which provider, which registry, what went wrong, what to do."""
+    return ProviderError(f"{provider} provider for {where(host, record)}: {what}; {todo}")
+
+
+def missing_sdk(provider: str, module: str, extra: str) -> ProviderError:
+    return ProviderError(
+        f"the {provider} provider needs the {module} package, which is not installed: "
+        f"pip install 'regauth[{extra}]'"
+    )
+
+
+def option(record: Registry | None, key: str) -> str | None:
+    if record is None:
+        return None
+    value = record.options.get(key, "").strip()
+    return value or None
+
+
+def brief(text: object, limit: int = 240) -> str:
+    """An SDK message on one line, bounded: SDK errors can run to pages."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

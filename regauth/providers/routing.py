@@ -1,12 +1,27 @@
-"""Host -> provider routing: which provider answers for a registry host, and with what credential."""
+"""Host -> provider routing: which provider answers for a registry host, and with what credential.
+
+A record for the host wins, whatever its provider. With no record, CI variables answer for their
+registry (``env``), and cloud hosts answer from ambient cloud credentials (``ecr``, ``acr``, ``gcp``).
+Cloud tokens go through the token cache; static and env credentials are read each time.
+
+Concurrency: the cache serialises minting with a ``threading.Lock`` per cache key (and a file lock
+across processes), so the sync functions are single-flight per key in one process. The async wrappers
+run them in a worker thread; concurrent async callers thus share one mint as well.
+"""
 
 from __future__ import annotations
 
+from typing import cast
+
 from regauth.config import Settings
-from regauth.errors import NotFoundError, ProviderError
-from regauth.providers.base import Credential
+from regauth.errors import NotFoundError, UsageError
+from regauth.providers.base import Credential, MintingProvider, Provider
+from regauth.providers.cache import TokenCache, cache_key
+from regauth.providers.hosts import ambient_cloud
 from regauth.reference import normalize_registry
 from regauth.registries import Registry, RegistryBook
+
+CLOUD_PROVIDERS = ("ecr", "acr", "gcp")
 
 
 def credential_for(
@@ -19,20 +34,95 @@ def credential_for(
     """
     host = normalize_registry(server)
     record = book.for_host(host)
-    if record is None:
+    if record is not None:
+        return record_credential(settings, book, record, use_cache=use_cache)
+    name = route_ambient(settings, host)
+    if name is None:
         raise NotFoundError(f"no registry is configured for {host}")
-    return record_credential(book, record)
+    return _credential(settings, book, name, host, None, use_cache)
 
 
-def record_credential(book: RegistryBook, record: Registry) -> Credential | None:
-    if record.provider != "static":
-        raise ProviderError(f"provider {record.provider!r} for registry {record.name!r} is not available")
-    if record.anonymous:
-        return None
-    secret = book.secret(record)
-    if secret is None:
-        raise NotFoundError(
-            f"registry {record.name!r} has no secret in the secret store; "
-            f"set one with `regauth registry update {record.name} --password-stdin`"
-        )
-    return Credential(username=record.username or "", secret=secret)
+def record_credential(
+    settings: Settings, book: RegistryBook, record: Registry, *, use_cache: bool = True
+) -> Credential | None:
+    """The credential a record's provider gives for the record's registry."""
+    return _credential(settings, book, record.provider, record.registry, record, use_cache)
+
+
+def route_ambient(settings: Settings, host: str) -> str | None:
+    """The provider answering for ``host`` with no record, or None."""
+    if make_provider("env", settings, None).serves(host):
+        return "env"
+    return ambient_cloud(host)
+
+
+def make_provider(name: str, settings: Settings, book: RegistryBook | None) -> Provider:
+    """A provider by name; each module is imported only when its provider is asked for."""
+    if name == "static":
+        from regauth.providers.static import StaticProvider
+
+        if book is None:
+            raise ValueError("the static provider needs the registry book")
+        return StaticProvider(book)
+    if name == "env":
+        from regauth.providers.env import EnvProvider
+
+        return EnvProvider(settings.environ)
+    if name == "ecr":
+        from regauth.providers.ecr import EcrProvider
+
+        return EcrProvider(settings.environ)
+    if name == "acr":
+        from regauth.providers.acr import AcrProvider
+
+        return AcrProvider(settings.environ, book)
+    if name == "gcp":
+        from regauth.providers.gcp import GcpProvider
+
+        return GcpProvider(settings.environ)
+    raise UsageError(f"unknown provider {name!r}: use one of static, ecr, acr, gcp, env")
+
+
+def token_cache(settings: Settings, book: RegistryBook) -> TokenCache:
+    return TokenCache(settings, lambda: book.store, on_stale=_warn)
+
+
+def _credential(
+    settings: Settings,
+    book: RegistryBook,
+    name: str,
+    host: str,
+    record: Registry | None,
+    use_cache: bool,
+) -> Credential | None:
+    provider = make_provider(name, settings, book)
+    if name not in CLOUD_PROVIDERS:
+        return provider.credential(host, record)
+    minting = cast(MintingProvider, provider)
+    key = cache_key(name, host, minting.identity(host, record))
+    cache = token_cache(settings, book)
+    use = use_cache and not settings.no_cache
+    return cache.get_or_mint(key, lambda: minting.credential(host, record), use_cache=use)
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("regauth.providers").warning("%s", message)
+
+
+async def credential_for_async(
+    settings: Settings, book: RegistryBook, server: str, *, use_cache: bool = True
+) -> Credential | None:
+    """``credential_for`` off the event loop; concurrent callers for one key share one mint."""
+    import asyncio
+
+    return await asyncio.to_thread(credential_for, settings, book, server, use_cache=use_cache)
+
+
+async def record_credential_async(
+    settings: Settings, book: RegistryBook, record: Registry, *, use_cache: bool = True
+) -> Credential | None:
+    import asyncio
+
+    return await asyncio.to_thread(record_credential, settings, book, record, use_cache=use_cache)

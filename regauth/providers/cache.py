@@ -1,0 +1,160 @@
+"""The token cache: minted provider tokens, kept in the secret store until a margin before expiry.
+
+Entries live under ``token/<provider>/<host>/<identity fingerprint>`` as JSON (username, secret,
+expires_at, minted_at), encrypted like every other secret. A hit reads the store only.
+
+Freshness: a token that lives 6 hours or more (ECR's 12 h) is fresh for the first half of its life, as
+amazon-ecr-credential-helper does; a shorter one (AAD, Google: 1 h) until ``min(5 min, 10 % of its
+life)`` before it expires. A fresh token is served; a stale one is re-minted, and served (with a
+warning) only if that mint fails and the token has not expired yet.
+
+Single mint: in one process, a ``threading.Lock`` per key; across processes, a file lock per key
+under ``<cache_dir>/locks``. Both are taken in order, then the cache is read again before minting, so
+N cold callers make one mint and N-1 hits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from regauth.config import Settings
+from regauth.errors import ProviderError
+from regauth.fsutil import file_lock
+from regauth.providers.base import Credential
+from regauth.store.base import SecretStore
+
+PREFIX = "token/"
+LONG_LIVED = 6 * 3600.0
+SHORT_MARGIN = 300.0
+# A stale token with less than this left is not worth serving: the pull would fail mid-way.
+STALE_FLOOR = 30.0
+
+_locks_guard = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    username: str
+    secret: str = field(repr=False)
+    expires_at: float
+    minted_at: float
+
+    @property
+    def fresh_until(self) -> float:
+        life = self.expires_at - self.minted_at
+        if life >= LONG_LIVED:
+            return self.minted_at + life / 2
+        return self.expires_at - min(SHORT_MARGIN, max(life, 0.0) / 10)
+
+    def is_fresh(self, now: float) -> bool:
+        return now < self.fresh_until
+
+    def is_usable(self, now: float) -> bool:
+        return now < self.expires_at - STALE_FLOOR
+
+    def credential(self) -> Credential:
+        return Credential(username=self.username, secret=self.secret, expires_at=self.expires_at)
+
+    def to_text(self) -> str:
+        data = {"username": self.username, "secret": self.secret}
+        data.update(expires_at=self.expires_at, minted_at=self.minted_at)  # type: ignore[arg-type]
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str) -> CachedToken | None:
+        """None for an entry this version cannot read: it is then simply re-minted and overwritten."""
+        try:
+            data = json.loads(text)
+            token = cls(
+                username=str(data["username"]),
+                secret=str(data["secret"]),
+                expires_at=float(data["expires_at"]),
+                minted_at=float(data["minted_at"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+        return token
+
+
+def cache_key(provider: str, host: str, identity: str) -> str:
+    return f"{PREFIX}{provider}/{host}/{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _thread_lock(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+class TokenCache:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Callable[[], SecretStore],
+        *,
+        clock: Callable[[], float] = time.time,
+        on_stale: Callable[[str], None] | None = None,
+    ) -> None:
+        self._locks_dir = settings.cache_dir / "locks"
+        self._store = store
+        self._clock = clock
+        self._on_stale = on_stale
+
+    def get(self, key: str) -> CachedToken | None:
+        text = self._store().get(key)
+        return None if text is None else CachedToken.from_text(text)
+
+    def put(self, key: str, credential: Credential, minted_at: float) -> bool:
+        """Keep ``credential`` if it has a future expiry; a token with none is never cached."""
+        if credential.expires_at is None or credential.expires_at <= minted_at:
+            return False
+        token = CachedToken(credential.username, credential.secret, credential.expires_at, minted_at)
+        self._store().set(key, token.to_text())
+        return True
+
+    def fresh(self, key: str) -> Credential | None:
+        token = self.get(key)
+        return token.credential() if token is not None and token.is_fresh(self._clock()) else None
+
+    def get_or_mint(
+        self, key: str, mint: Callable[[], Credential | None], *, use_cache: bool = True
+    ) -> Credential | None:
+        if use_cache and (hit := self.fresh(key)) is not None:
+            return hit
+        lock_file = self._locks_dir / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+        with _thread_lock(key), file_lock(lock_file):
+            cached = self.get(key) if use_cache else None
+            now = self._clock()
+            if cached is not None and cached.is_fresh(now):
+                # Another thread or process minted it while we waited for the lock.
+                return cached.credential()
+            try:
+                credential = mint()
+            except ProviderError as exc:
+                if cached is None or not cached.is_usable(now):
+                    raise
+                if self._on_stale is not None:
+                    left = int(cached.expires_at - now)
+                    self._on_stale(f"{exc}; serving the cached token, which expires in {left}s")
+                return cached.credential()
+            if credential is not None:
+                self.put(key, credential, now)
+            return credential
+
+
+def clear(settings: Settings, store: SecretStore | None = None) -> int:
+    """Drop every cached token (``regauth cache clear``); return how many there were."""
+    if store is None:
+        from regauth.store import open_store
+
+        store = open_store(settings)
+    count = 0
+    for key in store.keys():
+        if key.startswith(PREFIX) and store.delete(key):
+            count += 1
+    return count

@@ -1,0 +1,178 @@
+"""Amazon ECR: ``GetAuthorizationToken`` through boto3 and its standard credential chain.
+
+Account and region come from the host (``<account>.dkr.ecr.<region>.amazonaws.com``); ``public.ecr.aws``
+uses the ``ecr-public`` API in us-east-1. Record options: ``profile``, ``role_arn`` (assumed with STS,
+with ``role_session_name`` and ``external_id``), ``region`` and ``registry_id`` (for hosts that do not
+spell them, such as a pull-through proxy), ``endpoint_url`` (an ECR API endpoint; boto3 also honours
+``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_ECR`` by itself).
+
+An ``expiresAt`` that is already past when the token arrives (a skewed clock; moto's fixed 2015 date)
+is taken as a token valid for ``PAST_EXPIRY_TTL`` from now, so it is cached briefly, never forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.providers.hosts import EcrHost, ecr_host
+from regauth.registries import Registry
+
+PAST_EXPIRY_TTL = 600.0
+# The variables that select an AWS identity or endpoint; hashed into the cache key.
+IDENTITY_VARS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+    "AWS_ENDPOINT_URL_STS",
+)
+NO_CREDENTIALS_TODO = (
+    "set AWS_PROFILE (then `aws sso login` if it is an SSO profile), or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or the record option profile=NAME"
+)
+
+
+class EcrProvider:
+    name = "ecr"
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def serves(self, host: str) -> bool:
+        return ecr_host(host) is not None
+
+    def identity(self, host: str, record: Registry | None) -> str:
+        return identity_text(record, self._env, IDENTITY_VARS)
+
+    def credential(self, host: str, record: Registry | None) -> Credential:
+        target = self._target(host, record)
+        try:
+            import boto3
+            import botocore.exceptions as boto_errors
+        except ImportError as exc:
+            raise missing_sdk(self.name, "boto3", "aws") from exc
+        try:
+            session = self._session(boto3, host, record, target.region)
+            data = self._authorization(session, record, target)
+        except boto_errors.NoCredentialsError as exc:
+            tried = (
+                f"profile {option(record, 'profile')!r}" if option(record, "profile") else "the default chain"
+            )
+            raise failure(
+                self.name, host, record, f"no AWS credentials found ({tried})", NO_CREDENTIALS_TODO
+            ) from exc
+        except boto_errors.ProfileNotFound as exc:
+            raise failure(
+                self.name, host, record, brief(exc), "fix AWS_PROFILE or the record option profile"
+            ) from exc
+        except boto_errors.ClientError as exc:
+            raise self._client_error(host, record, exc) from exc
+        except (boto_errors.BotoCoreError, ValueError) as exc:
+            # BotoCoreError covers unreachable endpoints, expired SSO sessions and bad config files.
+            raise failure(
+                self.name, host, record, f"{type(exc).__name__}: {brief(exc)}", _todo_for(exc)
+            ) from exc
+        return self._decode(host, record, data)
+
+    def _target(self, host: str, record: Registry | None) -> EcrHost:
+        parsed = ecr_host(host)
+        region = option(record, "region") or (parsed.region if parsed else None)
+        if region is None:
+            raise failure(
+                self.name,
+                host,
+                record,
+                "the host does not name an AWS region",
+                "add the record option region=NAME",
+            )
+        account = option(record, "registry_id") or (parsed.account if parsed else "")
+        return EcrHost(account=account, region=region, public=bool(parsed and parsed.public))
+
+    def _session(self, boto3: Any, host: str, record: Registry | None, region: str) -> Any:
+        session = boto3.session.Session(profile_name=option(record, "profile"), region_name=region)
+        role_arn = option(record, "role_arn")
+        if role_arn is None:
+            return session
+        params = {"RoleArn": role_arn, "RoleSessionName": option(record, "role_session_name") or "regauth"}
+        if external_id := option(record, "external_id"):
+            params["ExternalId"] = external_id
+        creds = session.client("sts", config=_config()).assume_role(**params)["Credentials"]
+        return boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=region,
+        )
+
+    def _authorization(self, session: Any, record: Registry | None, target: EcrHost) -> dict[str, Any]:
+        endpoint = option(record, "endpoint_url")
+        if target.public:
+            client = session.client("ecr-public", config=_config(), endpoint_url=endpoint)
+            return dict(client.get_authorization_token()["authorizationData"])
+        client = session.client("ecr", config=_config(), endpoint_url=endpoint)
+        params = {"registryIds": [target.account]} if target.account else {}
+        items = client.get_authorization_token(**params)["authorizationData"]
+        if not items:
+            raise ValueError("GetAuthorizationToken returned no authorization data")
+        return dict(items[0])
+
+    def _decode(self, host: str, record: Registry | None, data: dict[str, Any]) -> Credential:
+        try:
+            decoded = base64.b64decode(data["authorizationToken"], validate=True).decode()
+        except (KeyError, binascii.Error, UnicodeDecodeError) as exc:
+            raise failure(self.name, host, record, "AWS returned a malformed token", "retry later") from exc
+        username, sep, secret = decoded.partition(":")
+        if not sep or not secret:
+            raise failure(self.name, host, record, "AWS returned a token without 'user:'", "retry later")
+        now = time.time()
+        expires_at = data["expiresAt"].timestamp() if "expiresAt" in data else now + PAST_EXPIRY_TTL
+        if expires_at <= now:
+            expires_at = now + PAST_EXPIRY_TTL
+        return Credential(username=username, secret=secret, expires_at=expires_at)
+
+    def _client_error(self, host: str, record: Registry | None, exc: Any) -> Exception:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Unknown"), brief(error.get("Message", ""))
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+            "ExpiredTokenException",
+        ):
+            todo = "the AWS credentials are invalid or expired: refresh them (e.g. `aws sso login`)"
+        elif "AccessDenied" in code:
+            todo = "allow ecr:GetAuthorizationToken (and sts:AssumeRole for role_arn) to this identity"
+        else:
+            todo = "check the AWS account, region and permissions"
+        return failure(self.name, host, record, f"AWS answered {code}: {message}", todo)
+
+
+def _config() -> Any:
+    from botocore.config import Config
+
+    # Few, quick retries: a docker pull waits on this call.
+    return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def _todo_for(exc: Exception) -> str:
+    name = type(exc).__name__
+    if "SSO" in name or "Token" in name:
+        return "renew the session with `aws sso login`"
+    if "Endpoint" in name or "Connect" in name or "Timeout" in name:
+        return (
+            "check the network, HTTPS_PROXY and the endpoint (AWS_ENDPOINT_URL, record option endpoint_url)"
+        )
+    return "check ~/.aws/config and the record options"

@@ -1,0 +1,88 @@
+"""Tokens from the environment, for CI: ``GITHUB_TOKEN`` for ghcr.io, GitLab's ``CI_JOB_TOKEN``, or
+the variables a record names.
+
+Record options: ``secret_env`` (the variable holding the secret), ``username_env`` (the variable
+holding the username) or ``username`` (a literal username). With no options, a ghcr.io record reads
+``GITHUB_TOKEN`` and a record for ``$CI_REGISTRY`` reads ``CI_JOB_TOKEN``. Never cached: the
+environment is already at hand, and a CI token must not outlive its job in a store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from regauth.errors import ProviderError, UsageError
+from regauth.providers.base import Credential, failure, option
+from regauth.reference import normalize_registry
+from regauth.registries import Registry
+
+GHCR = "ghcr.io"
+GITLAB_CI_USERNAME = "gitlab-ci-token"
+# GitHub accepts any username beside a token; this is the one its docs use for app tokens.
+GITHUB_DEFAULT_USERNAME = "x-access-token"
+
+
+class EnvProvider:
+    name = "env"
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def serves(self, host: str) -> bool:
+        return self._default(host) is not None
+
+    def credential(self, host: str, record: Registry | None) -> Credential:
+        secret_var = option(record, "secret_env")
+        if secret_var is None:
+            default = self._default(host, require_set=False)
+            if default is None:
+                raise failure(
+                    self.name,
+                    host,
+                    record,
+                    "no token variable is configured for this host",
+                    "add the record option secret_env=VAR (and username_env=VAR or username=NAME)",
+                )
+            secret_var, default_username = default
+        else:
+            default_username = ""
+        secret = self._env.get(secret_var, "")
+        if not secret:
+            raise failure(
+                self.name, host, record, f"${secret_var} is not set or empty", f"export {secret_var}"
+            )
+        return Credential(username=self._username(host, record, fallback=default_username), secret=secret)
+
+    def _username(self, host: str, record: Registry | None, fallback: str = "") -> str:
+        var = option(record, "username_env")
+        if var is not None:
+            value = self._env.get(var, "")
+            if not value:
+                raise failure(self.name, host, record, f"${var} is not set or empty", f"export {var}")
+            return value
+        literal = option(record, "username") or (record.username if record else None)
+        if literal:
+            return literal
+        if fallback:
+            return fallback
+        raise failure(
+            self.name,
+            host,
+            record,
+            "no username is configured",
+            "add the record option username=NAME or username_env=VAR",
+        )
+
+    def _default(self, host: str, *, require_set: bool = True) -> tuple[str, str] | None:
+        """The (secret variable, username) CI provides for ``host``, if any."""
+        if host == GHCR and (self._env.get("GITHUB_TOKEN") or not require_set):
+            return "GITHUB_TOKEN", self._env.get("GITHUB_ACTOR") or GITHUB_DEFAULT_USERNAME
+        ci_registry = self._env.get("CI_REGISTRY", "")
+        if ci_registry and (self._env.get("CI_JOB_TOKEN") or not require_set):
+            try:
+                gitlab = normalize_registry(ci_registry)
+            except UsageError as exc:
+                raise ProviderError(f"env provider: CI_REGISTRY={ci_registry!r} is not valid: {exc}") from exc
+            if gitlab == host:
+                return "CI_JOB_TOKEN", GITLAB_CI_USERNAME
+        return None

@@ -1,0 +1,105 @@
+"""Local HTTPS stand-ins for the cloud token endpoints the provider tests point the real SDKs at.
+
+``StandIn`` is a threaded ``http.server`` behind TLS from a ``trustme`` CA; each route is a function
+of (path, form) -> (status, JSON body), and every request is counted per path.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+Route = Callable[[str, dict[str, str]], tuple[int, dict[str, Any]]]
+
+
+class StandIn:
+    def __init__(self, server: ThreadingHTTPServer, routes: dict[str, Route]) -> None:
+        self.server = server
+        self.routes = routes
+        self.hits: collections.Counter[str] = collections.Counter()
+        self.forms: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def netloc(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.netloc}"
+
+
+@contextmanager
+def stand_in(ca: trustme.CA, routes: dict[str, Route]) -> Iterator[StandIn]:
+    holder: list[StandIn] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            form = dict(urllib.parse.parse_qsl(body))
+            site = holder[0]
+            with site.lock:
+                site.hits[path] += 1
+                site.forms.append(form)
+            route = site.routes.get(path)
+            status, payload = route(path, form) if route else (404, {"error": "not_found"})
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _serve
+        do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    site = StandIn(server, routes)
+    holder.append(site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def fake_jwt(claims: dict[str, Any]) -> str:
+    """An unsigned JWT: the providers read claims (tid, exp) but never verify a token."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+
+def write_ca(ca: trustme.CA, directory: Path) -> Path:
+    path = directory / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,199 @@
+"""The ecr provider against moto in server mode: real boto3 over HTTP on 127.0.0.1.
+
+boto3 finds moto through its own configuration, ``AWS_ENDPOINT_URL`` (and the record option
+``endpoint_url`` in one test); credentials are moto's fake keys in the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from regauth.config import Settings, load_settings
+from regauth.errors import NotFoundError, ProviderError
+from regauth.providers import cache
+from regauth.providers.ecr import PAST_EXPIRY_TTL
+from regauth.providers.routing import credential_for, record_credential
+from regauth.registries import Registry, RegistryBook
+from regauth.store import open_store
+
+HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_url: str) -> str:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return moto_url
+
+
+def book_for(settings: Settings) -> RegistryBook:
+    return RegistryBook(settings, lambda: open_store(settings))
+
+
+def test_ambient_ecr_host_mints_a_decoded_token(aws_env: str) -> None:
+    settings = load_settings()
+    before = time.time()
+    cred = credential_for(settings, book_for(settings), f"https://{HOST}")
+    assert cred is not None
+    assert (cred.username, cred.secret) == ("AWS", "123456789012-auth-token")
+    # moto's expiresAt is 2015: taken as a short validity from now, not as forever nor as expired.
+    assert cred.expires_at is not None
+    assert before < cred.expires_at <= time.time() + PAST_EXPIRY_TTL
+
+
+def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    settings = load_settings()
+    first = credential_for(settings, book_for(settings), HOST)
+    server.stop()
+    code = (
+        "import json, sys\n"
+        "from regauth.config import load_settings\n"
+        "from regauth.registries import RegistryBook\n"
+        "from regauth.store import open_store\n"
+        "from regauth.providers.routing import credential_for\n"
+        "s = load_settings()\n"
+        f"c = credential_for(s, RegistryBook(s, lambda: open_store(s)), {HOST!r})\n"
+        "heavy = [m for m in ('boto3', 'botocore', 'aiohttp', 'asyncio') if m in sys.modules]\n"
+        "print(json.dumps([c.username, c.secret, heavy]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert first is not None
+    assert json.loads(out) == [first.username, first.secret, []]
+
+
+def test_no_cache_setting_mints_again(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    credential_for(settings, book, HOST)
+    # Point boto3 at nothing: a fresh mint must now fail, where a cache read would not.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("REGAUTH_NO_CACHE", "1")
+    with pytest.raises(
+        ProviderError, match=r"^ecr provider for 1234.*: EndpointConnectionError.*check the network"
+    ):
+        credential_for(load_settings(), book, HOST, use_cache=True)
+
+
+def test_cache_bypass_argument_refreshes_the_entry(aws_env: str) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    first = credential_for(settings, book, HOST)
+    second = credential_for(settings, book, HOST, use_cache=False)
+    assert first is not None and second is not None
+    assert second.expires_at is not None and first.expires_at is not None
+    assert second.expires_at >= first.expires_at
+    assert [k for k in book.store.keys() if k.startswith("token/ecr/")] == [
+        k for k in book.store.keys() if k.startswith(f"token/ecr/{HOST}/")
+    ]
+
+
+def test_record_options_region_registry_id_endpoint(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    settings = load_settings()
+    book = book_for(settings)
+    options = {"region": "eu-west-1", "registry_id": "210987654321", "endpoint_url": aws_env}
+    record = book.add(
+        Registry(id="", name="mirror", registry="127.0.0.1:5999", provider="ecr", options=options), None
+    )
+    cred = credential_for(settings, book, "127.0.0.1:5999")
+    assert cred is not None and cred.secret == "210987654321-auth-token"
+    assert record_credential(settings, book, record) == cred
+
+
+def test_role_arn_is_assumed_through_sts(aws_env: str) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    options = {"role_arn": "arn:aws:iam::123456789012:role/puller", "external_id": "ext-1"}
+    book.add(Registry(id="", name="ecr", registry=HOST, provider="ecr", options=options), None)
+    cred = credential_for(settings, book, HOST)
+    assert cred is not None and cred.username == "AWS"
+
+
+def test_named_profile_and_a_missing_one(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    aws = isolated_env / ".aws"
+    aws.mkdir()
+    (aws / "credentials").write_text("[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    settings = load_settings()
+    book = book_for(settings)
+    book.add(Registry(id="", name="dev", registry=HOST, provider="ecr", options={"profile": "dev"}), None)
+    assert credential_for(settings, book, HOST) is not None
+    book.update("dev", None, options={"profile": "nope"})
+    with pytest.raises(ProviderError) as info:
+        credential_for(settings, book, HOST)
+    assert str(info.value).startswith(f"ecr provider for registry 'dev' ({HOST}): ")
+    assert "nope" in str(info.value) and "record option profile" in str(info.value)
+
+
+def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = load_settings()
+    with pytest.raises(ProviderError) as info:
+        credential_for(settings, book_for(settings), HOST)
+    message = str(info.value)
+    assert message.startswith(f"ecr provider for {HOST}: no AWS credentials found (the default chain)")
+    assert "set AWS_PROFILE" in message and "\n" not in message and "Traceback" not in message
+    assert info.value.__cause__ is not None
+
+
+def test_static_record_for_the_host_wins(aws_env: str) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    book.add(Registry(id="", name="pinned", registry=HOST, username="me"), "pw")
+    cred = credential_for(settings, book, HOST)
+    assert cred is not None and (cred.username, cred.secret, cred.expires_at) == ("me", "pw", None)
+
+
+def test_missing_sdk_names_the_extra(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry makes `import boto3` raise ImportError, as on a machine without the extra.
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    settings = load_settings()
+    with pytest.raises(ProviderError, match=r"pip install 'regauth\[aws\]'"):
+        credential_for(settings, book_for(settings), HOST)
+
+
+def test_unknown_host_is_not_found(aws_env: str) -> None:
+    settings = load_settings()
+    with pytest.raises(NotFoundError):
+        credential_for(settings, book_for(settings), "registry.example.com")
+
+
+def test_cache_clear_drops_tokens_only(aws_env: str) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    book.add(Registry(id="", name="pinned", registry="r.example.com", username="me"), "pw")
+    credential_for(settings, book, HOST)
+    assert cache.clear(settings) == 1
+    assert cache.clear(settings) == 0
+    assert book.store.keys() == [book.get("pinned").secret_key]
