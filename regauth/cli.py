@@ -173,7 +173,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
     if not args.no_validate:
         current = secret if secret is not None or new.anonymous else book.secret(old)
         _validate_or_raise(settings, book, new, current, new.repository)
-    saved = book.update(old.name, secret, **changes)
+    saved = book.update(old.name, changes, secret)
     print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 

@@ -138,8 +138,8 @@ class RegistryBook:
             self._commit(records + [record], record, secret)
         return record
 
-    def update(self, name: str, secret: str | None, keep_secret: bool = True, **changes: Any) -> Registry:
-        """Change fields of ``name``; a ``secret`` of None keeps the stored one if ``keep_secret``."""
+    def update(self, name: str, changes: Mapping[str, Any], secret: str | None = None) -> Registry:
+        """Change fields of ``name``; a ``secret`` of None keeps the stored one."""
         with file_lock(self._lock_path):
             records = self._read()
             old = next((r for r in records if r.name == name), None)
@@ -150,7 +150,7 @@ class RegistryBook:
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
             rest = [new if r.id == old.id else r for r in records]
-            if secret is None and keep_secret and not new.anonymous:
+            if secret is None and not new.anonymous:
                 self._write(rest)
             else:
                 self._commit(rest, new, secret)

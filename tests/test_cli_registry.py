@@ -1,0 +1,234 @@
+"""`regauth registry ...`: records, secrets kept apart, one-line errors and nothing lost on bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from regauth import cli
+from regauth.config import load_settings
+from regauth.registries import RegistryBook
+from regauth.store import open_store
+
+SECRET = "s3cret-Pa55"
+
+
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, stdin: bytes = b""
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse exits on usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def regauth(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    return lambda *argv, stdin=b"": run(monkeypatch, capsys, *argv, stdin=stdin)
+
+
+def book() -> RegistryBook:
+    settings = load_settings()
+    return RegistryBook(settings, lambda: open_store(settings))
+
+
+def state(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def add(regauth, name: str = "ghcr", url: str = "ghcr.io", *extra: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    return regauth(
+        "registry",
+        "add",
+        name,
+        "--url",
+        url,
+        "--username",
+        "bob",
+        "--password-stdin",
+        "--no-validate",
+        *extra,
+        stdin=SECRET.encode() + b"\n",
+    )
+
+
+def test_add_list_show_update_remove(regauth) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = add(regauth, "ghcr", "https://GHCR.io/v2/")
+    assert (code, err) == (0, "")
+    assert "added registry 'ghcr' (ghcr.io, user bob)" in out
+    record = book().get("ghcr")
+    assert record.registry == "ghcr.io" and record.username == "bob" and record.provider == "static"
+    assert book().secret(record) == SECRET  # the shell's trailing newline is not part of the secret
+
+    code, out, _ = regauth("registry", "list")
+    assert code == 0 and "ghcr" in out and "ghcr.io" in out and SECRET not in out
+    code, out, _ = regauth("registry", "list", "--json")
+    listed = json.loads(out)
+    assert [r["name"] for r in listed] == ["ghcr"] and SECRET not in out
+    assert {"id", "name", "registry", "username", "provider", "options", "created_at", "updated_at"} <= set(
+        listed[0]
+    )
+    code, out, _ = regauth("registry", "show", "ghcr", "--json")
+    shown = json.loads(out)
+    assert shown["secret"] == "stored" and SECRET not in out
+    code, out, _ = regauth("registry", "show", "ghcr")
+    assert "registry:" in out and SECRET not in out
+
+    code, _, err = regauth(
+        "registry",
+        "update",
+        "ghcr",
+        "--username",
+        "alice",
+        "--password-stdin",
+        "--no-validate",
+        "--repository",
+        "org/app",
+        stdin=b"new-secret",
+    )
+    assert (code, err) == (0, "")
+    record = book().get("ghcr")
+    assert record.username == "alice" and record.repository == "org/app"
+    assert book().secret(record) == "new-secret"
+    assert record.created_at <= record.updated_at
+
+    code, out, _ = regauth("registry", "remove", "ghcr")
+    assert code == 0 and "removed registry 'ghcr'" in out
+    assert book().all() == [] and book().store.keys() == []
+
+
+def test_anonymous_registry_has_no_secret(regauth) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = regauth("registry", "add", "quay", "--url", "quay.io", "--no-validate")
+    assert code == 0 and "anonymous" in out
+    record = book().get("quay")
+    assert record.anonymous and book().store.keys() == []
+    assert json.loads(regauth("registry", "show", "quay", "--json")[1])["secret"] == "none (anonymous)"
+
+
+def test_update_keeps_the_secret_unless_asked(regauth) -> None:  # type: ignore[no-untyped-def]
+    add(regauth)
+    assert regauth("registry", "update", "ghcr", "--rename", "github", "--no-validate")[0] == 0
+    record = book().get("github")
+    assert book().secret(record) == SECRET
+    assert regauth("registry", "update", "github", "--anonymous", "--no-validate")[0] == 0
+    assert book().get("github").anonymous and book().store.keys() == []
+
+
+def test_record_flags_are_stored(regauth, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    code, _, err = add(
+        regauth,
+        "local",
+        "http://127.0.0.1:5000",
+        "--insecure",
+        "--ca-file",
+        str(ca),
+        "--repository",
+        "a/b",
+        "--option",
+        "region=eu-west-1",
+    )
+    assert (code, err) == (0, "")
+    record = book().get("local")
+    assert record.registry == "127.0.0.1:5000" and record.insecure and record.ca_file == str(ca)
+    assert record.repository == "a/b" and dict(record.options) == {"region": "eu-west-1"}
+
+
+BAD_ADDS = [
+    (["registry", "add", "x", "--url", "ghcr.io"], "", "already configured"),
+    (["registry", "add", "ghcr", "--url", "quay.io"], "", "already exists"),
+    (["registry", "add", "Bad_Name!", "--url", "a.io"], "", "invalid registry name"),
+    (["registry", "add", "x", "--url", "ftp://a.io"], "", "unsupported scheme"),
+    (["registry", "add", "x", "--url", "a.io:99999"], "", "invalid port"),
+    (["registry", "add", "x", "--url", ""], "", "no registry host"),
+    (["registry", "add", "x", "--url", "a.io", "--username", "u", "--password-stdin"], "", "is empty"),
+    (["registry", "add", "x", "--url", "a.io", "--username", "u"], "", "--password-stdin"),
+    (["registry", "add", "x", "--url", "a.io", "--option", "novalue"], "", "KEY=VALUE"),
+    (["registry", "add", "x", "--url", "a.io", "--ca-file", "/nonexistent.pem"], "", "no such file"),
+    (["registry", "add", "x", "--url", "a.io", "--provider", "nope"], "", "invalid choice"),
+    (["registry", "add", "x"], "", "required"),
+    (["registry", "show", "nope"], "", "no registry named 'nope'"),
+    (["registry", "update", "nope", "--no-validate"], "", "no registry named 'nope'"),
+    (["registry", "remove", "nope"], "", "no registry named 'nope'"),
+    (["registry", "update", "ghcr", "--anonymous", "--username", "u"], "", "cannot go with"),
+    (["registry"], "", "required"),
+    ([], "", "required"),
+]
+
+
+@pytest.mark.parametrize(("argv", "stdin", "expected"), BAD_ADDS)
+def test_bad_input_is_one_line_and_changes_nothing(
+    regauth,
+    isolated_env: Path,
+    argv: list[str],
+    stdin: str,
+    expected: str,  # type: ignore[no-untyped-def]
+) -> None:
+    add(regauth)
+    before = state(isolated_env)
+    if "--no-validate" not in argv and argv[:2] == ["registry", "add"]:
+        argv = [*argv, "--no-validate"]
+    code, out, err = regauth(*argv, stdin=stdin.encode())
+    assert code != 0
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err
+    assert state(isolated_env) == before
+
+
+def test_non_utf8_and_oversized_secrets_are_refused(regauth, isolated_env: Path) -> None:  # type: ignore[no-untyped-def]
+    base = ["registry", "add", "x", "--url", "a.io", "--username", "u", "--password-stdin", "--no-validate"]
+    before = state(isolated_env)
+    for stdin, expected in ((b"\xff\xfe", "not valid UTF-8"), (b"a" * (cli.MAX_SECRET_BYTES + 1), "larger")):
+        code, _, err = regauth(*base, stdin=stdin)
+        assert code == 1 and expected in err and len(err.splitlines()) == 1
+    assert state(isolated_env) == before
+
+
+def test_damaged_config_is_named_and_left_untouched(regauth, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.registries_file.parent.mkdir(parents=True)
+    settings.registries_file.write_bytes(b"{not json")
+    for argv in (["registry", "list"], ["registry", "add", "x", "--url", "a.io", "--no-validate"]):
+        code, _, err = regauth(*argv)
+        assert code == 1 and str(settings.registries_file) in err and "damaged" in err
+    assert settings.registries_file.read_bytes() == b"{not json"
+
+
+def test_damaged_secret_store_is_named_and_left_untouched(regauth, settings) -> None:  # type: ignore[no-untyped-def]
+    add(regauth)
+    blob = settings.secrets_file.read_bytes()
+    damaged = blob[:-1] + bytes([blob[-1] ^ 1])
+    settings.secrets_file.write_bytes(damaged)
+    code, _, err = add(regauth, "quay", "quay.io")
+    assert code == 1 and str(settings.secrets_file) in err
+    assert settings.secrets_file.read_bytes() == damaged
+    assert [r.name for r in book().all()] == ["ghcr"]
+
+
+def test_the_real_script_reads_the_secret_from_stdin_only(regauth_exe: str) -> None:
+    argv = [
+        regauth_exe,
+        "registry",
+        "add",
+        "ghcr",
+        "--url",
+        "ghcr.io",
+        "--username",
+        "bob",
+        "--password-stdin",
+        "--no-validate",
+    ]
+    done = subprocess.run(argv, input=SECRET.encode(), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert SECRET.encode() not in done.stdout + done.stderr
+    listed = subprocess.run([regauth_exe, "registry", "list", "--json"], capture_output=True, timeout=60)
+    assert json.loads(listed.stdout)[0]["username"] == "bob" and SECRET.encode() not in listed.stdout
+    usage = subprocess.run([regauth_exe, "registry", "frobnicate"], capture_output=True, timeout=60)
+    assert usage.returncode == 2 and len(usage.stderr.splitlines()) == 1
