@@ -76,7 +76,7 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route]) -> Iterator[StandIn]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     site = StandIn(server, routes)
     holder.append(site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield site

@@ -1,0 +1,109 @@
+"""Google Artifact Registry and Container Registry: an OAuth2 access token from google-auth.
+
+The credential is ``google.auth.default`` (GOOGLE_APPLICATION_CREDENTIALS, gcloud's application
+default credentials, the metadata server), or the key file the record option ``key_file`` names (a
+service-account key or an ``authorized_user`` file). The username
+is ``oauth2accesstoken``. Record option ``scope`` overrides the cloud-platform scope.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from typing import Any
+
+from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.providers.hosts import is_gcp, is_gcr
+from regauth.registries import Registry
+
+USERNAME = "oauth2accesstoken"
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+IDENTITY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "CLOUDSDK_CORE_ACCOUNT")
+NO_CREDENTIALS_TODO = (
+    "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
+    "or add the record option key_file=PATH"
+)
+GCR_NOTICE = (
+    "{host}: Container Registry (gcr.io) is deprecated; move to Artifact Registry "
+    "(LOCATION-docker.pkg.dev), see https://cloud.google.com/artifact-registry/docs/transition"
+)
+
+
+class GcpProvider:
+    name = "gcp"
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def serves(self, host: str) -> bool:
+        return is_gcp(host)
+
+    def identity(self, host: str, record: Registry | None) -> str:
+        return identity_text(record, self._env, IDENTITY_VARS)
+
+    def credential(self, host: str, record: Registry | None) -> Credential:
+        if is_gcr(host):
+            import logging
+
+            # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
+            logging.getLogger("regauth.providers").warning(GCR_NOTICE.format(host=host))
+        try:
+            import google.auth
+            import google.auth.exceptions as g_errors
+            import google.auth.transport.requests as g_requests
+        except ImportError as exc:
+            raise missing_sdk(self.name, "google-auth", "gcp") from exc
+        key_file = option(record, "key_file")
+        scopes = [option(record, "scope") or SCOPE]
+        try:
+            if key_file is not None:
+                creds = _from_key_file(key_file, scopes)
+            else:
+                creds, _ = google.auth.default(scopes=scopes)
+        except (g_errors.DefaultCredentialsError, OSError, ValueError) as exc:
+            what = f"cannot use the key file {key_file}" if key_file else "no Google credentials found"
+            raise failure(self.name, host, record, f"{what}: {brief(exc)}", NO_CREDENTIALS_TODO) from exc
+        try:
+            creds.refresh(g_requests.Request())
+        except g_errors.RefreshError as exc:
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"Google refused the token request: {brief(exc)}",
+                "check that the credential is valid, not revoked (`gcloud auth application-default login`)",
+            ) from exc
+        except g_errors.TransportError as exc:
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"cannot reach Google's token endpoint: {brief(exc)}",
+                "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
+            ) from exc
+        return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
+
+
+def _from_key_file(path: str, scopes: list[str]) -> Any:
+    """Load the key file by its declared type: google-auth warns against loading any type unchecked."""
+    import json
+
+    from google.oauth2 import credentials, service_account
+
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "service_account":
+        return service_account.Credentials.from_service_account_file(path, scopes=scopes)
+    if kind == "authorized_user":
+        return credentials.Credentials.from_authorized_user_file(path, scopes=scopes)
+    raise ValueError(
+        f"key type {kind!r} is not supported here (service_account or authorized_user); "
+        "point GOOGLE_APPLICATION_CREDENTIALS at it instead"
+    )
+
+
+def _expiry(creds: Any) -> float | None:
+    # google-auth keeps expiry as a naive datetime in UTC.
+    expiry = getattr(creds, "expiry", None)
+    return None if expiry is None else float(calendar.timegm(expiry.utctimetuple()))
