@@ -272,9 +272,10 @@ def _credential(
         if secret is None:
             secret = book.secret(record)
         return Credential(username=record.username or "", secret=secret or "")
-    from regauth.providers.routing import mint_for_record
+    from regauth.providers.routing import record_credential
 
-    return mint_for_record(settings, book, record, secret=secret, use_cache=not settings.no_cache)
+    with book.pending_secret(record, secret):
+        return record_credential(settings, book, record, use_cache=not settings.no_cache)
 
 
 def _read_secret(args: argparse.Namespace, *, needed: bool) -> str | None:

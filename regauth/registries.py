@@ -7,9 +7,10 @@ lock, re-read, change and write, so concurrent processes lose nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class RegistryBook:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._open_store = open_store
         self._store: SecretStore | None = None
+        self._pending: dict[str, str] = {}
 
     @property
     def store(self) -> SecretStore:
@@ -124,7 +126,21 @@ class RegistryBook:
     def secret(self, record: Registry) -> str | None:
         if record.anonymous:
             return None
+        if record.secret_key in self._pending:
+            return self._pending[record.secret_key]
         return self.store.get(record.secret_key)
+
+    @contextlib.contextmanager
+    def pending_secret(self, record: Registry, secret: str | None) -> Iterator[None]:
+        """Within the block, ``secret(record)`` is ``secret``: validation runs before anything is saved."""
+        if secret is None:
+            yield
+            return
+        self._pending[record.secret_key] = secret
+        try:
+            yield
+        finally:
+            del self._pending[record.secret_key]
 
     def add(self, record: Registry, secret: str | None) -> Registry:
         check_name(record.name)
