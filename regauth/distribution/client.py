@@ -1,0 +1,190 @@
+"""A small Registry V2 client: ping, manifests, blobs (streamed and verified), tags.
+
+Every request goes out with the header the ``Authenticator`` has cached, and on a 401 is sent once
+more with a fresh one. Non-success answers become ``UpstreamError`` with an outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from regauth.distribution.auth import Authenticator
+from regauth.distribution.challenge import Challenge, parse_headers
+from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
+from regauth.distribution.transport import Upstream, send
+from regauth.providers.base import Credential
+
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+API_VERSION = "registry/2.0"
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_NOT_FOUND_CODES = {"NAME_UNKNOWN": "repository", "MANIFEST_UNKNOWN": "manifest", "BLOB_UNKNOWN": "blob"}
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+@dataclass(frozen=True)
+class Ping:
+    status: int
+    api_version: str | None
+    challenges: list[Challenge]
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    digest: str | None
+    media_type: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str | None
+    media_type: str | None
+    body: bytes = field(repr=False)
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        upstream: Upstream,
+        credential: Credential | None,
+        *,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.session = session
+        self.upstream = upstream
+        self.credential = credential
+        self.auth = authenticator or Authenticator(session)
+
+    async def ping(self) -> Ping:
+        """GET /v2/ with no credential: the answer says whether this is a registry and how it
+        authenticates."""
+        async with send(self.session, self.upstream, "GET", self.upstream.url("/v2/")) as response:
+            body = await response.content.read(64 * 1024)
+            challenges = parse_headers(response.headers.getall("WWW-Authenticate", []))
+            return Ping(response.status, response.headers.get(API_VERSION_HEADER), challenges, body)
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self, method: str, path: str, *, scope: str | None, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send with the cached authorization; on a 401, authorize and send once more."""
+        header = self.auth.cached(self.upstream, self.credential, scope)
+        for attempt in range(2):
+            sent = {**(headers or {}), **({"Authorization": header} if header else {})}
+            async with send(
+                self.session, self.upstream, method, self.upstream.url(path), headers=sent
+            ) as resp:
+                if resp.status != 401 or attempt:
+                    yield resp
+                    return
+                # Read now: the body stays readable after the connection goes back to the pool.
+                await resp.read()
+            if header is not None:
+                self.auth.invalidate(self.upstream, self.credential, scope)
+            challenges = parse_headers(resp.headers.getall("WWW-Authenticate", []))
+            fresh = await self.auth.authorize(self.upstream, self.credential, challenges, scope)
+            if fresh is None or fresh == header:
+                yield resp
+                return
+            header = fresh
+
+    async def head_manifest(self, repository: str, reference: str) -> ManifestInfo:
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        path = f"/v2/{repository}/manifests/{reference}"
+        async with self.request("HEAD", path, scope=pull_scope(repository), headers=headers) as resp:
+            await self._check(resp, repository)
+            length = resp.headers.get("Content-Length")
+            return ManifestInfo(
+                resp.headers.get("Docker-Content-Digest"),
+                resp.headers.get("Content-Type"),
+                int(length) if length and length.isdigit() else None,
+            )
+
+    async def get_manifest(self, repository: str, reference: str) -> Manifest:
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        path = f"/v2/{repository}/manifests/{reference}"
+        async with self.request("GET", path, scope=pull_scope(repository), headers=headers) as resp:
+            await self._check(resp, repository)
+            body = await resp.read()
+            digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+            return Manifest(digest, resp.headers.get("Content-Type"), body)
+
+    async def get_blob(
+        self, repository: str, digest: str, chunk_size: int = 64 * 1024
+    ) -> AsyncIterator[bytes]:
+        """Stream a blob (following the redirect to its storage); raises at the end on a digest
+        mismatch, so a consumer must not commit the data before the iterator is exhausted."""
+        algorithm, _, expected = digest.partition(":")
+        if algorithm != "sha256" or not expected:
+            raise UpstreamError(f"unsupported digest {digest[:80]!r}", Outcome.NOT_V2)
+        hasher = hashlib.sha256()
+        path = f"/v2/{repository}/blobs/{digest}"
+        async with self.request("GET", path, scope=pull_scope(repository)) as resp:
+            await self._check(resp, repository)
+            async for chunk in resp.content.iter_chunked(chunk_size):
+                hasher.update(chunk)
+                yield chunk
+        if hasher.hexdigest() != expected:
+            raise UpstreamError(
+                f"blob {digest} from {self.upstream.host} failed verification", Outcome.NOT_V2
+            )
+
+    async def tags_list(self, repository: str, limit: int | None = None) -> list[str]:
+        path = f"/v2/{repository}/tags/list" + (f"?n={limit}" if limit else "")
+        async with self.request("GET", path, scope=pull_scope(repository)) as resp:
+            await self._check(resp, repository)
+            try:
+                tags = json.loads(await resp.read()).get("tags") or []
+            except (ValueError, AttributeError):
+                raise UpstreamError(
+                    f"{self.upstream.host} sent a malformed tag list", Outcome.NOT_V2
+                ) from None
+            return [str(tag) for tag in tags]
+
+    async def _check(self, resp: aiohttp.ClientResponse, repository: str) -> None:
+        if 200 <= resp.status < 300:
+            return
+        body = await resp.read() if resp.method != "HEAD" else b""
+        raise response_error(self.upstream, resp.status, body, repository)
+
+
+def response_error(upstream: Upstream, status: int, body: bytes, repository: str) -> UpstreamError:
+    """The ``UpstreamError`` for a registry's non-success answer about ``repository``."""
+    errors = parse_error_body(body)
+    detail = describe(errors)
+    suffix = f" ({detail})" if detail else f" ({status})"
+    where = f"{repository} on {upstream.host}"
+    if status == 429:
+        return rate_limited(upstream, body)
+    if status in (401, 403):
+        return UpstreamError(f"no pull permission for {where}{suffix}", Outcome.NO_PULL_PERMISSION, status)
+    if status == 404:
+        kinds = [_NOT_FOUND_CODES[e.code] for e in errors if e.code in _NOT_FOUND_CODES]
+        what = kinds[0] if kinds else "repository"
+        return UpstreamError(f"{what} not found: {where}{suffix}", Outcome.REPOSITORY_NOT_FOUND, status)
+    outcome = Outcome.UNREACHABLE if status >= 500 else Outcome.NOT_V2
+    return UpstreamError(f"{upstream.host} answered {status} for {repository}{suffix}", outcome, status)
+
+
+def rate_limited(upstream: Upstream, body: bytes) -> UpstreamError:
+    """``rate limited by docker.io (toomanyrequests): You have reached your pull rate limit...``"""
+    errors = parse_error_body(body)
+    code = errors[0].code.lower() if errors else "429"
+    message = errors[0].message[:200] if errors and errors[0].message else "too many requests"
+    return UpstreamError(f"rate limited by {upstream.host} ({code}): {message}", Outcome.RATE_LIMITED, 429)

@@ -1,0 +1,204 @@
+"""How regauth reaches a registry: the upstream address, TLS, timeouts, redirects, and error mapping.
+
+* HTTPS only; plain HTTP only for a record marked ``insecure`` (the host is named in that record, so it
+  never spreads to other hosts, and Docker Hub is never insecure).
+* A record's ``ca_file`` is trusted on top of the system roots, in an ``ssl.SSLContext`` per upstream.
+* Every request has connect, read and total timeouts.
+* Redirects are followed by hand: ``Authorization`` is sent only to the origin it was meant for, never
+  to the blob storage a registry redirects to.
+* aiohttp, ssl and asyncio exceptions become ``UpstreamError`` here, with a one-line message that names
+  the host and never a header or a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from yarl import URL
+
+from regauth.distribution.errors import Outcome, UpstreamError
+from regauth.reference import DOCKER_HUB
+from regauth.registries import Registry
+
+log = logging.getLogger(__name__)
+
+# Docker Hub's API lives on another host than its name.
+DOCKER_HUB_API = "registry-1.docker.io"
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A registry to talk to: ``host`` is the canonical ``host[:port]``, ``base_url`` has no trailing
+    slash; ``ssl`` is the context to verify it with, or False for plain HTTP."""
+
+    host: str
+    base_url: str
+    ssl: ssl.SSLContext | bool = field(repr=False)
+
+    @property
+    def secure(self) -> bool:
+        return self.ssl is not False
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def context_for(self, url: URL) -> ssl.SSLContext | bool:
+        """The TLS setting for ``url``: the upstream's context for HTTPS (it holds the system roots
+        too), none for plain HTTP."""
+        if url.scheme != "https":
+            return False
+        return self.ssl if isinstance(self.ssl, ssl.SSLContext) else True
+
+    @classmethod
+    def from_record(cls, record: Registry) -> Upstream:
+        host = DOCKER_HUB_API if record.registry == DOCKER_HUB else record.registry
+        if record.insecure:
+            if record.registry == DOCKER_HUB:
+                raise UpstreamError("Docker Hub is never reached over plain HTTP", Outcome.TLS_ERROR)
+            return cls(record.registry, f"http://{host}", False)
+        return cls(record.registry, f"https://{host}", make_ssl_context(record.ca_file))
+
+
+def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+            raise UpstreamError(f"cannot load CA file {ca_file}: {reason}", Outcome.TLS_ERROR) from exc
+    return context
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 30.0
+    total: float | None = 300.0
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.total, connect=self.connect, sock_connect=self.connect, sock_read=self.read
+        )
+
+
+def make_session(timeouts: Timeouts | None = None, *, limit: int = 100) -> aiohttp.ClientSession:
+    """A session for any number of upstreams (TLS is chosen per request). The caller closes it."""
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=(timeouts or Timeouts()).client_timeout(),
+        # Environment proxies and netrc are not read behind the user's back.
+        trust_env=False,
+        auto_decompress=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def send(
+    session: aiohttp.ClientSession,
+    upstream: Upstream,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    data: bytes | Mapping[str, str] | None = None,
+    follow_redirects: bool = True,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """Send one request and yield the final response (released on exit), following redirects safely."""
+    target = URL(url)
+    sent = dict(headers or {})
+    origin = target.origin()
+    for _ in range(MAX_REDIRECTS + 1):
+        if target.origin() != origin:
+            # Blob storage gets a pre-signed URL: our credential must not leak to it.
+            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+        with map_errors(target):
+            response = await session.request(
+                method,
+                target,
+                headers=sent,
+                data=data,
+                ssl=upstream.context_for(target),
+                allow_redirects=False,
+            )
+        location = response.headers.get("Location")
+        if not (follow_redirects and response.status in _REDIRECTS and location):
+            try:
+                with map_errors(target):
+                    yield response
+            finally:
+                response.release()
+            return
+        response.release()
+        target = _redirect_target(target, location, upstream)
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method, data = "GET", None
+    raise UpstreamError(f"{upstream.host}: more than {MAX_REDIRECTS} redirects", Outcome.NOT_V2)
+
+
+def _redirect_target(current: URL, location: str, upstream: Upstream) -> URL:
+    target = current.join(URL(location))
+    if target.scheme not in ("http", "https"):
+        raise UpstreamError(f"{upstream.host} redirected to a {target.scheme!r} URL", Outcome.NOT_V2)
+    if current.scheme == "https" and target.scheme == "http" and upstream.secure:
+        raise UpstreamError(
+            f"{upstream.host} redirected from HTTPS to plain HTTP ({target.host}); refused", Outcome.TLS_ERROR
+        )
+    return target
+
+
+@contextlib.contextmanager
+def map_errors(url: URL) -> Iterator[None]:
+    """Turn aiohttp/ssl/asyncio exceptions for ``url`` into ``UpstreamError`` (host only, no query)."""
+    where = f"{url.host}:{url.port}" if url.port and not url.is_default_port() else str(url.host)
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise UpstreamError(
+            f"TLS error talking to {where}: {_cert_reason(exc.certificate_error)}", Outcome.TLS_ERROR
+        ) from exc
+    except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+        reason = _ssl_reason(exc)
+        if "WRONG_VERSION_NUMBER" in reason.upper():
+            reason += " (is it plain HTTP? then mark the registry insecure)"
+        raise UpstreamError(f"TLS error talking to {where}: {reason}", Outcome.TLS_ERROR) from exc
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(f"timed out talking to {where}", Outcome.TIMED_OUT) from exc
+    except aiohttp.ClientConnectorError as exc:
+        error = exc.os_error
+        reason = os.strerror(error.errno) if error.errno else error.strerror or type(error).__name__
+        raise UpstreamError(f"cannot connect to {where}: {reason}", Outcome.UNREACHABLE) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(
+            f"connection to {where} failed: {_client_reason(exc)}", Outcome.UNREACHABLE
+        ) from exc
+
+
+def _cert_reason(exc: Exception) -> str:
+    return getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+
+
+def _ssl_reason(exc: Exception) -> str:
+    inner = getattr(exc, "os_error", exc)
+    return getattr(inner, "verify_message", None) or getattr(inner, "reason", None) or type(inner).__name__
+
+
+def _client_reason(exc: aiohttp.ClientError) -> str:
+    # Only fixed texts: the str() of some aiohttp errors embeds request URLs and headers.
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the response body was cut short"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
