@@ -1,0 +1,216 @@
+"""Azure Container Registry: an Entra ID (AAD) token from azure-identity, exchanged for an ACR
+refresh token at the registry's ``/oauth2/exchange``, used with ACR's fixed null-GUID username.
+
+Record options: ``credential`` (default | secret | certificate | managed | workload | cli; default is
+``DefaultAzureCredential``), ``tenant_id``, ``client_id``, ``certificate_file`` (PEM with the key),
+``token_file`` (workload identity), ``authority`` (an Entra host or URL; a host that is not a public
+Microsoft one is used with instance discovery off, as for Azure Stack or ADFS), ``scope`` (the ARM
+scope of the registry's cloud by default) and ``login_server_url`` (where ``/oauth2/exchange`` lives;
+``https://<registry>`` by default). The client secret, or the certificate's password, is the record's
+secret in the secret store (``--password-stdin``), never an option.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
+from regauth.registries import Registry, RegistryBook
+
+USERNAME = "00000000-0000-0000-0000-000000000000"
+KINDS = ("default", "secret", "certificate", "managed", "workload", "cli")
+PUBLIC_AUTHORITIES = {authority for _, authority, _ in ACR_CLOUDS} | {"login.microsoftonline.de"}
+IDENTITY_VARS = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_CONFIG_DIR",
+    "IDENTITY_ENDPOINT",
+    "MSI_ENDPOINT",
+)
+NO_CREDENTIALS_TODO = (
+    "run `az login`, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or name a credential "
+    "in the record options (credential=secret|certificate|managed|workload|cli)"
+)
+
+
+class AcrProvider:
+    name = "acr"
+
+    def __init__(self, environ: Mapping[str, str], book: RegistryBook | None) -> None:
+        self._env = environ
+        self._book = book
+
+    def serves(self, host: str) -> bool:
+        return acr_cloud(host) is not None
+
+    def identity(self, host: str, record: Registry | None) -> str:
+        return identity_text(record, self._env, IDENTITY_VARS)
+
+    def credential(self, host: str, record: Registry | None) -> Credential:
+        kind = option(record, "credential") or "default"
+        if kind not in KINDS:
+            raise failure(
+                self.name, host, record, f"unknown credential {kind!r}", f"use one of {', '.join(KINDS)}"
+            )
+        try:
+            import azure.core.exceptions as az_errors
+            import azure.identity as az_identity
+            import requests
+        except ImportError as exc:
+            raise missing_sdk(self.name, "azure-identity", "azure") from exc
+        scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
+        credential = None
+        try:
+            credential = self._aad_credential(az_identity, kind, host, record)
+            aad = credential.get_token(scope)
+        except az_errors.ClientAuthenticationError as exc:
+            if kind == "default":
+                # The chain's own message runs to a page; the names of what it tried are the useful part.
+                what = f"no Azure credentials found (DefaultAzureCredential tried {_attempted(exc)})"
+                raise failure(self.name, host, record, what, NO_CREDENTIALS_TODO) from exc
+            if isinstance(exc, az_identity.CredentialUnavailableError):
+                what = f"the {kind} credential is unavailable: {brief(exc)}"
+                raise failure(self.name, host, record, what, NO_CREDENTIALS_TODO) from exc
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"Entra ID refused the {kind} credential: {brief(exc)}",
+                "check the tenant, client id and secret or certificate of the record",
+            ) from exc
+        except (ValueError, OSError) as exc:
+            # Raised before any request: a malformed tenant id, an unreadable certificate file.
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"cannot set up the {kind} credential: {brief(exc)}",
+                "check the record options",
+            ) from exc
+        finally:
+            if credential is not None:
+                credential.close()
+        refresh = self._exchange(requests, host, record, aad.token)
+        exp = _jwt_claims(refresh).get("exp")
+        # ACR refresh tokens carry their own expiry (3 h); without one, trust it no longer than the AAD token.
+        expires_at = float(exp) if isinstance(exp, (int, float)) else float(aad.expires_on)
+        return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
+
+    def _aad_credential(self, az: Any, kind: str, host: str, record: Registry | None) -> Any:
+        tenant, client = option(record, "tenant_id"), option(record, "client_id")
+        common: dict[str, Any] = {}
+        authority = option(record, "authority") or (acr_cloud(host) or (None, ""))[0]
+        if authority:
+            common["authority"] = authority
+            # Instance discovery asks Microsoft whether the authority is known; a private one never is.
+            if authority.split("://")[-1].split("/")[0] not in PUBLIC_AUTHORITIES:
+                common["disable_instance_discovery"] = True
+        if kind == "default":
+            return az.DefaultAzureCredential(
+                **common, managed_identity_client_id=client, workload_identity_client_id=client
+            )
+        if kind == "managed":
+            return az.ManagedIdentityCredential(client_id=client)
+        if kind == "cli":
+            return az.AzureCliCredential(tenant_id=tenant or "")
+        if kind == "workload":
+            return az.WorkloadIdentityCredential(
+                tenant_id=tenant, client_id=client, token_file_path=option(record, "token_file"), **common
+            )
+        if tenant is None or client is None:
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"the {kind} credential needs tenant_id and client_id",
+                "add both options",
+            )
+        secret = self._book.secret(record) if self._book is not None and record is not None else None
+        if kind == "secret":
+            if not secret:
+                raise failure(
+                    self.name,
+                    host,
+                    record,
+                    "no client secret in the secret store",
+                    "store it with `regauth registry update NAME --password-stdin`",
+                )
+            return az.ClientSecretCredential(tenant, client, secret, **common)
+        cert = option(record, "certificate_file")
+        if cert is None:
+            raise failure(self.name, host, record, "no certificate", "add the option certificate_file=PATH")
+        return az.CertificateCredential(
+            tenant, client, certificate_path=cert, password=secret or None, **common
+        )
+
+    def _exchange(self, requests: Any, host: str, record: Registry | None, aad_token: str) -> str:
+        base = (option(record, "login_server_url") or f"https://{host}").rstrip("/")
+        url = f"{base}/oauth2/exchange"
+        tenant = option(record, "tenant_id") or _jwt_claims(aad_token).get("tid")
+        form = {"grant_type": "access_token", "service": host, "access_token": aad_token}
+        if tenant:
+            form["tenant"] = str(tenant)
+        try:
+            response = requests.post(url, data=form, timeout=(5, 20))
+        except requests.RequestException as exc:
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"cannot reach {url}: {type(exc).__name__}",
+                "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE, or the option login_server_url",
+            ) from exc
+        if response.status_code in (401, 403):
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"the registry refused the Entra ID token (HTTP {response.status_code}{_detail(response)})",
+                "give the identity the AcrPull role on the registry",
+            )
+        try:
+            token = response.json()["refresh_token"] if response.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise failure(
+                self.name,
+                host,
+                record,
+                f"{url} gave no refresh token (HTTP {response.status_code}{_detail(response)})",
+                "check that the host is an ACR login server, or set the option login_server_url",
+            )
+        return token
+
+
+def _attempted(exc: Exception) -> str:
+    names = [line.strip().split(":")[0] for line in str(exc).splitlines() if line.startswith("\t")]
+    return ", ".join(names) or "its chain"
+
+
+def _detail(response: Any) -> str:
+    """The registry's own error message, if it sent one: ACR's say which tenant or role is wrong."""
+    try:
+        message = response.json()["errors"][0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return f": {brief(message, 120)}"
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified: only read to learn the tenant and the expiry, never trusted."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return {}
+    return claims if isinstance(claims, dict) else {}
