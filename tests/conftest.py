@@ -93,12 +93,12 @@ from support.registry import (  # noqa: E402
     start_htpasswd,
     start_token,
 )
-from support.tls import TestPKI, make_pki  # noqa: E402
+from support.tls import PKI, make_pki  # noqa: E402
 from support.tokenserver import TokenServer, start_token_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     """The test CA (``ca_file``) and a server certificate for 127.0.0.1 and localhost."""
     return make_pki(tmp_path_factory.mktemp("pki"))
 
@@ -114,7 +114,7 @@ def registry_anon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 
 @pytest.fixture(scope="session")
 def registry_htpasswd(
-    tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI
+    tmp_path_factory: pytest.TempPathFactory, test_pki: PKI
 ) -> Iterator[RegistryFixture]:
     users = {"alice": _secrets.token_urlsafe(12), "carol": _secrets.token_urlsafe(12)}
     proc = start_htpasswd(tmp_path_factory.mktemp("registry-htpasswd"), test_pki, users)
@@ -125,7 +125,7 @@ def registry_htpasswd(
 
 
 @pytest.fixture(scope="session")
-def token_server(test_pki: TestPKI) -> Iterator[TokenServer]:
+def token_server(test_pki: PKI) -> Iterator[TokenServer]:
     users = {"bob": _secrets.token_urlsafe(12), "dave": _secrets.token_urlsafe(12)}
     server = start_token_server(test_pki.ca, test_pki.server_context(), users)
     try:
@@ -136,7 +136,7 @@ def token_server(test_pki: TestPKI) -> Iterator[TokenServer]:
 
 @pytest.fixture(scope="session")
 def registry_token(
-    tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI, token_server: TokenServer
+    tmp_path_factory: pytest.TempPathFactory, test_pki: PKI, token_server: TokenServer
 ) -> Iterator[RegistryFixture]:
     proc = start_token(tmp_path_factory.mktemp("registry-token"), test_pki, token_server)
     try:

@@ -126,7 +126,7 @@ class _Parser:
         if self.scheme is None:
             return False
         self._skip(_WS)
-        value = self._quoted() if self._peek() == '"' else self._token()
+        value = self._quoted() if self._peek() == '"' else self._bare()
         # RFC 9110: a parameter name occurs once per challenge; the first wins.
         self.params.setdefault(name.lower(), value)
         self._skip(_WS)
@@ -146,6 +146,13 @@ class _Parser:
             chars.append(char)
         # Unterminated: keep what is there rather than lose the challenge.
         return "".join(chars)
+
+    def _bare(self) -> str:
+        # RFC 9110 wants a token here, but some servers send a URL unquoted: read to the delimiter.
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in _WS + ',"':
+            self.pos += 1
+        return self.text[start : self.pos]
 
     def _token(self) -> str:
         start = self.pos

@@ -24,7 +24,7 @@ from typing import Any
 import bcrypt
 
 from .image import PushedImage, push_test_image
-from .tls import TestPKI
+from .tls import PKI
 from .tokenserver import TokenServer
 
 REGISTRY_BINARY = "docker-registry"
@@ -88,7 +88,7 @@ def _base_config(workdir: Path, port: int) -> dict[str, Any]:
     }
 
 
-def _with_tls(config: dict[str, Any], pki: TestPKI) -> dict[str, Any]:
+def _with_tls(config: dict[str, Any], pki: PKI) -> dict[str, Any]:
     config["http"]["tls"] = {"certificate": str(pki.cert_file), "key": str(pki.key_file)}
     return config
 
@@ -104,7 +104,7 @@ def start_anonymous(workdir: Path) -> RegistryProcess:
     return _start(workdir, lambda port: _base_config(workdir, port), None)
 
 
-def start_htpasswd(workdir: Path, pki: TestPKI, users: dict[str, str]) -> RegistryProcess:
+def start_htpasswd(workdir: Path, pki: PKI, users: dict[str, str]) -> RegistryProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     htpasswd = workdir / "htpasswd"
     write_htpasswd(htpasswd, users)
@@ -117,7 +117,7 @@ def start_htpasswd(workdir: Path, pki: TestPKI, users: dict[str, str]) -> Regist
     return _start(workdir, config, pki.ca_file)
 
 
-def start_token(workdir: Path, pki: TestPKI, token_server: TokenServer) -> RegistryProcess:
+def start_token(workdir: Path, pki: PKI, token_server: TokenServer) -> RegistryProcess:
     def config(port: int) -> dict[str, Any]:
         conf = _with_tls(_base_config(workdir, port), pki)
         conf["auth"] = {

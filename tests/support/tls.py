@@ -10,7 +10,7 @@ import trustme
 
 
 @dataclass(frozen=True)
-class TestPKI:
+class PKI:
     """A CA plus one server certificate for 127.0.0.1 and localhost, written out as PEM files."""
 
     ca: trustme.CA
@@ -28,7 +28,7 @@ class TestPKI:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
 
-def make_pki(directory: Path) -> TestPKI:
+def make_pki(directory: Path) -> PKI:
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="regauth tests")
     server = ca.issue_cert("127.0.0.1", "localhost")
@@ -39,4 +39,4 @@ def make_pki(directory: Path) -> TestPKI:
     # The chain: leaf first, then the issuing CA, as Go's TLS server expects.
     cert_file.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
     server.private_key_pem.write_to_path(str(key_file))
-    return TestPKI(ca=ca, server=server, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+    return PKI(ca=ca, server=server, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
