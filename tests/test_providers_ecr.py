@@ -80,7 +80,8 @@ def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
         "from regauth.providers.routing import credential_for\n"
         "s = load_settings()\n"
         f"c = credential_for(s, RegistryBook(s, lambda: open_store(s)), {HOST!r})\n"
-        "heavy = [m for m in ('boto3', 'botocore', 'aiohttp', 'asyncio') if m in sys.modules]\n"
+        "bad = ('boto3', 'botocore', 'aiohttp', 'asyncio', 'requests', 'logging')\n"
+        "heavy = [m for m in bad if m in sys.modules]\n"
         "print(json.dumps([c.username, c.secret, heavy]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -149,7 +150,7 @@ def test_named_profile_and_a_missing_one(
     book = book_for(settings)
     book.add(Registry(id="", name="dev", registry=HOST, provider="ecr", options={"profile": "dev"}), None)
     assert credential_for(settings, book, HOST) is not None
-    book.update("dev", None, options={"profile": "nope"})
+    book.update("dev", {"options": {"profile": "nope"}})
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, HOST)
     assert str(info.value).startswith(f"ecr provider for registry 'dev' ({HOST}): ")

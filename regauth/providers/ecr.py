@@ -109,7 +109,7 @@ class EcrProvider:
         params = {"RoleArn": role_arn, "RoleSessionName": option(record, "role_session_name") or "regauth"}
         if external_id := option(record, "external_id"):
             params["ExternalId"] = external_id
-        creds = session.client("sts", config=_config()).assume_role(**params)["Credentials"]
+        creds = session.client("sts", config=_config(self._env)).assume_role(**params)["Credentials"]
         return boto3.session.Session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
@@ -120,9 +120,9 @@ class EcrProvider:
     def _authorization(self, session: Any, record: Registry | None, target: EcrHost) -> dict[str, Any]:
         endpoint = option(record, "endpoint_url")
         if target.public:
-            client = session.client("ecr-public", config=_config(), endpoint_url=endpoint)
+            client = session.client("ecr-public", config=_config(self._env), endpoint_url=endpoint)
             return dict(client.get_authorization_token()["authorizationData"])
-        client = session.client("ecr", config=_config(), endpoint_url=endpoint)
+        client = session.client("ecr", config=_config(self._env), endpoint_url=endpoint)
         params = {"registryIds": [target.account]} if target.account else {}
         items = client.get_authorization_token(**params)["authorizationData"]
         if not items:
@@ -160,10 +160,12 @@ class EcrProvider:
         return failure(self.name, host, record, f"AWS answered {code}: {message}", todo)
 
 
-def _config() -> Any:
+def _config(environ: Mapping[str, str]) -> Any:
     from botocore.config import Config
 
-    # Few, quick retries: a docker pull waits on this call.
+    if "AWS_MAX_ATTEMPTS" in environ or "AWS_RETRY_MODE" in environ:
+        return Config(connect_timeout=5, read_timeout=20)
+    # Few, quick retries unless the user chose otherwise: a docker pull waits on this call.
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
 
 

@@ -1,0 +1,145 @@
+"""Routing by host and record, the env provider, and the async wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from regauth.config import Settings, load_settings
+from regauth.errors import NotFoundError, ProviderError, UsageError
+from regauth.providers.base import Credential
+from regauth.providers.hosts import ambient_cloud, ecr_host
+from regauth.providers.routing import credential_for, credential_for_async, make_provider, record_credential
+from regauth.registries import Registry, RegistryBook
+from regauth.store import open_store
+
+
+def book_for(settings: Settings) -> RegistryBook:
+    return RegistryBook(settings, lambda: open_store(settings))
+
+
+@pytest.mark.parametrize(
+    ("host", "provider"),
+    [
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "ecr"),
+        ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "ecr"),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "ecr"),
+        ("123456789012.dkr-ecr.eu-west-1.on.aws", "ecr"),
+        ("public.ecr.aws", "ecr"),
+        ("myreg.azurecr.io", "acr"),
+        ("myreg.azurecr.cn", "acr"),
+        ("myreg.azurecr.us", "acr"),
+        ("gcr.io", "gcp"),
+        ("eu.gcr.io", "gcp"),
+        ("us-central1-docker.pkg.dev", "gcp"),
+        ("12345678901.dkr.ecr.us-east-1.amazonaws.com", None),
+        ("azurecr.io", None),
+        ("docker.pkg.dev", None),
+        ("ghcr.io", None),
+        ("docker.io", None),
+    ],
+)
+def test_ambient_cloud_hosts(host: str, provider: str | None) -> None:
+    assert ambient_cloud(host) == provider
+
+
+def test_ecr_host_parts() -> None:
+    parsed = ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
+    assert parsed is not None and (parsed.account, parsed.region, parsed.public) == (
+        "123456789012",
+        "us-gov-west-1",
+        False,
+    )
+
+
+def test_github_token_answers_for_ghcr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+    settings = load_settings()
+    assert credential_for(settings, book_for(settings), "https://ghcr.io") == Credential("octocat", "ghs_abc")
+
+
+def test_gitlab_job_token_answers_for_ci_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_REGISTRY", "registry.gitlab.example.com:5050")
+    monkeypatch.setenv("CI_JOB_TOKEN", "glcbt-1")
+    settings = load_settings()
+    book = book_for(settings)
+    cred = credential_for(settings, book, "registry.gitlab.example.com:5050")
+    assert cred == Credential("gitlab-ci-token", "glcbt-1")
+    with pytest.raises(NotFoundError):
+        credential_for(settings, book, "registry.gitlab.example.com")
+
+
+def test_without_ci_variables_ghcr_is_not_found() -> None:
+    settings = load_settings()
+    with pytest.raises(NotFoundError, match="no registry is configured for ghcr.io"):
+        credential_for(settings, book_for(settings), "ghcr.io")
+
+
+def test_generic_env_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_USER", "robot")
+    monkeypatch.setenv("MY_PASS", "s3cret")
+    settings = load_settings()
+    book = book_for(settings)
+    options = {"username_env": "MY_USER", "secret_env": "MY_PASS"}
+    record = book.add(
+        Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None
+    )
+    assert record_credential(settings, book, record) == Credential("robot", "s3cret")
+    # Never cached: the environment is read on every call.
+    assert not [k for k in book.store.keys() if k.startswith("token/")]
+
+
+def test_env_record_with_a_literal_username_and_an_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    options = {"username": "robot", "secret_env": "MY_PASS"}
+    book.add(Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None)
+    with pytest.raises(ProviderError) as info:
+        credential_for(settings, book, "r.example.com")
+    assert (
+        str(info.value)
+        == "env provider for registry 'ci' (r.example.com): $MY_PASS is not set or empty; export MY_PASS"
+    )
+
+
+def test_env_record_without_options_for_another_host() -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    book.add(Registry(id="", name="ci", registry="r.example.com", provider="env"), None)
+    with pytest.raises(ProviderError, match="add the record option secret_env=VAR"):
+        credential_for(settings, book, "r.example.com")
+
+
+def test_unknown_provider_name() -> None:
+    with pytest.raises(UsageError):
+        make_provider("nope", load_settings(), None)
+
+
+async def test_async_wrapper_shares_the_sync_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
+    settings = load_settings()
+    book = book_for(settings)
+    results = await asyncio.gather(*(credential_for_async(settings, book, "ghcr.io") for _ in range(5)))
+    assert {c.secret for c in results if c} == {"ghs_abc"}
+
+
+def test_static_get_path_imports_no_sdk_nor_aiohttp(settings: Settings) -> None:
+    book_for(settings).add(Registry(id="", name="s", registry="r.example.com", username="u"), "p")
+    code = (
+        "import json, sys\n"
+        "from regauth.config import load_settings\n"
+        "from regauth.registries import RegistryBook\n"
+        "from regauth.store import open_store\n"
+        "from regauth.providers.routing import credential_for\n"
+        "s = load_settings()\n"
+        "c = credential_for(s, RegistryBook(s, lambda: open_store(s)), 'r.example.com')\n"
+        "bad = ('boto3', 'botocore', 'google', 'azure', 'aiohttp', 'asyncio', 'requests', 'logging')\n"
+        "print(json.dumps([c.secret, [m for m in bad if m in sys.modules]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == ["p", []]
