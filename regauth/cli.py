@@ -112,6 +112,37 @@ def _add_proxy_parser(commands: Any) -> None:
     proxy.add_argument("--listen", default="127.0.0.1:5000", help="address to listen on")
     proxy.add_argument("--cache-dir", help="cache blobs by digest in this directory")
     proxy.add_argument("--cache-max-size", help="cap the blob cache, e.g. 10GiB")
+    proxy.add_argument(
+        "--manifest-ttl",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="serve manifests fetched by tag from the cache this long (with --cache-dir; 0: never)",
+    )
+    proxy.add_argument(
+        "--docker-hub",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="forward requests with no registry prefix to Docker Hub (default: if a docker.io record exists)",
+    )
+    proxy.add_argument(
+        "--client-token-file",
+        metavar="FILE",
+        help="require this token from clients (Bearer, or as the Basic password)",
+    )
+    proxy.add_argument("--htpasswd", metavar="FILE", help="require a user of this bcrypt htpasswd file")
+    proxy.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    proxy.add_argument(
+        "--read-timeout", type=float, default=60.0, metavar="SECONDS", help="longest wait between two reads"
+    )
+    proxy.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight pulls may take to finish",
+    )
+    proxy.add_argument("--quiet", action="store_true", help="no access log")
     proxy.set_defaults(func=cmd_proxy)
 
 

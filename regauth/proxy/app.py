@@ -1,0 +1,93 @@
+"""The proxy application factory: routes, middlewares, and the state the handlers share.
+
+One ``ClientSession`` per application, made and closed in a cleanup context, with connect and per-read
+timeouts but no total (a large blob may stream for minutes); one distribution ``Authenticator`` on it,
+so bearer tokens are cached and fetched once per (upstream, scope) across all pulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from regauth.config import Settings
+from regauth.distribution.auth import Authenticator
+from regauth.distribution.transport import Timeouts, make_session
+from regauth.proxy import state
+from regauth.proxy.blobcache import BlobCache
+from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
+from regauth.proxy.credentials import Credentials
+from regauth.proxy.errors import error_middleware
+from regauth.proxy.handlers import v2
+from regauth.proxy.manifestcache import ManifestCache
+from regauth.proxy.metrics import Metrics
+from regauth.proxy.options import ProxyOptions
+from regauth.proxy.routing import Upstreams
+from regauth.proxy.upstream import UpstreamClient
+from regauth.registries import RegistryBook
+
+# Enough connections for many concurrent pulls; aiohttp queues beyond it rather than failing.
+_CONNECTIONS = 256
+
+
+def make_proxy_app(
+    settings: Settings,
+    book: RegistryBook,
+    *,
+    options: ProxyOptions,
+    credentials: Credentials | None = None,
+) -> web.Application:
+    middlewares: list[Middleware] = [error_middleware]
+    if options.client_auth:
+        users = read_htpasswd(options.htpasswd) if options.htpasswd else None
+        middlewares.insert(0, ClientAuth(options.client_token, users).middleware())
+    app = web.Application(middlewares=middlewares)
+    metrics = Metrics()
+    app[state.OPTIONS] = options
+    app[state.METRICS] = metrics
+    app[state.UPSTREAMS] = Upstreams(
+        book, docker_hub=options.docker_hub, docker_hub_url=options.docker_hub_url
+    )
+    blobs = BlobCache(options.cache_dir, options.cache_max_size) if options.cache_dir else None
+    app[state.BLOBS] = blobs
+    app[state.MANIFESTS] = ManifestCache(options.manifest_tag_ttl) if options.cache_dir else None
+    if blobs is not None:
+        metrics.gauge("regauth_proxy_cache_bytes", "gauge", "Bytes in the blob cache.", lambda: blobs.size)
+        metrics.gauge(
+            "regauth_proxy_cache_evictions_total", "counter", "Blobs evicted.", lambda: blobs.evictions
+        )
+    app.cleanup_ctx.append(_upstream_client(credentials or Credentials.from_book(settings, book)))
+    app.router.add_route("*", "/v2", v2)
+    app.router.add_route("*", "/v2/{tail:.*}", v2)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _upstream_client(credentials: Credentials):  # type: ignore[no-untyped-def]
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        options = app[state.OPTIONS]
+        metrics = app[state.METRICS]
+        timeouts = Timeouts(connect=options.connect_timeout, read=options.read_timeout, total=None)
+        session = make_session(timeouts, limit=_CONNECTIONS)
+        authenticator = Authenticator(session)
+        app[state.CLIENT] = UpstreamClient(session, authenticator, credentials, metrics)
+        metrics.gauge(
+            "regauth_proxy_token_mints_total",
+            "counter",
+            "Bearer tokens fetched.",
+            lambda: authenticator.mints,
+        )
+        try:
+            yield
+        finally:
+            await session.close()
+
+    return context
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    text = request.app[state.METRICS].render()
+    return web.Response(
+        text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )

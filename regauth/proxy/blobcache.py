@@ -1,0 +1,156 @@
+"""A content-addressed blob cache on disk with a size cap and least-recently-used eviction.
+
+Layout: ``DIR/blobs/<algorithm>/<first two hex>/<hex>``. A blob being fetched is written to a temp
+file beside its final name while it is hashed; it is renamed into place only when the digest and the
+length match, so a failed, cut or corrupt download never lands in the cache. Access order is kept in
+memory and mirrored in the files' mtimes (touched on each hit), so it survives a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+log = logging.getLogger("regauth.proxy")
+
+_ALGORITHMS = ("sha256", "sha384", "sha512")
+
+
+class CacheWriter:
+    """One blob on its way into the cache; ``commit`` publishes it, ``abort`` drops it."""
+
+    def __init__(self, cache: BlobCache, digest: str, final: Path) -> None:
+        algorithm, _, self._hex = digest.partition(":")
+        self.digest = digest
+        self._cache = cache
+        self._final = final
+        self._hash = hashlib.new(algorithm)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = final.with_name(f"{final.name}.tmp-{os.urandom(6).hex()}")
+        self._file = open(self._temp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self.size = 0
+        self._done = False
+
+    def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> bool:
+        """Publish the blob if its content has the digest it was fetched as; True if published."""
+        if self._done:
+            return False
+        self._done = True
+        self._file.close()
+        if self._hash.hexdigest() != self._hex:
+            log.warning("blob %s: content does not match its digest; not cached", self.digest)
+            self._unlink()
+            self._cache._release(self.digest)
+            return False
+        os.replace(self._temp, self._final)
+        self._cache._published(self.digest, self._final, self.size)
+        return True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        self._unlink()
+        self._cache._release(self.digest)
+
+    def _unlink(self) -> None:
+        try:
+            self._temp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class BlobCache:
+    def __init__(self, root: Path, max_size: int | None = None) -> None:
+        self.root = root
+        self.max_size = max_size
+        self._entries: OrderedDict[str, int] = OrderedDict()
+        self._writing: set[str] = set()
+        self.size = 0
+        self.evictions = 0
+        self._load()
+
+    def path_for(self, digest: str) -> Path:
+        algorithm, _, hex_part = digest.partition(":")
+        return self.root / "blobs" / algorithm / hex_part[:2] / hex_part
+
+    def lookup(self, digest: str) -> Path | None:
+        """The cached file for ``digest``, marked as just used; None on a miss."""
+        if digest not in self._entries:
+            return None
+        path = self.path_for(digest)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            # Removed behind our back (a cache clean-up): forget it.
+            self.size -= self._entries.pop(digest)
+            return None
+        self._entries.move_to_end(digest)
+        return path
+
+    def begin(self, digest: str, size: int | None) -> CacheWriter | None:
+        """A writer for ``digest``, or None if it is cached, being written, or larger than the cap."""
+        if digest in self._entries or digest in self._writing:
+            return None
+        if size is not None and self.max_size is not None and size > self.max_size:
+            return None
+        self._writing.add(digest)
+        try:
+            return CacheWriter(self, digest, self.path_for(digest))
+        except OSError as exc:
+            self._writing.discard(digest)
+            log.warning("blob cache: cannot write %s: %s", digest, exc.strerror)
+            return None
+
+    def _release(self, digest: str) -> None:
+        self._writing.discard(digest)
+
+    def _published(self, digest: str, path: Path, size: int) -> None:
+        self._writing.discard(digest)
+        self._entries[digest] = size
+        self.size += size
+        self._evict(keep=digest)
+
+    def _evict(self, keep: str) -> None:
+        if self.max_size is None:
+            return
+        while self.size > self.max_size and len(self._entries) > 1:
+            digest, size = next(iter(self._entries.items()))
+            if digest == keep:
+                break
+            del self._entries[digest]
+            self.size -= size
+            self.evictions += 1
+            # Unlinking a file being served is safe: the open descriptor keeps its data alive.
+            try:
+                self.path_for(digest).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _load(self) -> None:
+        found: list[tuple[int, str, int]] = []
+        for algorithm in _ALGORITHMS:
+            base = self.root / "blobs" / algorithm
+            if not base.is_dir():
+                continue
+            for path in base.glob("*/*"):
+                if ".tmp-" in path.name:
+                    # Left by a crash mid-download: never valid.
+                    path.unlink(missing_ok=True)
+                    continue
+                stat = path.stat()
+                found.append((stat.st_mtime_ns, f"{algorithm}:{path.name}", stat.st_size))
+        for _, digest, size in sorted(found):
+            self._entries[digest] = size
+            self.size += size
+        if found:
+            self._evict(keep="")

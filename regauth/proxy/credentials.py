@@ -1,0 +1,66 @@
+"""Upstream credentials from the providers, kept in memory a short while with one lookup at a time.
+
+Static secrets are re-read every ``ttl`` seconds (so ``regauth registry update`` takes effect without a
+restart); minted tokens are kept for at most half their remaining life. The provider routing already
+mints once per key; the in-flight map here also spares the secret store 200 reads for 200 pulls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from regauth.config import Settings
+from regauth.providers.base import Credential
+from regauth.providers.routing import record_credential_async
+from regauth.proxy.routing import Upstream
+from regauth.registries import Registry, RegistryBook
+
+Lookup = Callable[[Registry], Awaitable[Credential | None]]
+_Key = tuple[str, str]
+
+
+class Credentials:
+    def __init__(self, lookup: Lookup, *, ttl: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self._lookup = lookup
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: dict[_Key, tuple[Credential | None, float]] = {}
+        self._inflight: dict[_Key, asyncio.Future[Credential | None]] = {}
+
+    @classmethod
+    def from_book(cls, settings: Settings, book: RegistryBook) -> Credentials:
+        async def lookup(record: Registry) -> Credential | None:
+            return await record_credential_async(settings, book, record)
+
+        return cls(lookup)
+
+    async def get(self, upstream: Upstream) -> Credential | None:
+        record = upstream.record
+        if record is None:
+            return None
+        key = (record.id, record.updated_at)
+        kept = self._kept.get(key)
+        if kept is not None and kept[1] > self._clock():
+            return kept[0]
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._fetch(key, record))
+            self._inflight[key] = future
+            future.add_done_callback(lambda done: self._settle(key, done))
+        return await asyncio.shield(future)
+
+    async def _fetch(self, key: _Key, record: Registry) -> Credential | None:
+        credential = await self._lookup(record)
+        now = self._clock()
+        keep = self._ttl
+        if credential is not None and credential.expires_at is not None:
+            keep = min(keep, max(0.0, (credential.expires_at - now) / 2))
+        self._kept[key] = (credential, now + keep)
+        return credential
+
+    def _settle(self, key: _Key, future: asyncio.Future[Credential | None]) -> None:
+        self._inflight.pop(key, None)
+        if not future.cancelled():
+            future.exception()

@@ -1,0 +1,267 @@
+"""The V2 pull API: ``/v2/``, manifests, blobs and tag lists, relayed from the routed upstream.
+
+Bodies stream: upstream chunks are written to the client as they come (and, for a blob being cached,
+to the cache file beside), so memory stays flat whatever the blob size. Once a 200 has started, an
+upstream failure aborts the client connection: the client sees a cut body, never a short 200 that looks
+complete. A blob being cached is verified before its last chunk goes out, so a body that does not match
+its digest is cut as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from regauth.logs import redact
+from regauth.proxy import state
+from regauth.proxy.blobcache import CacheWriter
+from regauth.proxy.errors import (
+    API_VERSION_HEADER,
+    UNSUPPORTED,
+    ApiError,
+    UpstreamFault,
+    as_api_error,
+    error_body,
+)
+from regauth.proxy.routing import Target, parse_target
+
+log = logging.getLogger("regauth.proxy")
+
+MANIFEST_MAX = 4 * 1024 * 1024
+_ERROR_BODY_MAX = 64 * 1024
+_RELAYED = (
+    "Content-Type",
+    "Docker-Content-Digest",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "Last-Modified",
+    "Link",
+)
+_FORWARDED = ("Accept", "Range", "If-Range", "If-None-Match")
+_UNKNOWN_CODE = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN", "tags": "NAME_UNKNOWN"}
+
+
+async def v2(request: web.Request) -> web.StreamResponse:
+    request[state.KIND] = "base"
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(405, UNSUPPORTED, f"{request.method} is not supported: this proxy is pull-only")
+    target = parse_target(
+        request.match_info.get("tail", ""), request.query.get("ns"), request.app[state.UPSTREAMS]
+    )
+    request[state.KIND] = target.kind
+    if target.kind == "base":
+        return web.json_response({}, headers=API_VERSION_HEADER)
+    assert target.upstream is not None
+    request[state.UPSTREAM] = target.upstream.host
+    if target.kind == "blob":
+        return await _blob(request, target)
+    if target.kind == "manifest":
+        return await _manifest(request, target)
+    return await _relay(request, target, f"/v2/{target.repository}/tags/list")
+
+
+async def _blob(request: web.Request, target: Target) -> web.StreamResponse:
+    cache = request.app[state.BLOBS]
+    metrics = request.app[state.METRICS]
+    digest = target.reference
+    if cache is not None:
+        path = cache.lookup(digest)
+        if path is not None:
+            metrics.hit("blob")
+            request[state.SOURCE] = "cache"
+            headers = {**API_VERSION_HEADER, "Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
+            headers["Content-Type"] = "application/octet-stream"
+            return web.FileResponse(path, chunk_size=request.app[state.OPTIONS].chunk_size, headers=headers)
+        metrics.miss("blob")
+    return await _relay(request, target, f"/v2/{target.repository}/blobs/{digest}", cache_blob=True)
+
+
+async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
+    manifests = request.app[state.MANIFESTS]
+    metrics = request.app[state.METRICS]
+    upstream = target.upstream
+    assert upstream is not None
+    accept = ", ".join(request.headers.getall("Accept", []))
+    key = (upstream.host, target.repository, target.reference, accept)
+    if manifests is not None:
+        entry = manifests.get(key)
+        if entry is not None:
+            metrics.hit("manifest")
+            request[state.SOURCE] = "cache"
+            return _bytes_response(request, 200, entry.headers, entry.body)
+        metrics.miss("manifest")
+    headers = {"Accept": accept} if accept else {}
+    path = f"/v2/{target.repository}/manifests/{target.reference}"
+    client = request.app[state.CLIENT]
+    async with client.open(upstream, request.method, path, headers, target.scope) as resp:
+        if resp.status != 200:
+            return await _upstream_error(request, target, resp)
+        relayed = _relayed_headers(resp, target)
+        if request.method == "HEAD":
+            return await _head(request, resp, relayed)
+        body = await _read_manifest(resp, upstream.host)
+    if target.is_digest and not _matches(body, target.reference):
+        raise UpstreamFault(502, f"{upstream.host} sent a manifest that does not match {target.reference}")
+    if manifests is not None:
+        manifests.put(key, body, relayed, by_digest=target.is_digest)
+    return _bytes_response(request, 200, relayed, body)
+
+
+async def _relay(
+    request: web.Request, target: Target, path: str, *, cache_blob: bool = False
+) -> web.StreamResponse:
+    upstream = target.upstream
+    assert upstream is not None
+    forwarded = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
+    query = request.query_string if target.kind == "tags" else ""
+    if query:
+        path = f"{path}?{_without_ns(request)}"
+    client = request.app[state.CLIENT]
+    async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
+        if resp.status not in (200, 206, 304):
+            return await _upstream_error(request, target, resp)
+        relayed = _relayed_headers(resp, target)
+        if request.method == "HEAD" or resp.status == 304:
+            return await _head(request, resp, relayed)
+        writer = None
+        cache = request.app[state.BLOBS]
+        if cache_blob and cache is not None and resp.status == 200 and "Range" not in forwarded:
+            writer = cache.begin(target.reference, resp.content_length)
+        return await _stream(request, resp, relayed, writer)
+
+
+async def _stream(
+    request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str], writer: CacheWriter | None
+) -> web.StreamResponse:
+    out = web.StreamResponse(status=resp.status, headers=headers)
+    if resp.content_length is not None:
+        out.content_length = resp.content_length
+    request[state.SOURCE] = "upstream"
+    chunk_size = request.app[state.OPTIONS].chunk_size
+    pending = b""
+    try:
+        await out.prepare(request)
+        async for chunk in resp.content.iter_chunked(chunk_size):
+            if writer is not None:
+                writer.write(chunk)
+                # One chunk is held back until the digest is checked, so a wrong body is cut, not sent.
+                if pending:
+                    await out.write(pending)
+                pending = chunk
+            else:
+                await out.write(chunk)
+        if writer is not None and not writer.commit():
+            raise UpstreamFault(502, f"blob {writer.digest} from upstream does not match its digest")
+        if pending:
+            await out.write(pending)
+        await out.write_eof()
+    except Exception as exc:
+        if writer is not None:
+            writer.abort()
+        _cut(request, exc)
+    return out
+
+
+def _cut(request: web.Request, exc: BaseException) -> None:
+    """End a response that has started: close the connection so the client cannot take it as whole."""
+    if not isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)):
+        where = request.get(state.UPSTREAM, "?")
+        log.warning(
+            "%s %s: cut after upstream %s failed: %s",
+            request.method,
+            redact(request.path),
+            where,
+            as_api_error(exc).message,
+        )
+    request[state.SOURCE] = "cut"
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _head(
+    request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str]
+) -> web.StreamResponse:
+    out = web.StreamResponse(status=resp.status, headers=headers)
+    if resp.content_length is not None:
+        out.content_length = resp.content_length
+    await out.prepare(request)
+    await out.write_eof()
+    return out
+
+
+async def _upstream_error(
+    request: web.Request, target: Target, resp: aiohttp.ClientResponse
+) -> web.StreamResponse:
+    """Relay a registry's refusal (404, 400, 403, 429) as is; a 5xx becomes the proxy's own fault."""
+    host = target.upstream.host if target.upstream else "?"
+    if resp.status >= 500:
+        status = resp.status if resp.status in (503, 504) else 502
+        raise UpstreamFault(status, f"{host} answered {resp.status} for {target.repository}")
+    body = b"" if request.method == "HEAD" else (await _read_at_most(resp, _ERROR_BODY_MAX, cut=True) or b"")
+    headers = CIMultiDict(API_VERSION_HEADER)
+    if body.lstrip().startswith(b"{") and b'"errors"' in body:
+        headers["Content-Type"] = "application/json"
+    elif request.method != "HEAD":
+        code = _UNKNOWN_CODE.get(target.kind, "UNKNOWN") if resp.status == 404 else "UNKNOWN"
+        body = error_body(code, f"{host} answered {resp.status} for {target.repository}")
+        headers["Content-Type"] = "application/json"
+    if "Retry-After" in resp.headers:
+        headers["Retry-After"] = resp.headers["Retry-After"]
+    return _bytes_response(request, resp.status, headers, body)
+
+
+def _bytes_response(
+    request: web.Request, status: int, headers: CIMultiDict[str], body: bytes
+) -> web.Response:
+    # aiohttp sends no body for HEAD and keeps the Content-Length of the one it would have sent.
+    return web.Response(status=status, body=body, headers=headers)
+
+
+def _relayed_headers(resp: aiohttp.ClientResponse, target: Target) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict(API_VERSION_HEADER)
+    for name in _RELAYED:
+        if name in resp.headers:
+            headers[name] = resp.headers[name]
+    if target.kind == "blob" and "Docker-Content-Digest" not in headers:
+        # Blob storage behind a redirect does not send it; the digest is the blob's name.
+        headers["Docker-Content-Digest"] = target.reference
+    if "Link" in headers and target.upstream is not None:
+        headers["Link"] = headers["Link"].replace(f"/v2/{target.repository}/", f"/v2/{target.client_name}/")
+    return headers
+
+
+async def _read_manifest(resp: aiohttp.ClientResponse, host: str) -> bytes:
+    if resp.content_length is not None and resp.content_length > MANIFEST_MAX:
+        raise UpstreamFault(502, f"{host} sent a manifest larger than {MANIFEST_MAX} bytes")
+    body = await _read_at_most(resp, MANIFEST_MAX)
+    if body is None:
+        raise UpstreamFault(502, f"{host} sent a manifest larger than {MANIFEST_MAX} bytes")
+    return body
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int, *, cut: bool = False) -> bytes | None:
+    """The body if it is at most ``limit`` bytes; else its first ``limit`` bytes if ``cut``, or None."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(parts)[:limit] if cut else None
+    return b"".join(parts)
+
+
+def _matches(body: bytes, digest: str) -> bool:
+    algorithm, _, hex_part = digest.partition(":")
+    return hashlib.new(algorithm, body).hexdigest() == hex_part
+
+
+def _without_ns(request: web.Request) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode([(k, v) for k, v in request.query.items() if k != "ns"])

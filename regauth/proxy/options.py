@@ -1,0 +1,86 @@
+"""What the proxy is told at start-up: the listen address, the cache, timeouts, Docker Hub, client auth.
+
+``ProxyOptions`` is frozen and made once by ``main.py`` from the command line; tests build their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from regauth.errors import UsageError
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    cache_dir: Path | None = None
+    cache_max_size: int | None = None
+    # How long a manifest fetched by tag is served from memory; 0 turns that off.
+    manifest_tag_ttl: float = 30.0
+    docker_hub: bool = False
+    docker_hub_url: str = "https://registry-1.docker.io"
+    connect_timeout: float = 10.0
+    # Between two reads of one upstream body, not for a whole blob: a 1 GiB blob may take minutes.
+    read_timeout: float = 60.0
+    chunk_size: int = 1024 * 1024
+    # Client auth: a shared token (Bearer, or Basic with any user name) and/or an htpasswd file.
+    client_token: str | None = None
+    htpasswd: Path | None = None
+    max_redirects: int = 5
+
+    @property
+    def client_auth(self) -> bool:
+        return self.client_token is not None or self.htpasswd is not None
+
+
+def parse_size(text: str) -> int:
+    """``10GiB``, ``500M``, ``1.5g``, ``1048576`` -> bytes. Decimal units are powers of 1000."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number) :]
+    if unit not in _UNITS or not number:
+        raise UsageError(f"invalid size {text!r}: use bytes or a unit such as 500M, 10GiB")
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"invalid size {text!r}: use bytes or a unit such as 500M, 10GiB") from None
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise UsageError(f"invalid size {text!r}: it must be more than zero")
+    return size
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5000``, ``[::1]:5000``, ``:5000`` (loopback) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:5000")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

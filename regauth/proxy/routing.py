@@ -1,0 +1,214 @@
+"""Request -> upstream and repository: a path prefix (host or record NAME), ``ns``, or Docker Hub.
+
+Only configured registries (and Docker Hub when enabled) are upstreams: the proxy is never an open
+proxy. Ways in, all of which end here:
+
+- ``/v2/ghcr.io/org/app/...``  the prefix is a configured host (podman/CRI-O mirror ``location``s too);
+- ``/v2/NAME/org/app/...``     the prefix is a record's name (the only way to a host with a port);
+- ``/v2/org/app/...?ns=HOST``  containerd's mirror, which names the upstream in ``ns``;
+- ``/v2/library/ubuntu/...``   no prefix and no ``ns``: Docker Hub (Docker's ``registry-mirrors``).
+
+A record's name wins over a host of the same spelling; documented in ``regauth proxy --help``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from regauth.distribution.transport import Upstream as Transport
+from regauth.distribution.transport import make_ssl_context
+from regauth.errors import UsageError
+from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
+from regauth.reference import DOCKER_HUB, normalize_registry
+from regauth.registries import Registry, RegistryBook
+
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})")
+_RELOAD_EVERY = 1.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A configured upstream: the distribution ``Transport`` (host, base URL, TLS) and its record, if any
+    (Docker Hub enabled with no record is reached anonymously)."""
+
+    transport: Transport
+    record: Registry | None = None
+
+    @property
+    def host(self) -> str:
+        return self.transport.host
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one V2 request asks of which upstream. ``client_name`` is the name as the client wrote it."""
+
+    kind: str  # "base", "manifest", "blob", "tags"
+    upstream: Upstream | None = None
+    repository: str = ""
+    reference: str = ""
+    client_name: str = ""
+
+    @property
+    def is_digest(self) -> bool:
+        return bool(_DIGEST.fullmatch(self.reference))
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.repository}:pull"
+
+
+class Upstreams:
+    """The configured upstreams, re-read from the book when its file changes (at most once a second)."""
+
+    def __init__(self, book: RegistryBook, *, docker_hub: bool, docker_hub_url: str) -> None:
+        self._book = book
+        self._hub = docker_hub
+        self._hub_url = docker_hub_url
+        self._stamp: int | None = None
+        self._checked = 0.0
+        self._by_name: dict[str, Registry] = {}
+        self._by_host: dict[str, Registry] = {}
+        # SSL contexts cost milliseconds to build: one per record version, not per request.
+        self._made: dict[tuple[str, str], Upstream] = {}
+        self._hub_anonymous: Upstream | None = None
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < _RELOAD_EVERY and self._stamp is not None:
+            return
+        self._checked = now
+        try:
+            stamp = self._book.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = 0
+        if stamp != self._stamp:
+            records = self._book.all()
+            self._by_name = {r.name: r for r in records}
+            self._by_host = {r.registry: r for r in records}
+            self._made = {}
+            self._stamp = stamp
+
+    @property
+    def docker_hub(self) -> bool:
+        self._refresh()
+        return self._hub or DOCKER_HUB in self._by_host
+
+    def by_name(self, name: str) -> Upstream | None:
+        self._refresh()
+        record = self._by_name.get(name)
+        return self._upstream(record) if record else None
+
+    def by_host(self, host: str) -> Upstream | None:
+        self._refresh()
+        record = self._by_host.get(host)
+        if record is not None:
+            return self._upstream(record)
+        if host == DOCKER_HUB and self._hub:
+            if self._hub_anonymous is None:
+                self._hub_anonymous = Upstream(self._hub_transport(None))
+            return self._hub_anonymous
+        return None
+
+    def _upstream(self, record: Registry) -> Upstream:
+        key = (record.id, record.updated_at)
+        made = self._made.get(key)
+        if made is None:
+            if record.registry == DOCKER_HUB:
+                made = Upstream(self._hub_transport(record), record)
+            else:
+                made = Upstream(Transport.from_record(record), record)
+            self._made[key] = made
+        return made
+
+    def _hub_transport(self, record: Registry | None) -> Transport:
+        # The URL is an option so that tests can stand a local server in for Docker Hub.
+        if self._hub_url.startswith("http://"):
+            return Transport(DOCKER_HUB, self._hub_url.rstrip("/"), False)
+        ca_file = record.ca_file if record else None
+        return Transport(DOCKER_HUB, self._hub_url.rstrip("/"), make_ssl_context(ca_file))
+
+
+def parse_target(tail: str, ns: str | None, upstreams: Upstreams) -> Target:
+    """``tail`` is the path after ``/v2/``; raises ``ApiError`` for what the proxy does not serve."""
+    if tail in ("", "/"):
+        return Target("base")
+    if tail.endswith("/tags/list"):
+        kind, name, reference = "tags", tail[: -len("/tags/list")], ""
+    elif "/manifests/" in tail:
+        name, _, reference = tail.rpartition("/manifests/")
+        kind = "manifest"
+    elif "/blobs/" in tail:
+        name, _, reference = tail.rpartition("/blobs/")
+        kind = "blob"
+    else:
+        raise ApiError(405, UNSUPPORTED, f"/v2/{tail} is not part of the pull API this proxy serves")
+    _check(kind, name, reference)
+    upstream, repository = resolve(name, ns, upstreams)
+    return Target(kind, upstream, repository, reference, name)
+
+
+def resolve(name: str, ns: str | None, upstreams: Upstreams) -> tuple[Upstream, str]:
+    if ns:
+        try:
+            host = normalize_registry(ns)
+        except UsageError:
+            raise ApiError(400, NAME_INVALID, f"ns={ns!r} is not a registry host") from None
+        upstream = upstreams.by_host(host)
+        if upstream is None:
+            raise _refused(host)
+        return upstream, _hub_path(host, name)
+    first, slash, rest = name.partition("/")
+    if slash:
+        upstream = upstreams.by_name(first)
+        if upstream is not None:
+            return upstream, _hub_path(upstream.host, rest)
+        if "." in first or ":" in first or first == "localhost":
+            host = normalize_registry(first)
+            upstream = upstreams.by_host(host)
+            if upstream is None:
+                raise _refused(host)
+            return upstream, _hub_path(host, rest)
+    hub = upstreams.by_host(DOCKER_HUB)
+    if hub is None:
+        raise ApiError(
+            404,
+            NAME_UNKNOWN,
+            f"{name!r} names no configured registry (prefix the path with a registry host or name), "
+            "and Docker Hub is not enabled on this proxy",
+        )
+    return hub, _hub_path(DOCKER_HUB, name)
+
+
+def _hub_path(host: str, path: str) -> str:
+    # Docker Hub's official images live under library/; clients may ask for `ubuntu` alone.
+    if host == DOCKER_HUB and "/" not in path:
+        return f"library/{path}"
+    return path
+
+
+def _refused(host: str) -> ApiError:
+    return ApiError(
+        403,
+        DENIED,
+        f"{host} is not a registry configured on this proxy; it only forwards to configured registries "
+        "(add one with `regauth registry add`)",
+    )
+
+
+def _check(kind: str, name: str, reference: str) -> None:
+    components = name.split("/")
+    if not name or len(name) > 255 or not all(_COMPONENT.fullmatch(c) for c in components):
+        # Hosts stand in the path too: let a host component through to resolve(), which checks it.
+        if not (len(components) > 1 and all(_COMPONENT.fullmatch(c) for c in components[1:])):
+            raise ApiError(400, NAME_INVALID, f"invalid repository name {name!r}")
+    if kind == "blob" and not _DIGEST.fullmatch(reference):
+        if reference.startswith("uploads"):
+            raise ApiError(405, UNSUPPORTED, "this proxy is pull-only: pushing is not supported")
+        raise ApiError(400, "DIGEST_INVALID", f"invalid blob digest {reference!r}")
+    if kind == "manifest" and not (_DIGEST.fullmatch(reference) or _TAG.fullmatch(reference)):
+        raise ApiError(400, "MANIFEST_INVALID", f"invalid tag or digest {reference!r}")

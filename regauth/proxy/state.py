@@ -1,0 +1,24 @@
+"""What the handlers share, under typed application keys (made by ``app.py``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from regauth.proxy.blobcache import BlobCache
+from regauth.proxy.manifestcache import ManifestCache
+from regauth.proxy.metrics import Metrics
+from regauth.proxy.options import ProxyOptions
+from regauth.proxy.routing import Upstreams
+from regauth.proxy.upstream import UpstreamClient
+
+OPTIONS = web.AppKey("options", ProxyOptions)
+UPSTREAMS = web.AppKey("upstreams", Upstreams)
+METRICS = web.AppKey("metrics", Metrics)
+CLIENT = web.AppKey("client", UpstreamClient)
+BLOBS: web.AppKey[BlobCache | None] = web.AppKey("blobs")
+MANIFESTS: web.AppKey[ManifestCache | None] = web.AppKey("manifests")
+
+# Per-request notes for the access log and the metrics: what was asked and where it was answered from.
+KIND = web.RequestKey("kind", str)
+SOURCE = web.RequestKey("source", str)
+UPSTREAM = web.RequestKey("upstream", str)
