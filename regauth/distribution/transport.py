@@ -19,6 +19,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 import aiohttp
 from yarl import URL
@@ -42,7 +43,7 @@ class Upstream:
 
     host: str
     base_url: str
-    ssl: ssl.SSLContext | bool = field(repr=False)
+    ssl: SSLContext | bool = field(repr=False)
 
     @property
     def secure(self) -> bool:

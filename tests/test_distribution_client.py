@@ -1,0 +1,201 @@
+"""The transport (upstream, TLS, redirects) and the V2 client, against real registries and fake servers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from support.registry import RegistryFixture
+from support.tls import PKI
+
+from regauth.distribution.client import RegistryClient
+from regauth.distribution.errors import Outcome, UpstreamError
+from regauth.distribution.transport import DOCKER_HUB_API, Upstream, make_session, make_ssl_context, send
+from regauth.providers.base import Credential
+from regauth.registries import Registry
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+BLOB = b"blob bytes " * 100
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_session() as session:
+        yield session
+
+
+def client_for(session: aiohttp.ClientSession, fx: RegistryFixture) -> RegistryClient:
+    record = Registry(id="i", name="n", registry=fx.host, ca_file=fx.ca_file, insecure=fx.ca_file is None)
+    credential = Credential(fx.username, fx.password) if fx.username and fx.password else None
+    return RegistryClient(session, Upstream.from_record(record), credential)
+
+
+# --- upstreams ---------------------------------------------------------------------------------------
+
+
+def test_upstream_from_record(tmp_path: Path) -> None:
+    hub = Upstream.from_record(Registry(id="i", name="n", registry="docker.io"))
+    assert (hub.host, hub.base_url, hub.secure) == ("docker.io", f"https://{DOCKER_HUB_API}", True)
+    plain = Upstream.from_record(Registry(id="i", name="n", registry="reg.local:5000", insecure=True))
+    assert (plain.base_url, plain.secure) == ("http://reg.local:5000", False)
+    with pytest.raises(UpstreamError):
+        Upstream.from_record(Registry(id="i", name="n", registry="docker.io", insecure=True))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(UpstreamError) as caught:
+        make_ssl_context(str(bad))
+    assert caught.value.outcome is Outcome.TLS_ERROR and "bad.pem" in str(caught.value)
+
+
+# --- redirects -----------------------------------------------------------------------------------------
+
+
+async def _storage(aiohttp_server: ServerFactory, seen: list[str | None], body: bytes = BLOB) -> TestServer:
+    async def blob(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/bucket/blob", blob)
+    return await aiohttp_server(app)
+
+
+async def _registry(aiohttp_server: ServerFactory, location: str, seen: list[str | None]) -> TestServer:
+    """A registry that wants Basic auth and redirects blob reads to ``location``."""
+
+    async def v2(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != "Basic dTpw":
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        if request.path.startswith("/v2/a/blobs/"):
+            raise web.HTTPTemporaryRedirect(location)
+        return web.json_response({})
+
+    async def local(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(body=BLOB)
+
+    app = web.Application()
+    app.router.add_get("/v2/{tail:.*}", v2)
+    app.router.add_get("/local/blob", local)
+    return await aiohttp_server(app)
+
+
+async def test_redirect_to_another_host_drops_authorization(
+    session: aiohttp.ClientSession, aiohttp_server: ServerFactory
+) -> None:
+    storage_seen: list[str | None] = []
+    registry_seen: list[str | None] = []
+    storage = await _storage(aiohttp_server, storage_seen)
+    # "localhost" vs "127.0.0.1" and another port: another origin.
+    registry = await _registry(aiohttp_server, f"http://localhost:{storage.port}/bucket/blob", registry_seen)
+    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    client = RegistryClient(session, upstream, Credential("u", "p"))
+    data = b"".join([chunk async for chunk in client.get_blob("a", BLOB_DIGEST)])
+    assert data == BLOB
+    assert registry_seen == [None, "Basic dTpw"]
+    assert storage_seen == [None]
+
+
+async def test_redirect_on_the_same_origin_keeps_authorization(
+    session: aiohttp.ClientSession, aiohttp_server: ServerFactory
+) -> None:
+    seen: list[str | None] = []
+    registry = await _registry(aiohttp_server, "/local/blob", seen)
+    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    async with send(
+        session,
+        upstream,
+        "GET",
+        upstream.url(f"/v2/a/blobs/{BLOB_DIGEST}"),
+        headers={"Authorization": "Basic dTpw"},
+    ) as response:
+        assert response.status == 200 and await response.read() == BLOB
+    assert seen == ["Basic dTpw", "Basic dTpw"]
+
+
+async def test_blob_digest_mismatch(session: aiohttp.ClientSession, aiohttp_server: ServerFactory) -> None:
+    storage = await _storage(aiohttp_server, [], body=b"tampered")
+    registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", [])
+    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    client = RegistryClient(session, upstream, Credential("u", "p"))
+    with pytest.raises(UpstreamError, match="failed verification"):
+        async for _ in client.get_blob("a", BLOB_DIGEST):
+            pass
+
+
+async def test_redirect_loops_and_downgrades_are_refused(
+    session: aiohttp.ClientSession, aiohttp_server: ServerFactory, test_pki: PKI
+) -> None:
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def downgrade(request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://127.0.0.1:1/blob")
+
+    app = web.Application()
+    app.router.add_get("/loop", loop)
+    app.router.add_get("/downgrade", downgrade)
+    server = await aiohttp_server(app, ssl=test_pki.server_context())
+    upstream = Upstream(
+        f"127.0.0.1:{server.port}", f"https://127.0.0.1:{server.port}", test_pki.client_context()
+    )
+    with pytest.raises(UpstreamError, match="redirects"):
+        async with send(session, upstream, "GET", upstream.url("/loop")):
+            pass
+    with pytest.raises(UpstreamError) as caught:
+        async with send(session, upstream, "GET", upstream.url("/downgrade"), headers={"Authorization": "x"}):
+            pass
+    assert caught.value.outcome is Outcome.TLS_ERROR and "plain HTTP" in str(caught.value)
+
+
+# --- the client against real registries ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["anon", "htpasswd", "token"])
+async def test_manifest_blobs_and_tags(
+    kind: str, request: pytest.FixtureRequest, session: aiohttp.ClientSession
+) -> None:
+    fx: RegistryFixture = request.getfixturevalue(f"registry_{kind}")
+    client = client_for(session, fx)
+    info = await client.head_manifest(fx.repository, fx.tag)
+    assert info.digest == fx.digest and info.size == len(fx.image.manifest)
+    manifest = await client.get_manifest(fx.repository, fx.digest)
+    assert manifest.body == fx.image.manifest and manifest.digest == fx.digest
+    for digest in fx.image.blob_digests:
+        data = b"".join([chunk async for chunk in client.get_blob(fx.repository, digest, chunk_size=100)])
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+    assert await client.tags_list(fx.repository) == [fx.tag]
+
+
+async def test_client_errors(session: aiohttp.ClientSession, registry_token: RegistryFixture) -> None:
+    fx = registry_token
+    client = client_for(session, fx)
+    with pytest.raises(UpstreamError) as caught:
+        await client.get_manifest(fx.repository, "no-such-tag")
+    assert caught.value.outcome is Outcome.REPOSITORY_NOT_FOUND and "manifest not found" in str(caught.value)
+    with pytest.raises(UpstreamError) as caught:
+        await client.head_manifest("test/none", "1.0")
+    assert caught.value.outcome is Outcome.REPOSITORY_NOT_FOUND
+    assert fx.token_server is not None
+    # A fresh client: the first one holds a token for test/app from before the refusal.
+    with fx.token_server.refusing(fx.repository), pytest.raises(UpstreamError) as caught:
+        await client_for(session, fx).tags_list(fx.repository)
+    assert caught.value.outcome is Outcome.NO_PULL_PERMISSION
+
+
+async def test_client_reuses_the_cached_token(
+    session: aiohttp.ClientSession, registry_token: RegistryFixture
+) -> None:
+    fx = registry_token
+    client = client_for(session, fx)
+    await client.tags_list(fx.repository)
+    await client.head_manifest(fx.repository, fx.tag)
+    await client.get_manifest(fx.repository, fx.tag)
+    assert client.auth.mints == 1
