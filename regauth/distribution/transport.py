@@ -52,12 +52,12 @@ class Upstream:
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def context_for(self, url: URL) -> ssl.SSLContext | bool:
+    def context_for(self, url: URL) -> SSLContext | bool:
         """The TLS setting for ``url``: the upstream's context for HTTPS (it holds the system roots
         too), none for plain HTTP."""
         if url.scheme != "https":
             return False
-        return self.ssl if isinstance(self.ssl, ssl.SSLContext) else True
+        return self.ssl if isinstance(self.ssl, SSLContext) else True
 
     @classmethod
     def from_record(cls, record: Registry) -> Upstream:
