@@ -6,7 +6,6 @@ Provider modules import their cloud SDK inside ``credential`` only: routing, ``s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,10 +64,6 @@ def identity_text(
         "extra": list(extra),
     }
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def where(host: str, record: Registry | None) -> str:

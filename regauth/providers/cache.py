@@ -62,8 +62,8 @@ class CachedToken:
         return Credential(username=self.username, secret=self.secret, expires_at=self.expires_at)
 
     def to_text(self) -> str:
-        data = {"username": self.username, "secret": self.secret}
-        data.update(expires_at=self.expires_at, minted_at=self.minted_at)  # type: ignore[arg-type]
+        data: dict[str, str | float] = {"username": self.username, "secret": self.secret}
+        data.update(expires_at=self.expires_at, minted_at=self.minted_at)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod

@@ -11,15 +11,16 @@ run them in a worker thread; concurrent async callers thus share one mint as wel
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from regauth.config import Settings
 from regauth.errors import NotFoundError, UsageError
 from regauth.providers.base import Credential, MintingProvider, Provider
-from regauth.providers.cache import TokenCache, cache_key
-from regauth.providers.hosts import ambient_cloud
 from regauth.reference import normalize_registry
 from regauth.registries import Registry, RegistryBook
+
+if TYPE_CHECKING:
+    from regauth.providers.cache import TokenCache
 
 CLOUD_PROVIDERS = ("ecr", "acr", "gcp")
 
@@ -53,6 +54,8 @@ def route_ambient(settings: Settings, host: str) -> str | None:
     """The provider answering for ``host`` with no record, or None."""
     if make_provider("env", settings, None).serves(host):
         return "env"
+    from regauth.providers.hosts import ambient_cloud
+
     return ambient_cloud(host)
 
 
@@ -84,6 +87,9 @@ def make_provider(name: str, settings: Settings, book: RegistryBook | None) -> P
 
 
 def token_cache(settings: Settings, book: RegistryBook) -> TokenCache:
+    # Imported here, as the providers are: a static get needs neither the cache nor its locks.
+    from regauth.providers.cache import TokenCache
+
     return TokenCache(settings, lambda: book.store, on_stale=_warn)
 
 
@@ -98,6 +104,8 @@ def _credential(
     provider = make_provider(name, settings, book)
     if name not in CLOUD_PROVIDERS:
         return provider.credential(host, record)
+    from regauth.providers.cache import cache_key
+
     minting = cast(MintingProvider, provider)
     key = cache_key(name, host, minting.identity(host, record))
     cache = token_cache(settings, book)
