@@ -176,6 +176,8 @@ def test_failed_refresh_serves_the_stale_token_with_a_warning(
     assert "Google refused the token request" in record.getMessage()
     assert "serving the cached token" in record.getMessage()
     assert "ya29" not in record.getMessage()
+    log = settings.log_file.read_text()
+    assert "serving the cached token" in log and "ya29" not in log
 
 
 def test_failed_refresh_of_an_expired_token_is_an_error(
@@ -207,6 +209,7 @@ def test_gcr_host_gets_a_deprecation_notice(ambient: Path, caplog: pytest.LogCap
         credential_for(settings, book_for(settings), "eu.gcr.io")
     (notice,) = [r.getMessage() for r in caplog.records if r.name == "regauth.providers"]
     assert "eu.gcr.io" in notice and "Artifact Registry" in notice and "\n" not in notice
+    assert notice in settings.log_file.read_text()
 
 
 def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:

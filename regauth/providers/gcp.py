@@ -9,7 +9,7 @@ is ``oauth2accesstoken``. Record option ``scope`` overrides the cloud-platform s
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
@@ -32,8 +32,9 @@ GCR_NOTICE = (
 class GcpProvider:
     name = "gcp"
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], notify: Callable[[str], None] | None = None) -> None:
         self._env = environ
+        self._notify = notify or _log_warning
 
     def serves(self, host: str) -> bool:
         return is_gcp(host)
@@ -43,10 +44,8 @@ class GcpProvider:
 
     def credential(self, host: str, record: Registry | None) -> Credential:
         if is_gcr(host):
-            import logging
-
             # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
-            logging.getLogger("regauth.providers").warning(GCR_NOTICE.format(host=host))
+            self._notify(GCR_NOTICE.format(host=host))
         try:
             import google.auth
             import google.auth.exceptions as g_errors
@@ -82,6 +81,12 @@ class GcpProvider:
                 "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
             ) from exc
         return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
+
+
+def _log_warning(message: str) -> None:
+    import logging
+
+    logging.getLogger("regauth.providers").warning("%s", message)
 
 
 def _from_key_file(path: str, scopes: list[str]) -> Any:

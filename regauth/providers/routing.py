@@ -82,7 +82,7 @@ def make_provider(name: str, settings: Settings, book: RegistryBook | None) -> P
     if name == "gcp":
         from regauth.providers.gcp import GcpProvider
 
-        return GcpProvider(settings.environ)
+        return GcpProvider(settings.environ, notify=lambda message: _warn(settings, message))
     raise UsageError(f"unknown provider {name!r}: use one of static, ecr, acr, gcp, env")
 
 
@@ -90,7 +90,7 @@ def token_cache(settings: Settings, book: RegistryBook) -> TokenCache:
     # Imported here, as the providers are: a static get needs neither the cache nor its locks.
     from regauth.providers.cache import TokenCache
 
-    return TokenCache(settings, lambda: book.store, on_stale=_warn)
+    return TokenCache(settings, lambda: book.store, on_stale=lambda message: _warn(settings, message))
 
 
 def _credential(
@@ -113,10 +113,14 @@ def _credential(
     return cache.get_or_mint(key, lambda: minting.credential(host, record), use_cache=use)
 
 
-def _warn(message: str) -> None:
+def _warn(settings: Settings, message: str) -> None:
+    """A warning a person must see: through logging (stderr unless configured) and into the log file."""
     import logging
 
+    from regauth.logs import append_log_line
+
     logging.getLogger("regauth.providers").warning("%s", message)
+    append_log_line(settings, f"regauth: warning: {message}")
 
 
 async def credential_for_async(
