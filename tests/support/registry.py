@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ def registry_binary() -> str:
             "the registry tests must not be skipped"
         )
     return path
+
+
+def _die_with_parent(argv: list[str]) -> list[str]:
+    # If pytest is killed (a CI timeout) the registry must not live on holding its port. setpriv
+    # (util-linux) sets the parent-death signal without a preexec_fn, which is unsafe with threads.
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 def free_port() -> int:
@@ -133,7 +141,9 @@ def start_token(workdir: Path, pki: PKI, token_server: TokenServer) -> RegistryP
     return _start(workdir, config, pki.ca_file)
 
 
-def _start(workdir: Path, make_config: Any, ca_file: Path | None, attempts: int = 3) -> RegistryProcess:
+def _start(
+    workdir: Path, make_config: Callable[[int], dict[str, Any]], ca_file: Path | None, attempts: int = 3
+) -> RegistryProcess:
     binary = registry_binary()
     workdir.mkdir(parents=True, exist_ok=True)
     last = ""
@@ -145,7 +155,10 @@ def _start(workdir: Path, make_config: Any, ca_file: Path | None, attempts: int 
         config_file.write_text(json.dumps(make_config(port), indent=2))
         log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(
-            [binary, "serve", str(config_file)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            _die_with_parent([binary, "serve", str(config_file)]),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         scheme = "https" if ca_file else "http"
