@@ -26,7 +26,7 @@ from regauth.config import Settings, load_settings
 from regauth.errors import ProviderError
 from regauth.providers.base import Credential
 from regauth.providers.cache import CachedToken
-from regauth.providers.routing import credential_for
+from regauth.providers.routing import credential_for, record_credential
 from regauth.registries import Registry, RegistryBook
 from regauth.store import open_store
 
@@ -138,6 +138,15 @@ def test_record_key_file_on_any_host(key_file: Path, google: StandIn) -> None:
     book.add(Registry(id="", name="ar", registry="127.0.0.1:5998", provider="gcp", options=options), None)
     cred = credential_for(settings, book, "127.0.0.1:5998")
     assert cred is not None and cred.secret == "ya29.token-1"
+
+
+def test_unsaved_record_validates_without_caching(key_file: Path, google: StandIn) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    record = Registry(id="", name="ar", registry=HOST, provider="gcp", options={"key_file": str(key_file)})
+    for expected in ("ya29.token-1", "ya29.token-2"):
+        assert (record_credential(settings, book, record) or Credential("", "")).secret == expected
+    assert not [k for k in book.store.keys() if k.startswith("token/")]
 
 
 def test_expired_token_is_minted_again(ambient: Path, google: StandIn) -> None:

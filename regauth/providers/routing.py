@@ -46,7 +46,12 @@ def credential_for(
 def record_credential(
     settings: Settings, book: RegistryBook, record: Registry, *, use_cache: bool = True
 ) -> Credential | None:
-    """The credential a record's provider gives for the record's registry."""
+    """The credential a record's provider gives for the record's registry.
+
+    A record not saved yet (``id`` empty, as when ``registry add`` validates) bypasses the token cache:
+    its token would be filed under an identity that no saved record has. To validate a changed secret
+    of a saved record, pass ``use_cache=False``: the record's identity changes only once it is saved.
+    """
     return _credential(settings, book, record.provider, record.registry, record, use_cache)
 
 
@@ -109,6 +114,8 @@ def _credential(
     minting = cast(MintingProvider, provider)
     key = cache_key(name, host, minting.identity(host, record))
     cache = token_cache(settings, book)
+    if record is not None and not record.id:
+        return minting.credential(host, record)
     use = use_cache and not settings.no_cache
     return cache.get_or_mint(key, lambda: minting.credential(host, record), use_cache=use)
 
