@@ -178,6 +178,8 @@ class RegistryBook:
             record = next((r for r in records if r.name == name), None)
             if record is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
+            # A damaged store must fail the remove before anything changes, not after the record is gone.
+            self.store.get(record.secret_key)
             self._write([r for r in records if r.id != record.id])
             # The record goes first: a secret with no record is unreachable, a record with no secret
             # would answer with a wrong credential.
@@ -214,6 +216,7 @@ class RegistryBook:
 
     def _commit(self, records: list[Registry], record: Registry, secret: str | None) -> None:
         if record.anonymous or secret is None:
+            self.store.get(record.secret_key)  # as in remove: fail before the records change
             self._write(records)
             self.store.delete(record.secret_key)
             return

@@ -256,3 +256,29 @@ def test_store_files_are_private(helper_exe: str, settings: Settings) -> None:
     store(helper_exe, "registry.example", "u", "pw")
     for path in (settings.registries_file, settings.secrets_file, settings.key_file):
         assert Path(path).stat().st_mode & 0o777 == 0o600, path
+
+
+@pytest.mark.parametrize("which", ["registries", "secrets"])
+@pytest.mark.parametrize("action", ["store", "get", "erase", "list"])
+def test_damaged_files_are_named_and_left_untouched(
+    helper_exe: str, settings: Settings, which: str, action: str
+) -> None:
+    book(settings).upsert_static("keep.example", "keeper", "kept-secret")
+    path = settings.registries_file if which == "registries" else settings.secrets_file
+    path.write_bytes(path.read_bytes()[:-7])
+    before = snapshot(settings)
+    stdin = {
+        "store": b'{"ServerURL":"keep.example","Username":"u","Secret":"new"}',
+        "get": b"keep.example",
+        "erase": b"keep.example",
+        "list": b"unused",
+    }[action]
+    code, out, err = helper(helper_exe, action, stdin=stdin)
+    if which == "secrets" and action == "list":
+        # list reads only the records, never the secrets.
+        assert (code, json.loads(out)) == (0, {"keep.example": "keeper"})
+    else:
+        assert code == 1
+        assert out.count("\n") == 1 and str(path) in out
+        assert "Traceback" not in err
+    assert snapshot(settings) == before

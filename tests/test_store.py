@@ -423,3 +423,23 @@ def test_32_processes_write_the_file_store_at_once(settings: Settings) -> None:
     assert store.keys() == sorted(expected)
     for key, value in expected.items():
         assert store.get(key) == value
+
+
+# --- the records and the store stay in step when the store is damaged ------------------------------
+
+
+@pytest.mark.parametrize("operation", ["remove", "make anonymous", "set new secret"])
+def test_damaged_store_changes_no_record(settings: Settings, operation: str) -> None:
+    book = RegistryBook(settings, lambda: open_store(settings))
+    book.upsert_static("keep.example", "keeper", "kept-secret")
+    name = book.for_host("keep.example").name  # type: ignore[union-attr]
+    settings.secrets_file.write_bytes(settings.secrets_file.read_bytes()[:-3])
+    before = (settings.registries_file.read_bytes(), settings.secrets_file.read_bytes())
+    with pytest.raises(StoreError, match=str(settings.secrets_file)):
+        if operation == "remove":
+            book.remove(name)
+        elif operation == "make anonymous":
+            book.update(name, {"username": None})
+        else:
+            book.update(name, {"username": "other"}, "new-secret")
+    assert (settings.registries_file.read_bytes(), settings.secrets_file.read_bytes()) == before
