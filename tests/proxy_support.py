@@ -209,9 +209,11 @@ async def proxy_client(
     aiohttp_client: Factory, settings: Settings, book: RegistryBook, **options: Any
 ) -> TestClient[web.Request, web.Application]:
     app = make_proxy_app(settings, book, options=ProxyOptions(**options))
-    # The proxy's own access logger: it also counts the request metrics.
-    kwargs = {"access_log_class": AccessLogger, "access_log": ACCESS_LOG}
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(app, server_kwargs=kwargs)
+    server = TestServer(app)
+    # Started here: TestServer passes runner options only through start_server. The proxy's own
+    # access logger also counts the request metrics.
+    await server.start_server(access_log_class=AccessLogger, access_log=ACCESS_LOG)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
     return client
 
 

@@ -24,9 +24,10 @@ class AccessLogger(AbstractAccessLogger):
         kind = request.get(state.KIND, "other")
         source = request.get(state.SOURCE, "proxy")
         metrics = request.app.get(state.METRICS) if isinstance(request, web.Request) else None
+        sent = _body_bytes(request, response)
         if metrics is not None:
             metrics.request(request.method, kind, response.status)
-            metrics.sent(kind, source, response.body_length)
+            metrics.sent(kind, source, sent)
         if not self.logger.isEnabledFor(logging.INFO):
             return
         path = request.path + (f"?{request.query_string}" if request.query_string else "")
@@ -37,8 +38,19 @@ class AccessLogger(AbstractAccessLogger):
             request.method,
             redact(path),
             response.status,
-            response.body_length,
+            sent,
             time,
             upstream,
             source,
         )
+
+
+def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    # body_length counts headers too, and misses what sendfile sent: count bodies by what was promised,
+    # except for streams, which record what they actually sent.
+    sent = request.get(state.SENT)
+    if sent is not None:
+        return sent
+    if request.method == "HEAD" or response.status in (204, 304):
+        return 0
+    return response.content_length or 0

@@ -27,7 +27,7 @@ from regauth.proxy.errors import (
     as_api_error,
     error_body,
 )
-from regauth.proxy.routing import Target, parse_target
+from regauth.proxy.routing import Target, kind_of, parse_target
 
 log = logging.getLogger("regauth.proxy")
 
@@ -47,12 +47,11 @@ _UNKNOWN_CODE = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN", "tags":
 
 
 async def v2(request: web.Request) -> web.StreamResponse:
-    request[state.KIND] = "base"
+    tail = request.match_info.get("tail", "")
+    request[state.KIND] = kind_of(tail)
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, UNSUPPORTED, f"{request.method} is not supported: this proxy is pull-only")
-    target = parse_target(
-        request.match_info.get("tail", ""), request.query.get("ns"), request.app[state.UPSTREAMS]
-    )
+    target = parse_target(tail, request.query.get("ns"), request.app[state.UPSTREAMS])
     request[state.KIND] = target.kind
     if target.kind == "base":
         return web.json_response({}, headers=API_VERSION_HEADER)
@@ -105,6 +104,7 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
         if request.method == "HEAD":
             return await _head(request, resp, relayed)
         body = await _read_manifest(resp, upstream.host)
+        request[state.SOURCE] = "upstream"
     if target.is_digest and not _matches(body, target.reference):
         raise UpstreamFault(502, f"{upstream.host} sent a manifest that does not match {target.reference}")
     if manifests is not None:
@@ -144,6 +144,7 @@ async def _stream(
     request[state.SOURCE] = "upstream"
     chunk_size = request.app[state.OPTIONS].chunk_size
     pending = b""
+    sent = 0
     try:
         await out.prepare(request)
         async for chunk in resp.content.iter_chunked(chunk_size):
@@ -152,18 +153,23 @@ async def _stream(
                 # One chunk is held back until the digest is checked, so a wrong body is cut, not sent.
                 if pending:
                     await out.write(pending)
+                    sent += len(pending)
                 pending = chunk
             else:
                 await out.write(chunk)
+                sent += len(chunk)
         if writer is not None and not writer.commit():
             raise UpstreamFault(502, f"blob {writer.digest} from upstream does not match its digest")
         if pending:
             await out.write(pending)
+            sent += len(pending)
         await out.write_eof()
     except Exception as exc:
         if writer is not None:
             writer.abort()
         _cut(request, exc)
+    finally:
+        request[state.SENT] = sent
     return out
 
 

@@ -133,6 +133,17 @@ class Upstreams:
         return Transport(DOCKER_HUB, self._hub_url.rstrip("/"), make_ssl_context(ca_file))
 
 
+def kind_of(tail: str) -> str:
+    """What a path asks for, before it is checked: for the access log and metrics of refusals too."""
+    if tail in ("", "/"):
+        return "base"
+    if tail.endswith("/tags/list"):
+        return "tags"
+    if "/manifests/" in tail:
+        return "manifest"
+    return "blob" if "/blobs/" in tail else "other"
+
+
 def parse_target(tail: str, ns: str | None, upstreams: Upstreams) -> Target:
     """``tail`` is the path after ``/v2/``; raises ``ApiError`` for what the proxy does not serve."""
     if tail in ("", "/"):

@@ -22,3 +22,5 @@ MANIFESTS: web.AppKey[ManifestCache | None] = web.AppKey("manifests")
 KIND = web.RequestKey("kind", str)
 SOURCE = web.RequestKey("source", str)
 UPSTREAM = web.RequestKey("upstream", str)
+# Body bytes actually sent, where the response object cannot tell (a stream cut short).
+SENT = web.RequestKey("sent", int)
