@@ -122,9 +122,9 @@ async def _login(client: RegistryClient, ping: Ping) -> str:
         raise rate_limited(upstream, body)
     if status in (401, 403):
         raise UpstreamError(
-            f"{upstream.host} refused the credentials of {who} ({status})", Outcome.WRONG_CREDENTIALS, status
+            f"the registry refused the credentials of {who} ({status})", Outcome.WRONG_CREDENTIALS, status
         )
-    raise UpstreamError(f"{upstream.host} answered {status} on /v2/ after login", Outcome.NOT_V2, status)
+    raise UpstreamError(f"the registry answered {status} on /v2/ after login", Outcome.NOT_V2, status)
 
 
 async def _pull(client: RegistryClient, repository: str) -> None:
