@@ -282,3 +282,21 @@ def test_damaged_files_are_named_and_left_untouched(
         assert out.count("\n") == 1 and str(path) in out
         assert "Traceback" not in err
     assert snapshot(settings) == before
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+def test_output_is_utf8_whatever_the_locale(helper_exe: str, encoding: str) -> None:
+    store(helper_exe, "registry.example", "jürgen", "秘密-é")
+    env = dict(os.environ, PYTHONIOENCODING=encoding)
+    proc = subprocess.run(
+        [helper_exe, "get"],
+        input=b"registry.example",
+        capture_output=True,
+        env=env,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == '{"ServerURL":"registry.example","Username":"jürgen","Secret":"秘密-é"}\n'.encode()
+    code, out, _ = helper(helper_exe, "list", stdin=b"unused", env=env)
+    assert (code, out) == (0, '{"registry.example":"jürgen"}\n')

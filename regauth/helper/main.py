@@ -6,6 +6,7 @@ when asked for with REGAUTH_LOG_LEVEL.
 
 from __future__ import annotations
 
+import io
 import sys
 
 from regauth.helper import texts
@@ -14,6 +15,10 @@ from regauth.helper import texts
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = sys.stdout
+    # The protocol is UTF-8 whatever the locale (Go writes bytes): a Latin-1 or ASCII locale or
+    # PYTHONIOENCODING must not turn a non-ASCII secret into a traceback.
+    if isinstance(out, io.TextIOWrapper) and out.encoding.lower().replace("-", "") != "utf8":
+        out.reconfigure(encoding="utf-8")
     if len(args) != 1:
         out.write(texts.USAGE + "\n")
         return 1
