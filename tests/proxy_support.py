@@ -223,3 +223,58 @@ def host_of(server: TestServer) -> str:
 
 def cache_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+class ProxyProcess:
+    """``regauth proxy`` run as the real console script, on a free loopback port."""
+
+    def __init__(self, exe: str, workdir: Path, *args: str) -> None:
+        import subprocess
+
+        from support.registry import free_port
+
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.log_path = workdir / f"proxy-{self.port}.log"
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
+        self.process = subprocess.Popen(
+            [exe, "proxy", "--listen", self.host, *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"regauth proxy exited {self.process.returncode}: {self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"regauth proxy did not answer in {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def peak_rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    def stop(self) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except Exception:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise

@@ -1,0 +1,100 @@
+"""Real clients through the real proxy: ``skopeo copy`` from real registries (token auth, htpasswd over
+TLS) through ``regauth proxy`` run as its console script, with no credentials on the client side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from proxy_support import ProxyProcess
+from support.image import MANIFEST_V2
+from support.registry import RegistryFixture
+
+from regauth.config import Settings
+from regauth.registries import Registry, RegistryBook
+from regauth.store import open_store
+
+
+@pytest.fixture
+def proxy(
+    regauth_exe: str,
+    settings: Settings,
+    tmp_path: Path,
+    registry_token: RegistryFixture,
+    registry_htpasswd: RegistryFixture,
+) -> Iterator[ProxyProcess]:
+    book = RegistryBook(settings, lambda: open_store(settings))
+    for name, fx in (("tok", registry_token), ("htp", registry_htpasswd)):
+        record = Registry(id="", name=name, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
+        book.add(record, fx.password)
+    proc = ProxyProcess(regauth_exe, tmp_path, "--cache-dir", str(tmp_path / "cache"))
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+def _skopeo_copy(source: str, dest: Path, tmp_path: Path) -> None:
+    auth = tmp_path / "empty-auth.json"
+    auth.write_text("{}")
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+    result = subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", "--authfile", str(auth), source, f"dir:{dest}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _check_copy(dest: Path, fx: RegistryFixture) -> None:
+    manifest = (dest / "manifest.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == fx.digest
+    for digest in fx.image.blob_digests:
+        hex_part = digest.split(":")[1]
+        assert hashlib.sha256((dest / hex_part).read_bytes()).hexdigest() == hex_part
+
+
+def _metric(proxy: ProxyProcess, prefix: str) -> int:
+    with urllib.request.urlopen(f"{proxy.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize("name", ["tok", "htp"])
+def test_skopeo_copy_through_the_proxy(
+    proxy: ProxyProcess,
+    tmp_path: Path,
+    registry_token: RegistryFixture,
+    registry_htpasswd: RegistryFixture,
+    name: str,
+) -> None:
+    fx = registry_token if name == "tok" else registry_htpasswd
+    _skopeo_copy(f"docker://{proxy.host}/{name}/{fx.repository}:{fx.tag}", tmp_path / "cold", tmp_path)
+    _check_copy(tmp_path / "cold", fx)
+    assert _metric(proxy, 'regauth_proxy_cache_hits_total{kind="blob"}') == 0
+    # Again: the blobs come from the proxy's cache this time.
+    _skopeo_copy(f"docker://{proxy.host}/{name}/{fx.repository}@{fx.digest}", tmp_path / "warm", tmp_path)
+    _check_copy(tmp_path / "warm", fx)
+    assert _metric(proxy, 'regauth_proxy_cache_hits_total{kind="blob"}') == len(fx.image.blob_digests)
+    if name == "tok":
+        assert _metric(proxy, "regauth_proxy_token_mints_total") == 1
+
+
+def test_containerd_style_ns_request(proxy: ProxyProcess, registry_token: RegistryFixture) -> None:
+    fx = registry_token
+    url = f"{proxy.url}/v2/{fx.repository}/manifests/{fx.tag}?ns={fx.host}"
+    request = urllib.request.Request(url, headers={"Accept": MANIFEST_V2})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        body = resp.read()
+        assert resp.headers["Docker-Content-Digest"] == fx.digest
+    assert body == fx.image.manifest
+    assert json.loads(body)["mediaType"] == MANIFEST_V2
