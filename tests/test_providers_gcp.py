@@ -6,6 +6,7 @@ counts token requests, so cache hits, re-mints and the single mint under concurr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -26,7 +27,7 @@ from regauth.config import Settings, load_settings
 from regauth.errors import ProviderError
 from regauth.providers.base import Credential
 from regauth.providers.cache import CachedToken
-from regauth.providers.routing import credential_for, record_credential
+from regauth.providers.routing import credential_for, credential_for_async, record_credential
 from regauth.registries import Registry, RegistryBook
 from regauth.store import open_store
 
@@ -236,6 +237,14 @@ def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:
     for thread in threads:
         thread.join()
     assert results == ["ya29.token-1"] * 20
+    assert google.hits["/token"] == 1
+
+
+async def test_concurrent_async_callers_share_one_mint(ambient: Path, google: StandIn) -> None:
+    settings = load_settings()
+    book = book_for(settings)
+    results = await asyncio.gather(*(credential_for_async(settings, book, HOST) for _ in range(12)))
+    assert {c.secret for c in results if c} == {"ya29.token-1"} and len(results) == 12
     assert google.hits["/token"] == 1
 
 
