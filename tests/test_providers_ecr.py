@@ -163,7 +163,7 @@ def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.Monkey
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book_for(settings), HOST)
     message = str(info.value)
-    assert message.startswith(f"ecr provider for {HOST}: no AWS credentials found (the default chain)")
+    assert message.startswith(f"ecr provider for {HOST}: no AWS credentials found (tried environment")
     assert "set AWS_PROFILE" in message and "\n" not in message and "Traceback" not in message
     assert info.value.__cause__ is not None
 

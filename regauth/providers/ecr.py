@@ -39,6 +39,9 @@ IDENTITY_VARS = (
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
     "AWS_ENDPOINT_URL_STS",
 )
+DEFAULT_CHAIN = (
+    "tried environment variables, ~/.aws config and credentials files, SSO, container and EC2 roles"
+)
 NO_CREDENTIALS_TODO = (
     "set AWS_PROFILE (then `aws sso login` if it is an SSO profile), or AWS_ACCESS_KEY_ID and "
     "AWS_SECRET_ACCESS_KEY, or the record option profile=NAME"
@@ -68,9 +71,8 @@ class EcrProvider:
             session = self._session(boto3, host, record, target.region)
             data = self._authorization(session, record, target)
         except boto_errors.NoCredentialsError as exc:
-            tried = (
-                f"profile {option(record, 'profile')!r}" if option(record, "profile") else "the default chain"
-            )
+            profile = option(record, "profile")
+            tried = f"profile {profile!r}" if profile else DEFAULT_CHAIN
             raise failure(
                 self.name, host, record, f"no AWS credentials found ({tried})", NO_CREDENTIALS_TODO
             ) from exc
