@@ -220,6 +220,9 @@ async def test_access_token_and_default_lifetime(
     assert auth.cached(upstream, None, SCOPE) == "Bearer tok-1"
     clock.now += 2
     assert auth.cached(upstream, None, SCOPE) is None
+    # Stale tokens are dropped when the next one is stored, so a long-running proxy does not grow.
+    await auth.authorize(upstream, None, [challenge], "repository:other:pull")
+    assert len(auth._tokens) == 1
 
 
 @pytest.mark.parametrize(
@@ -249,6 +252,7 @@ async def test_basic_challenge(session: aiohttp.ClientSession) -> None:
     assert await auth.authorize(upstream, None, [basic]) is None
     header = await auth.authorize(upstream, Credential("u", "p"), [basic])
     assert header == "Basic dTpw" and auth.cached(upstream, Credential("u", "p")) == header
+    assert auth.cached(upstream, Credential("<token>", "refresh")) is None
     with pytest.raises(UpstreamError) as caught:
         await auth.authorize(upstream, None, parse_challenges('Negotiate, Digest realm="x"'))
     assert caught.value.outcome is Outcome.NOT_V2

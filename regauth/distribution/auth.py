@@ -104,6 +104,9 @@ class Authenticator:
         if challenge is None:
             return None
         if challenge.scheme == "basic":
+            # No raising on this path: an identity token meets its error in ``authorize``.
+            if credential is not None and credential.is_identity_token:
+                return None
             return self._basic(upstream, credential)
         entry = self._tokens.get(self._key(challenge, credential, scope))
         return entry.header if entry is not None and entry.fresh_until > self.clock() else None
@@ -157,6 +160,7 @@ class Authenticator:
         )
         self.mints += 1
         entry = _Cached(f"Bearer {response.token}", self._fresh_until(response))
+        self._prune()
         self._tokens[key] = entry
         log.debug("token for %s scope %r valid %ss", upstream.host, scope or "", response.expires_in)
         return entry
@@ -165,6 +169,12 @@ class Authenticator:
         now = self.clock()
         lifetime = response.expires_at(now) - now
         return now + lifetime - min(self.margin, lifetime / 2)
+
+    def _prune(self) -> None:
+        # A long-running proxy sees many scopes: stale tokens must not pile up.
+        now = self.clock()
+        for key in [k for k, v in self._tokens.items() if v.fresh_until <= now]:
+            del self._tokens[key]
 
     def _settle(self, key: TokenKey, future: asyncio.Future[_Cached]) -> None:
         self._inflight.pop(key, None)
