@@ -109,15 +109,16 @@ def _credential(
     provider = make_provider(name, settings, book)
     if name not in CLOUD_PROVIDERS:
         return provider.credential(host, record)
-    from regauth.providers.cache import cache_key
-
     minting = cast(MintingProvider, provider)
-    key = cache_key(name, host, minting.identity(host, record))
-    cache = token_cache(settings, book)
     if record is not None and not record.id:
         return minting.credential(host, record)
+    from regauth.providers.cache import cache_key
+
+    key = cache_key(name, host, minting.identity(host, record))
     use = use_cache and not settings.no_cache
-    return cache.get_or_mint(key, lambda: minting.credential(host, record), use_cache=use)
+    return token_cache(settings, book).get_or_mint(
+        key, lambda: minting.credential(host, record), use_cache=use
+    )
 
 
 def _warn(settings: Settings, message: str) -> None:
