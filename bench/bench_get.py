@@ -1,6 +1,6 @@
 """Time ``docker-credential-regauth get`` against the interpreter's own start-up and the reference helper.
 
-    python3 bench/bench_get.py [--runs 60] [--warmup 5]
+    python3 bench/bench_get.py [--runs 60] [--warmup 5] [--check]
 
 In one run, round-robin so that machine noise hits every command alike, it times (wall clock, median
 of ``--runs`` runs after ``--warmup``, ``time.perf_counter`` around ``subprocess.run``):
@@ -11,7 +11,8 @@ of ``--runs`` runs after ``--warmup``, ``time.perf_counter`` around ``subprocess
 - ``docker-credential-pass get`` (Debian's reference Go helper over pass/GPG), when installed, with
   a temp ``GNUPGHOME`` holding a passphrase-less key and a temp ``PASSWORD_STORE_DIR``.
 
-Goals: regauth get at most 2.5x ``python3 -c pass``, and no slower than ``docker-credential-pass``.
+Goals: regauth get at most 2.5x ``python3 -c pass``, and no slower than ``docker-credential-pass``;
+with ``--check`` a missed goal makes the exit status 1 (a benchmark, not a test: noise moves it).
 Nothing outside the temp directory is read or written (no real HOME, keyring or GPG keys).
 """
 
@@ -240,6 +241,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="regauth-bench-") as tmp:
         root = Path(tmp)
@@ -258,7 +260,7 @@ def main() -> int:
         finally:
             stop_gpg_agent(ref)
         ok = report(python, bare, regauth, regauth_bare, ref, heavy)
-    return 0 if ok else 1
+    return 1 if args.check and not ok else 0
 
 
 if __name__ == "__main__":
