@@ -197,9 +197,9 @@ async def test_get_with_offline_token(
 # --- fake token servers ----------------------------------------------------------------------------
 
 
-async def _fake_realm(aiohttp_server: ServerFactory, answer: web.Response) -> tuple[Upstream, Challenge]:
+async def _fake_realm(aiohttp_server: ServerFactory, status: int, body: Any) -> tuple[Upstream, Challenge]:
     async def token(request: web.Request) -> web.Response:
-        return answer
+        return web.json_response(body, status=status)
 
     app = web.Application()
     app.router.add_get("/token", token)
@@ -212,7 +212,7 @@ async def _fake_realm(aiohttp_server: ServerFactory, answer: web.Response) -> tu
 async def test_access_token_and_default_lifetime(
     session: aiohttp.ClientSession, aiohttp_server: ServerFactory
 ) -> None:
-    upstream, challenge = await _fake_realm(aiohttp_server, web.json_response({"access_token": "tok-1"}))
+    upstream, challenge = await _fake_realm(aiohttp_server, 200, {"access_token": "tok-1"})
     clock = Clock(1_000_000.0)
     auth = Authenticator(session, clock=clock, margin=10.0)
     assert await auth.authorize(upstream, None, [challenge], SCOPE) == "Bearer tok-1"
@@ -238,7 +238,7 @@ async def test_access_token_and_default_lifetime(
 async def test_token_server_failures(
     session: aiohttp.ClientSession, aiohttp_server: ServerFactory, status: int, body: Any, outcome: Outcome
 ) -> None:
-    upstream, challenge = await _fake_realm(aiohttp_server, web.json_response(body, status=status))
+    upstream, challenge = await _fake_realm(aiohttp_server, status, body)
     with pytest.raises(UpstreamError) as caught:
         await Authenticator(session).authorize(upstream, Credential("u", "pw-secret-9"), [challenge], SCOPE)
     assert caught.value.outcome is outcome
