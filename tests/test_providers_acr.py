@@ -193,3 +193,19 @@ def test_ambient_acr_host_without_azure_credentials() -> None:
     message = str(info.value)
     assert message.startswith("acr provider for myreg.azurecr.io: no Azure credentials found (DefaultAzure")
     assert "EnvironmentCredential" in message and "az login" in message and "\n" not in message
+
+
+def test_workload_identity_federated_token(
+    entra: tuple[Entra, StandIn], registry: tuple[Exchange, StandIn], tmp_path: Path
+) -> None:
+    _, login = entra
+    _, reg = registry
+    token_file = tmp_path / "federated-token"
+    token_file.write_text(fake_jwt({"sub": "system:serviceaccount:ci:puller"}))
+    settings = load_settings()
+    book = book_for(settings)
+    add_record(book, reg.netloc, login.url, secret=None, credential="workload", token_file=str(token_file))
+    cred = credential_for(settings, book, reg.netloc)
+    assert cred is not None and cred.username == USERNAME
+    (form,) = [f for f in login.forms if f.get("grant_type") == "client_credentials"]
+    assert form["client_assertion"] == token_file.read_text()

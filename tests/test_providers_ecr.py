@@ -6,15 +6,19 @@ boto3 finds moto through its own configuration, ``AWS_ENDPOINT_URL`` (and the re
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 from moto.server import ThreadedMotoServer
+from providers_support import stand_in, write_ca
 
 from regauth.config import Settings, load_settings
 from regauth.errors import NotFoundError, ProviderError
@@ -198,3 +202,31 @@ def test_cache_clear_drops_tokens_only(aws_env: str) -> None:
     assert cache.clear(settings) == 1
     assert cache.clear(settings) == 0
     assert book.store.keys() == [book.get("pinned").secret_key]
+
+
+def test_ecr_public_through_its_own_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, isolated_env: Path
+) -> None:
+    # moto has no ecr-public; a stand-in answers its JSON API (GetAuthorizationToken) over HTTPS.
+    ca = trustme.CA()
+    expires = int(time.time()) + 12 * 3600
+    token = base64.b64encode(b"AWS:public-token").decode()
+
+    def api(path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"authorizationData": {"authorizationToken": token, "expiresAt": expires}}
+
+    with stand_in(ca, {"/": api}) as site:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", site.url)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(write_ca(ca, tmp_path)))
+        settings = load_settings()
+        book = book_for(settings)
+        cred = credential_for(settings, book, "public.ecr.aws")
+        assert cred == credential_for(settings, book, "https://public.ecr.aws/")
+    assert cred is not None and (cred.username, cred.secret, cred.expires_at) == (
+        "AWS",
+        "public-token",
+        expires,
+    )
+    assert site.hits["/"] == 1
