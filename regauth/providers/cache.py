@@ -147,14 +147,14 @@ class TokenCache:
             return credential
 
 
-def clear(settings: Settings, store: SecretStore | None = None) -> int:
-    """Drop every cached token (``regauth cache clear``); return how many there were."""
+def clear(settings: Settings, store: SecretStore | None = None, *, host: str | None = None) -> int:
+    """Drop cached tokens (``regauth cache clear``), all or only ``host``'s; return how many."""
     if store is None:
         from regauth.store import open_store
 
         store = open_store(settings)
     count = 0
     for key in store.keys():
-        if key.startswith(PREFIX) and store.delete(key):
+        if key.startswith(PREFIX) and (host is None or key.split("/")[2] == host) and store.delete(key):
             count += 1
     return count
