@@ -12,8 +12,6 @@ is taken as a token valid for ``PAST_EXPIRY_TTL`` from now, so it is cached brie
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -132,6 +130,9 @@ class EcrProvider:
         return dict(items[0])
 
     def _decode(self, host: str, record: Registry | None, data: dict[str, Any]) -> Credential:
+        import base64
+        import binascii
+
         try:
             decoded = base64.b64decode(data["authorizationToken"], validate=True).decode()
         except (KeyError, binascii.Error, UnicodeDecodeError) as exc:
