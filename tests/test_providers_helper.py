@@ -52,3 +52,10 @@ def test_cached_token_is_served_after_the_endpoint_is_gone(
     monkeypatch.setenv("REGAUTH_NO_CACHE", "1")
     third = get(helper_exe, HOST)
     assert third.stdout == NOT_FOUND + "\n" and "EndpointConnectionError" in third.stderr
+
+
+def test_sdk_chatter_stays_off_stderr(helper_exe: str) -> None:
+    proc = get(helper_exe, "myreg.azurecr.io")
+    assert proc.stdout == NOT_FOUND + "\n"
+    (line,) = proc.stderr.splitlines()
+    assert "acr provider for myreg.azurecr.io: no Azure credentials found" in line

@@ -18,7 +18,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.providers.base import (
+    Credential,
+    brief,
+    failure,
+    identity_text,
+    missing_sdk,
+    option,
+    quiet_sdk_logger,
+)
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
 from regauth.registries import Registry, RegistryBook
 
@@ -67,6 +75,7 @@ class AcrProvider:
             import requests
         except ImportError as exc:
             raise missing_sdk(self.name, "azure-identity", "azure") from exc
+        quiet_sdk_logger("azure.identity")
         scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
         credential = None
         try:

@@ -93,3 +93,16 @@ def brief(text: object, limit: int = 240) -> str:
     """An SDK message on one line, bounded: SDK errors can run to pages."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def quiet_sdk_logger(name: str) -> None:
+    """Keep an SDK's own warnings off stderr unless the application configured that logger.
+
+    azure-identity logs a page-long account of its chain before it raises, google-auth a warning when
+    it finds no project; the ProviderError says the same in one line.
+    """
+    import logging
+
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET and not logger.handlers:
+        logger.setLevel(logging.ERROR)

@@ -12,7 +12,15 @@ import calendar
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.providers.base import (
+    Credential,
+    brief,
+    failure,
+    identity_text,
+    missing_sdk,
+    option,
+    quiet_sdk_logger,
+)
 from regauth.providers.hosts import is_gcp, is_gcr
 from regauth.registries import Registry
 
@@ -52,6 +60,7 @@ class GcpProvider:
             import google.auth.transport.requests as g_requests
         except ImportError as exc:
             raise missing_sdk(self.name, "google-auth", "gcp") from exc
+        quiet_sdk_logger("google.auth")
         key_file = option(record, "key_file")
         scopes = [option(record, "scope") or SCOPE]
         try:
