@@ -230,3 +230,9 @@ def test_ecr_public_through_its_own_api(
         expires,
     )
     assert site.hits["/"] == 1
+
+
+def test_fips_host(aws_env: str) -> None:
+    settings = load_settings()
+    cred = credential_for(settings, book_for(settings), "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com")
+    assert cred is not None and cred.secret == "123456789012-auth-token"

@@ -49,10 +49,11 @@ def test_ambient_cloud_hosts(host: str, provider: str | None) -> None:
 
 def test_ecr_host_parts() -> None:
     parsed = ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
-    assert parsed is not None and (parsed.account, parsed.region, parsed.public) == (
+    assert parsed is not None and (parsed.account, parsed.region, parsed.public, parsed.fips) == (
         "123456789012",
         "us-gov-west-1",
         False,
+        True,
     )
 
 

@@ -99,7 +99,12 @@ class EcrProvider:
                 "add the record option region=NAME",
             )
         account = option(record, "registry_id") or (parsed.account if parsed else "")
-        return EcrHost(account=account, region=region, public=bool(parsed and parsed.public))
+        return EcrHost(
+            account=account,
+            region=region,
+            public=bool(parsed and parsed.public),
+            fips=bool(parsed and parsed.fips),
+        )
 
     def _session(self, boto3: Any, host: str, record: Registry | None, region: str) -> Any:
         session = boto3.session.Session(profile_name=option(record, "profile"), region_name=region)
@@ -122,7 +127,9 @@ class EcrProvider:
         if target.public:
             client = session.client("ecr-public", config=_config(self._env), endpoint_url=endpoint)
             return dict(client.get_authorization_token()["authorizationData"])
-        client = session.client("ecr", config=_config(self._env), endpoint_url=endpoint)
+        # A FIPS registry host is served by the FIPS API endpoint, as ecr-login does.
+        config = _config(self._env).merge(_fips_config()) if target.fips else _config(self._env)
+        client = session.client("ecr", config=config, endpoint_url=endpoint)
         params = {"registryIds": [target.account]} if target.account else {}
         items = client.get_authorization_token(**params)["authorizationData"]
         if not items:
@@ -170,6 +177,12 @@ def _config(environ: Mapping[str, str]) -> Any:
         return Config(connect_timeout=5, read_timeout=20)
     # Few, quick retries unless the user chose otherwise: a docker pull waits on this call.
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def _fips_config() -> Any:
+    from botocore.config import Config
+
+    return Config(use_fips_endpoint=True)
 
 
 def _todo_for(exc: Exception) -> str:

@@ -30,6 +30,7 @@ class EcrHost:
     account: str
     region: str
     public: bool = False
+    fips: bool = False
 
 
 def ecr_host(host: str) -> EcrHost | None:
@@ -39,7 +40,7 @@ def ecr_host(host: str) -> EcrHost | None:
     match = _ECR.match(host)
     if match is None:
         return None
-    return EcrHost(account=match["account"], region=match["region"])
+    return EcrHost(account=match["account"], region=match["region"], fips=bool(match["fips"]))
 
 
 def acr_cloud(host: str) -> tuple[str, str] | None:
