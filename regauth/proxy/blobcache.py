@@ -32,19 +32,37 @@ class CacheWriter:
         self._temp = final.with_name(f"{final.name}.tmp-{os.urandom(6).hex()}")
         self._file = open(self._temp, "wb")  # noqa: SIM115 - closed in commit/abort
         self.size = 0
+        self.failed = False
         self._done = False
 
     def write(self, chunk: bytes) -> None:
+        if self.failed:
+            return
         self._hash.update(chunk)
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            # A full disk must not break the pull it rides on: stop caching, keep streaming.
+            log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
+            self.failed = True
         self.size += len(chunk)
 
+    def write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
     def commit(self) -> bool:
-        """Publish the blob if its content has the digest it was fetched as; True if published."""
+        """Publish the blob if its content has the digest it was fetched as; True if published.
+
+        False with ``failed`` unset means the content did not match its digest."""
         if self._done:
             return False
         self._done = True
         self._file.close()
+        if self.failed:
+            self._unlink()
+            self._cache._release(self.digest)
+            return False
         if self._hash.hexdigest() != self._hex:
             log.warning("blob %s: content does not match its digest; not cached", self.digest)
             self._unlink()

@@ -9,6 +9,7 @@ its digest is cut as well.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 
@@ -42,6 +43,7 @@ _RELAYED = (
     "Last-Modified",
     "Link",
 )
+_HASH_BATCH = 4 * 1024 * 1024
 _FORWARDED = ("Accept", "Range", "If-Range", "If-None-Match")
 _UNKNOWN_CODE = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN", "tags": "NAME_UNKNOWN"}
 
@@ -142,35 +144,64 @@ async def _stream(
     if resp.content_length is not None:
         out.content_length = resp.content_length
     request[state.SOURCE] = "upstream"
-    chunk_size = request.app[state.OPTIONS].chunk_size
-    pending = b""
-    sent = 0
+    counter = [0]
     try:
         await out.prepare(request)
-        async for chunk in resp.content.iter_chunked(chunk_size):
-            if writer is not None:
-                writer.write(chunk)
-                # One chunk is held back until the digest is checked, so a wrong body is cut, not sent.
-                if pending:
-                    await out.write(pending)
-                    sent += len(pending)
-                pending = chunk
-            else:
+        if writer is None:
+            # iter_any hands over each received buffer as is; iter_chunked would join them (a copy).
+            async for chunk in resp.content.iter_any():
                 await out.write(chunk)
-                sent += len(chunk)
-        if writer is not None and not writer.commit():
+                counter[0] += len(chunk)
+        else:
+            await _stream_caching(resp, out, writer, counter)
+        await out.write_eof()
+    except Exception as exc:
+        _cut(request, exc)
+    finally:
+        request[state.SENT] = counter[0]
+    return out
+
+
+async def _stream_caching(
+    resp: aiohttp.ClientResponse, out: web.StreamResponse, writer: CacheWriter, counter: list[int]
+) -> None:
+    """Relay and cache at once. Hashing and the file write run in a worker thread (both release the
+    GIL), one chunk at a time, overlapping the network; the last chunk is held back until the digest
+    is checked, so a body that does not match is cut, not sent whole."""
+    loop = asyncio.get_running_loop()
+    hashing: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    batched = 0
+    pending = b""
+    try:
+        async for chunk in resp.content.iter_any():
+            batch.append(chunk)
+            batched += len(chunk)
+            # Batches, not chunks, go to the worker: a thread hand-off per 64 KiB costs more than it saves.
+            if batched >= _HASH_BATCH:
+                if hashing is not None:
+                    await hashing
+                hashing = loop.run_in_executor(None, writer.write_all, batch)
+                batch, batched = [], 0
+            if pending:
+                await out.write(pending)
+                counter[0] += len(pending)
+            pending = chunk
+        if hashing is not None:
+            await hashing
+            hashing = None
+        writer.write_all(batch)
+        if not writer.commit() and not writer.failed:
             raise UpstreamFault(502, f"blob {writer.digest} from upstream does not match its digest")
         if pending:
             await out.write(pending)
-            sent += len(pending)
-        await out.write_eof()
-    except Exception as exc:
-        if writer is not None:
-            writer.abort()
-        _cut(request, exc)
+            counter[0] += len(pending)
     finally:
-        request[state.SENT] = sent
-    return out
+        # Also on cancellation: the temp file goes, once the worker is done with it.
+        if hashing is not None and not hashing.done():
+            hashing.add_done_callback(lambda _: writer.abort())
+        else:
+            writer.abort()
 
 
 def _cut(request: web.Request, exc: BaseException) -> None:

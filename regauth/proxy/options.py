@@ -41,6 +41,7 @@ class ProxyOptions:
     # Between two reads of one upstream body, not for a whole blob: a 1 GiB blob may take minutes.
     read_timeout: float = 60.0
     chunk_size: int = 1024 * 1024
+    read_buffer: int = 1024 * 1024
     # Client auth: a shared token (Bearer, or Basic with any user name) and/or an htpasswd file.
     client_token: str | None = None
     htpasswd: Path | None = None

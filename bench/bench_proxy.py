@@ -1,0 +1,254 @@
+"""Throughput of a 256 MiB blob on loopback: direct from a real `registry`, through `regauth proxy` cold
+(no cache; and cold while writing its cache), through it from its cache, and through distribution's own
+pull-through mode (`registry` with `proxy.remoteurl`). Then the proxy's peak RSS around a 1 GiB blob.
+
+Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N]
+
+Every pull is read to nowhere by the same aiohttp client; each figure is the median of the runs, printed
+in MiB/s and as a ratio to the direct pull. Goals: cold >= 0.9x direct and >= distribution's proxy;
+cache hits faster than direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import http.client
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from support.registry import (  # noqa: E402
+    RegistryProcess,
+    _base_config,
+    _start,
+    free_port,
+    start_anonymous,
+)
+
+from regauth.config import load_settings  # noqa: E402
+from regauth.registries import Registry, RegistryBook  # noqa: E402
+from regauth.store import open_store  # noqa: E402
+
+MIB = 1024 * 1024
+REPO = "bench/blob"
+
+
+def _chunks(seed: bytes, size: int) -> Iterator[bytes]:
+    # A repeated random MiB: a large blob without holding it in memory.
+    for _ in range(size // MIB):
+        yield seed
+
+
+def push_blob(url: str, size: int) -> str:
+    """Push ``size`` bytes as one blob with a streamed monolithic upload; return its digest."""
+    seed = os.urandom(MIB)
+    digest = hashlib.sha256()
+    for chunk in _chunks(seed, size):
+        digest.update(chunk)
+    name = "sha256:" + digest.hexdigest()
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=120)
+    conn.request("POST", f"/v2/{REPO}/blobs/uploads/", body=b"")
+    resp = conn.getresponse()
+    resp.read()
+    location = urllib.parse.urlsplit(resp.headers["Location"])
+    query = f"{location.query}&digest={name}" if location.query else f"digest={name}"
+    headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+    conn.request("PUT", f"{location.path}?{query}", body=_chunks(seed, size), headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201, resp.status
+    conn.close()
+    return name
+
+
+async def pull(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    size = 0
+    async with session.get(url) as resp:
+        assert resp.status == 200, (url, resp.status, await resp.text())
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+    return time.perf_counter() - started, size
+
+
+def start_distribution_proxy(workdir: Path, upstream: str) -> RegistryProcess:
+    def config(port: int) -> dict[str, object]:
+        conf = _base_config(workdir, port)
+        conf["proxy"] = {"remoteurl": upstream}
+        return conf
+
+    return _start(workdir, config, None)
+
+
+class Proxy:
+    def __init__(self, env: dict[str, str], workdir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = shutil.which("regauth") or str(Path(sys.executable).parent / "regauth")
+        log = open(workdir / f"proxy-{self.port}.log", "wb")  # noqa: SIM115
+        cmd = [exe, "proxy", "--listen", f"127.0.0.1:{self.port}", "--quiet", *args]
+        self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(400):
+            try:
+                async with session.get(f"{self.url}/v2/") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError("regauth proxy did not start")
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def rate(seconds: list[float], size: int) -> float:
+    return size / MIB / statistics.median(seconds)
+
+
+async def measure(args: argparse.Namespace, work: Path) -> None:
+    size, big = args.size_mib * MIB, args.big_mib * MIB
+    registry = start_anonymous(work / "registry")
+    env = {**os.environ, "HOME": str(work / "home"), "REGAUTH_STORE": "file"}
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        env.pop(var, None)
+    settings = load_settings(env)
+    book = RegistryBook(settings, lambda: open_store(settings))
+    book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
+    procs: list[Proxy] = []
+    dist: RegistryProcess | None = None
+    try:
+        t0 = time.perf_counter()
+        digest = push_blob(registry.url, size)
+        print(f"pushed a {args.size_mib} MiB blob in {time.perf_counter() - t0:.1f}s", flush=True)
+        path = f"/v2/{REPO}/blobs/{digest}"
+        cache_dir = work / "cache"
+        plain = Proxy(env, work)
+        cached = Proxy(env, work, "--cache-dir", str(cache_dir))
+        procs += [plain, cached]
+        timeout = aiohttp.ClientTimeout(total=300)
+        async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+            await plain.ready(session)
+            await cached.ready(session)
+            results: dict[str, list[float]] = {}
+
+            async def runs(label: str, url: str, before: object = None) -> None:
+                times = []
+                for _ in range(args.runs):
+                    if callable(before):
+                        before()
+                    seconds, got = await pull(session, url)
+                    assert got == size
+                    times.append(seconds)
+                results[label] = times
+
+            def uncache() -> None:
+                for file in cache_dir.rglob("*"):
+                    if file.is_file():
+                        file.unlink()
+
+            await pull(session, registry.url + path)  # warm the registry's page cache
+            await runs("direct", registry.url + path)
+            await runs("regauth proxy, cold", f"{plain.url}/v2/anon/{REPO}/blobs/{digest}")
+            await runs(
+                "regauth proxy, cold + cache write", f"{cached.url}/v2/anon/{REPO}/blobs/{digest}", uncache
+            )
+            await pull(session, f"{cached.url}/v2/anon/{REPO}/blobs/{digest}")
+            await runs("regauth proxy, cache hit", f"{cached.url}/v2/anon/{REPO}/blobs/{digest}")
+            dist_times = []
+            for run in range(args.runs):
+                dist = start_distribution_proxy(work / f"dist-{run}", registry.url)
+                seconds, got = await pull(session, dist.url + path)
+                assert got == size
+                dist_times.append(seconds)
+                dist.stop()
+                dist = None
+            results["distribution proxy, cold"] = dist_times
+
+            direct = rate(results["direct"], size)
+            print(f"\n{args.size_mib} MiB blob, median of {args.runs} runs, loopback:")
+            for label, times in results.items():
+                mibs = rate(times, size)
+                print(f"  {label:36s} {mibs:8.0f} MiB/s  {mibs / direct:5.2f}x direct")
+
+            await big_blob(args, registry, session, env, work, big)
+    finally:
+        for proc in procs:
+            proc.stop()
+        if dist is not None:
+            dist.stop()
+        registry.stop()
+
+
+async def big_blob(
+    args: argparse.Namespace,
+    registry: RegistryProcess,
+    session: aiohttp.ClientSession,
+    env: dict[str, str],
+    work: Path,
+    size: int,
+) -> None:
+    digest = push_blob(registry.url, size)
+    print(f"\npeak RSS (VmHWM) of regauth proxy around a {size // MIB} MiB blob:")
+    for label, extra in (("streaming", ()), ("streaming + cache write", ("--cache-dir", str(work / "big")))):
+        proxy = Proxy(env, work, *extra)
+        try:
+            await proxy.ready(session)
+            # Warm-up: the first pull's code paths and buffers belong to the baseline.
+            warm = push_blob(registry.url, MIB)
+            await pull(session, f"{proxy.url}/v2/anon/{REPO}/blobs/{warm}")
+            before = proxy.peak_rss_mib()
+            seconds, got = await pull(session, f"{proxy.url}/v2/anon/{REPO}/blobs/{digest}")
+            assert got == size
+            after = proxy.peak_rss_mib()
+            print(
+                f"  {label:24s} before {before:6.1f} MiB, after {after:6.1f} MiB "
+                f"(+{after - before:.1f} MiB for {size // MIB} MiB; {size / MIB / seconds:.0f} MiB/s)"
+            )
+        finally:
+            proxy.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    args = parser.parse_args()
+    if shutil.which("docker-registry") is None:
+        print("docker-registry is not installed (apt-get install docker-registry)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+        started = time.perf_counter()
+        asyncio.run(measure(args, Path(tmp)))
+        print(f"\ntotal {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
