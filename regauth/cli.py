@@ -205,12 +205,14 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
         current = secret if secret is not None or new.anonymous else book.secret(old)
         _validate_or_raise(settings, book, new, current, new.repository)
     saved = book.update(old.name, changes, secret)
+    _forget_tokens(settings, book, old)
     print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 
 
 def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     record = book.remove(args.name)
+    _forget_tokens(settings, book, record)
     print(f"removed registry {record.name!r} ({record.registry})")
     return 0
 
@@ -305,8 +307,18 @@ def _credential(
         return Credential(username=record.username or "", secret=secret or "")
     from regauth.providers.routing import record_credential
 
+    # Always a fresh mint: a cached token would prove nothing about a changed secret or option.
     with book.pending_secret(record, secret):
-        return record_credential(settings, book, record, use_cache=not settings.no_cache)
+        return record_credential(settings, book, record, use_cache=False)
+
+
+def _forget_tokens(settings: Settings, book: RegistryBook, record: Registry) -> None:
+    """Drop the host's cached provider tokens: they were minted for the record as it was."""
+    if record.provider in ("static", "env"):
+        return
+    from regauth.providers.cache import clear
+
+    clear(settings, book.store, host=record.registry)
 
 
 def _read_secret(args: argparse.Namespace, *, needed: bool) -> str | None:

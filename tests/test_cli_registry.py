@@ -232,3 +232,17 @@ def test_the_real_script_reads_the_secret_from_stdin_only(regauth_exe: str) -> N
     assert json.loads(listed.stdout)[0]["username"] == "bob" and SECRET.encode() not in listed.stdout
     usage = subprocess.run([regauth_exe, "registry", "frobnicate"], capture_output=True, timeout=60)
     assert usage.returncode == 2 and len(usage.stderr.splitlines()) == 1
+
+
+def test_removing_a_provider_record_drops_its_cached_tokens(regauth) -> None:  # type: ignore[no-untyped-def]
+    from regauth.providers.cache import cache_key
+
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    other = "210987654321.dkr.ecr.eu-west-1.amazonaws.com"
+    code, _, err = regauth("registry", "add", "ecr", "--url", host, "--provider", "ecr", "--no-validate")
+    assert (code, err) == (0, "")
+    store = book().store
+    store.set(cache_key("ecr", host, "identity"), '{"cached": "token"}')
+    store.set(cache_key("ecr", other, "identity"), '{"cached": "token"}')
+    assert regauth("registry", "remove", "ecr")[0] == 0
+    assert book().store.keys() == [cache_key("ecr", other, "identity")]
