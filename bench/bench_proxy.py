@@ -131,6 +131,63 @@ def rate(seconds: list[float], size: int) -> float:
     return size / MIB / statistics.median(seconds)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Results = dict[str, list[tuple[float, float]]]  # label -> [(seconds, proxy CPU seconds)]
+
+
+async def rounds(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    registry: RegistryProcess,
+    plain: Proxy,
+    cached: Proxy,
+    cache_dir: Path,
+    digest: str,
+    work: Path,
+) -> Results:
+    """Round-robin: every round pulls once in each mode, so load from other processes on the machine
+    falls on all modes alike instead of on whichever ran during a busy spell."""
+    path = f"/v2/{REPO}/blobs/{digest}"
+    via = f"/v2/anon/{REPO}/blobs/{digest}"
+    results: Results = {}
+
+    async def one(label: str, url: str, proxy: Proxy | None) -> None:
+        before = cpu_seconds(proxy.process.pid) if proxy else 0.0
+        seconds, got = await pull(session, url)
+        assert got == args.size_mib * MIB, (label, got)
+        cpu = cpu_seconds(proxy.process.pid) - before if proxy else 0.0
+        results.setdefault(label, []).append((seconds, cpu))
+
+    for run in range(args.runs):
+        await one("direct", registry.url + path, None)
+        await one("regauth proxy, cold", plain.url + via, plain)
+        for file in cache_dir.rglob("*"):
+            if file.is_file():
+                file.unlink()
+        await one("regauth proxy, cold + cache write", cached.url + via, cached)
+        await one("regauth proxy, cache hit", cached.url + via, cached)
+        dist = start_distribution_proxy(work / f"dist-{run}", registry.url)
+        try:
+            await one("distribution proxy, cold", dist.url + path, None)
+        finally:
+            dist.stop()
+    return results
+
+
+def report(args: argparse.Namespace, results: Results, size: int) -> None:
+    direct = rate([s for s, _ in results["direct"]], size)
+    print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, loopback:")
+    for label, runs in results.items():
+        mibs = rate([s for s, _ in runs], size)
+        cpu = statistics.median(c for _, c in runs) / (size / 1024**3)
+        cpu_text = f"  proxy CPU {cpu:5.2f} s/GiB" if label.startswith("regauth") else ""
+        print(f"  {label:36s} {mibs:8.0f} MiB/s  {mibs / direct:5.2f}x direct{cpu_text}")
+
+
 async def measure(args: argparse.Namespace, work: Path) -> None:
     size, big = args.size_mib * MIB, args.big_mib * MIB
     registry = start_anonymous(work / "registry")
@@ -141,7 +198,6 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
     book = RegistryBook(settings, lambda: open_store(settings))
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
     procs: list[Proxy] = []
-    dist: RegistryProcess | None = None
     try:
         t0 = time.perf_counter()
         digest = push_blob(registry.url, size)
@@ -155,53 +211,13 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
             await plain.ready(session)
             await cached.ready(session)
-            results: dict[str, list[float]] = {}
-
-            async def runs(label: str, url: str, before: object = None) -> None:
-                times = []
-                for _ in range(args.runs):
-                    if callable(before):
-                        before()
-                    seconds, got = await pull(session, url)
-                    assert got == size
-                    times.append(seconds)
-                results[label] = times
-
-            def uncache() -> None:
-                for file in cache_dir.rglob("*"):
-                    if file.is_file():
-                        file.unlink()
-
             await pull(session, registry.url + path)  # warm the registry's page cache
-            await runs("direct", registry.url + path)
-            await runs("regauth proxy, cold", f"{plain.url}/v2/anon/{REPO}/blobs/{digest}")
-            await runs(
-                "regauth proxy, cold + cache write", f"{cached.url}/v2/anon/{REPO}/blobs/{digest}", uncache
-            )
-            await pull(session, f"{cached.url}/v2/anon/{REPO}/blobs/{digest}")
-            await runs("regauth proxy, cache hit", f"{cached.url}/v2/anon/{REPO}/blobs/{digest}")
-            dist_times = []
-            for run in range(args.runs):
-                dist = start_distribution_proxy(work / f"dist-{run}", registry.url)
-                seconds, got = await pull(session, dist.url + path)
-                assert got == size
-                dist_times.append(seconds)
-                dist.stop()
-                dist = None
-            results["distribution proxy, cold"] = dist_times
-
-            direct = rate(results["direct"], size)
-            print(f"\n{args.size_mib} MiB blob, median of {args.runs} runs, loopback:")
-            for label, times in results.items():
-                mibs = rate(times, size)
-                print(f"  {label:36s} {mibs:8.0f} MiB/s  {mibs / direct:5.2f}x direct")
-
+            results = await rounds(args, session, registry, plain, cached, cache_dir, digest, work)
+            report(args, results, size)
             await big_blob(args, registry, session, env, work, big)
     finally:
         for proc in procs:
             proc.stop()
-        if dist is not None:
-            dist.stop()
         registry.stop()
 
 
@@ -236,7 +252,7 @@ async def big_blob(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--big-mib", type=int, default=1024)
     args = parser.parse_args()

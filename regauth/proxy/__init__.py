@@ -1,0 +1,14 @@
+"""``regauth proxy``: an auth-injecting, pull-only Registry V2 proxy on aiohttp.
+
+main.py           run_proxy: options, the loopback rule, serving, SIGTERM
+app.py            make_proxy_app: routes, middlewares, the shared state (state.py)
+routing.py        request -> upstream + repository (prefix host or NAME, ns, Docker Hub); no open proxy
+handlers.py       /v2/, manifests, blobs, tags: streaming relay, cache use
+upstream.py       requests with the provider's credential via distribution's Authenticator
+credentials.py    provider credentials, kept briefly, one lookup at a time
+blobcache.py      content-addressed, digest-verified blob cache with LRU eviction
+manifestcache.py  manifests in memory: by digest, and by tag for a short TTL
+errors.py         the registry error JSON and the error middleware
+clientauth.py     client auth (token or htpasswd) for non-loopback binds
+metrics.py        Prometheus text; accesslog.py: one secret-free line per request
+"""

@@ -8,7 +8,7 @@ proxy. Ways in, all of which end here:
 - ``/v2/org/app/...?ns=HOST``  containerd's mirror, which names the upstream in ``ns``;
 - ``/v2/library/ubuntu/...``   no prefix and no ``ns``: Docker Hub (Docker's ``registry-mirrors``).
 
-A record's name wins over a host of the same spelling; documented in ``regauth proxy --help``.
+A record's name wins over a host of the same spelling (a record named like a host is the rare case).
 """
 
 from __future__ import annotations
