@@ -98,3 +98,33 @@ def test_containerd_style_ns_request(proxy: ProxyProcess, registry_token: Regist
         assert resp.headers["Docker-Content-Digest"] == fx.digest
     assert body == fx.image.manifest
     assert json.loads(body)["mediaType"] == MANIFEST_V2
+
+
+def test_registries_conf_mirror_with_a_location_prefix(
+    proxy: ProxyProcess, tmp_path: Path, registry_htpasswd: RegistryFixture
+) -> None:
+    """podman/CRI-O style: the registry's mirror is the proxy with the record's NAME as path prefix.
+    The client has no credentials, so only the mirror can succeed."""
+    fx = registry_htpasswd
+    # containers/image 5.23 (skopeo 1.9) reads no CONTAINERS_REGISTRIES_CONF; it reads the user's file.
+    conf = Path(os.environ["HOME"]) / ".config" / "containers" / "registries.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        f'[[registry]]\nlocation = "{fx.host}"\n'
+        f'[[registry.mirror]]\nlocation = "{proxy.host}/htp"\ninsecure = true\n'
+    )
+    auth = tmp_path / "empty-auth.json"
+    auth.write_text("{}")
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+    dest = tmp_path / "mirrored"
+    source = f"docker://{fx.host}/{fx.repository}:{fx.tag}"
+    result = subprocess.run(
+        ["skopeo", "copy", source, f"dir:{dest}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    _check_copy(dest, fx)
+    assert _metric(proxy, 'regauth_proxy_requests_total{method="GET",kind="manifest"') >= 1
