@@ -226,6 +226,7 @@ async def _head(
     out = web.StreamResponse(status=resp.status, headers=headers)
     if resp.content_length is not None:
         out.content_length = resp.content_length
+    request[state.SOURCE] = "upstream"
     await out.prepare(request)
     await out.write_eof()
     return out
