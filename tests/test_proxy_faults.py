@@ -48,6 +48,16 @@ async def test_pull_only(aiohttp_server: Any, aiohttp_client: Any, settings: Set
     assert (await _error(resp))["code"] == "UNSUPPORTED"
 
 
+async def test_paths_outside_v2_get_the_error_json(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    _, _, client = await _setup(aiohttp_server, aiohttp_client, settings, Fake(auth="none"))
+    for path in ("/", "/v1/_ping", "/v2/_catalog"):
+        resp = await client.get(path)
+        assert resp.status in (404, 405)
+        assert (await _error(resp))["code"] == "UNSUPPORTED"
+
+
 async def test_upload_path_is_refused(aiohttp_server: Any, aiohttp_client: Any, settings: Settings) -> None:
     _, _, client = await _setup(aiohttp_server, aiohttp_client, settings, Fake(auth="none"))
     resp = await client.get("/v2/fake/org/app/blobs/uploads/")

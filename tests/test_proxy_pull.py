@@ -164,6 +164,17 @@ async def test_200_concurrent_cold_pulls_fetch_one_token(
     assert fake.mints == 1
 
 
+async def test_the_clients_authorization_is_never_forwarded(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    fake = Fake(auth="none")
+    _, _, client = await _setup(aiohttp_server, aiohttp_client, settings, fake)
+    headers = {"Authorization": "Bearer CLIENT-OWN-TOKEN", "Accept": MANIFEST_V2}
+    resp = await client.get("/v2/fake/org/app/manifests/1.0", headers=headers)
+    assert resp.status == 200
+    assert fake.seen[-1][2] is None
+
+
 async def test_base_endpoint_answers_locally(
     aiohttp_server: Any, aiohttp_client: Any, settings: Settings
 ) -> None:

@@ -19,7 +19,7 @@ from regauth.proxy import state
 from regauth.proxy.blobcache import BlobCache
 from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
 from regauth.proxy.credentials import Credentials
-from regauth.proxy.errors import error_middleware
+from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
 from regauth.proxy.handlers import v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
@@ -62,6 +62,7 @@ def make_proxy_app(
     app.router.add_route("*", "/v2", v2)
     app.router.add_route("*", "/v2/{tail:.*}", v2)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", "/{tail:.*}", _elsewhere)
     return app
 
 
@@ -93,6 +94,11 @@ def _upstream_client(credentials: Credentials):  # type: ignore[no-untyped-def]
             await session.close()
 
     return context
+
+
+async def _elsewhere(request: web.Request) -> web.Response:
+    # Registry clients parse errors as JSON: answer everything outside /v2 and /metrics that way too.
+    raise ApiError(404, UNSUPPORTED, f"{request.path} is not served here: this is a Registry V2 proxy (/v2/)")
 
 
 async def _metrics(request: web.Request) -> web.Response:
