@@ -120,9 +120,10 @@ async def _relay(
     upstream = target.upstream
     assert upstream is not None
     forwarded = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
-    query = request.query_string if target.kind == "tags" else ""
+    # Only a tag list takes a query (n, last); ns is the proxy's own and stays here.
+    query = _without_ns(request) if target.kind == "tags" else ""
     if query:
-        path = f"{path}?{_without_ns(request)}"
+        path = f"{path}?{query}"
     client = request.app[state.CLIENT]
     async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
         if resp.status not in (200, 206, 304):
