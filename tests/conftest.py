@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import sysconfig
@@ -58,6 +59,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("REGAUTH_STORE", "file")
     monkeypatch.setenv("PATH", f"{SCRIPTS_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
     yield home
+
+
+@pytest.fixture(autouse=True)
+def restore_regauth_logger() -> Iterator[None]:
+    """In-process CLI runs configure the ``regauth`` logger; undo it so caplog works in later tests."""
+    logger = logging.getLogger("regauth")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture
