@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from regauth import __version__
@@ -193,7 +192,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
         changes["insecure"] = args.insecure
     if args.repository is not None:
         changes["repository"] = args.repository or None
-    new = replace(old, **changes)
+    new = old._replace(**changes)
     # A new username with the old password is almost never right: ask for the secret again.
     needs_secret = (
         new.provider == "static"
@@ -391,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         if getattr(args, "no_cache", False):
-            settings = replace(settings, no_cache=True)
+            settings = settings._replace(no_cache=True)
         from regauth.logs import setup_logging
         from regauth.store import open_store
 

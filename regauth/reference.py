@@ -6,7 +6,7 @@ compiled at import time is fine, no third-party modules).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from regauth.errors import UsageError
 
@@ -101,8 +101,8 @@ def _check_host(host: str, original: str) -> None:
 # empty domain; and ``familiar()`` keeps ``docker.io/`` or ``library/`` where dropping them would make
 # the string parse to another reference (``docker.io/foo.bar/app``).
 #
-# ``dataclasses`` is the one import this adds (~9 ms alone); every caller of ``normalize_registry`` already
-# pays it through ``regauth.config``, so the helper's path grows only by the class creation (~1 ms).
+# ``ImageReference`` is a NamedTuple, not a dataclass: this module is on the credential helper's path and
+# ``dataclasses`` would import ``inspect`` (~14 ms).
 
 DEFAULT_TAG = "latest"
 PATH_MAX = 255
@@ -121,8 +121,7 @@ _LOWER_HEX = frozenset("0123456789abcdef")
 _HEX = _LOWER_HEX | frozenset("ABCDEF")
 
 
-@dataclass(frozen=True)
-class ImageReference:
+class ImageReference(NamedTuple):
     """A parsed, normalised image reference; make one with ``parse_reference``.
 
     ``domain`` is as written (distribution does not lower-case it; use ``normalize_registry`` for the
@@ -160,7 +159,7 @@ class ImageReference:
     def with_default_tag(self) -> ImageReference:
         """This reference, tagged ``latest`` if it has neither a tag nor a digest (as ``docker pull``)."""
         if self.tag is None and self.digest is None:
-            return replace(self, tag=DEFAULT_TAG)
+            return self._replace(tag=DEFAULT_TAG)
         return self
 
     def __str__(self) -> str:

@@ -11,9 +11,8 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from regauth.config import Settings
 from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
@@ -26,14 +25,13 @@ _FORMAT_VERSION = 1
 _NAME_MAX = 64
 
 
-@dataclass(frozen=True)
-class Registry:
+class Registry(NamedTuple):
     id: str
     name: str
     registry: str
     username: str | None = None
     provider: str = "static"
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = {}  # never mutated: the shared default is safe
     ca_file: str | None = None
     insecure: bool = False
     repository: str | None = None
@@ -49,7 +47,7 @@ class Registry:
         return self.provider == "static" and self.username is None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self._asdict()
         data["options"] = dict(self.options)
         return data
 
@@ -150,7 +148,7 @@ class RegistryBook:
             records = self._read()
             self._check_free(records, record)
             now = _now()
-            record = replace(record, id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now)
+            record = record._replace(id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now)
             self._commit(records + [record], record, secret)
         return record
 
@@ -161,7 +159,7 @@ class RegistryBook:
             old = next((r for r in records if r.name == name), None)
             if old is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
-            new = replace(old, **changes, updated_at=_now())
+            new = old._replace(**changes, updated_at=_now())
             check_name(new.name)
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
@@ -209,7 +207,7 @@ class RegistryBook:
                 )
                 records = records + [new]
             else:
-                new = replace(old, username=username, updated_at=_now())
+                new = old._replace(username=username, updated_at=_now())
                 records = [new if r.id == old.id else r for r in records]
             self._commit(records, new, secret)
         return new

@@ -9,7 +9,6 @@ import multiprocessing
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import keyring
@@ -82,7 +81,7 @@ def make_store(
     kind = request.param
     if kind == "keyring":
         keyring.set_keyring(MemoryKeyring())
-        yield lambda: KeyringStore(replace(settings, store="keyring"))
+        yield lambda: KeyringStore(settings._replace(store="keyring"))
     elif kind == "file-passphrase":
         # A cheaper scrypt keeps the contract fast; the real parameters are used in the tests below.
         monkeypatch.setattr(file_module, "_SCRYPT", {**file_module._SCRYPT, "n": 2**10})
@@ -309,7 +308,7 @@ def test_damaged_key_file_is_named(settings: Settings) -> None:
 
 
 def auto_settings(settings: Settings) -> Settings:
-    return replace(settings, store="auto")
+    return settings._replace(store="auto")
 
 
 def test_auto_chooses_keyring_when_a_real_backend_is_set(
@@ -364,8 +363,8 @@ def test_explicit_store_setting_wins_over_remembered_choice(
     settings: Settings, memory_keyring: MemoryKeyring
 ) -> None:
     assert resolve_backend(auto_settings(settings)) == "keyring"
-    assert resolve_backend(replace(settings, store="file")) == "file"
-    assert open_store(replace(settings, store="file")).name == "file"
+    assert resolve_backend(settings._replace(store="file")) == "file"
+    assert open_store(settings._replace(store="file")).name == "file"
 
 
 # --- concurrency ----------------------------------------------------------------------------------

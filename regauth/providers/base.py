@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from regauth.errors import ProviderError
 from regauth.registries import Registry
@@ -18,12 +17,14 @@ from regauth.registries import Registry
 IDENTITY_TOKEN_USERNAME = "<token>"
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(NamedTuple):
     username: str
-    secret: str = field(repr=False)
+    secret: str
     # Unix time after which the secret is no longer valid; None for static secrets.
     expires_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Credential(username={self.username!r}, secret='***', expires_at={self.expires_at!r})"
 
     @property
     def is_identity_token(self) -> bool:

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from regauth.config import Settings
 from regauth.errors import ProviderError
@@ -47,12 +47,14 @@ _locks_guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
 
 
-@dataclass(frozen=True)
-class CachedToken:
+class CachedToken(NamedTuple):
     username: str
-    secret: str = field(repr=False)
+    secret: str
     expires_at: float
     minted_at: float
+
+    def __repr__(self) -> str:
+        return f"CachedToken(username={self.username!r}, secret='***', expires_at={self.expires_at!r})"
 
     @property
     def fresh_until(self) -> float:

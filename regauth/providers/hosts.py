@@ -6,7 +6,7 @@ Pure string work, no SDK: this runs on every credential helper ``get``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # amazon-ecr-credential-helper's pattern: the commercial, FIPS, China, ISO and EU sovereign partitions,
 # plus the dual-stack ``dkr-ecr.<region>.on.aws`` form.
@@ -25,8 +25,7 @@ ACR_CLOUDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class EcrHost:
+class EcrHost(NamedTuple):
     account: str
     region: str
     public: bool = False
