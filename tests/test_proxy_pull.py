@@ -110,6 +110,30 @@ async def test_docker_hub_default_with_library_prefix(
     assert fake.seen[-1][1] == "/v2/org/app/manifests/1.0"
 
 
+async def test_docker_hub_by_record_and_no_docker_hub(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    fake = Fake(auth="basic")
+    fake.add_image()
+    await start_fake(aiohttp_server, fake)
+    book = add_record(settings, "docker.io", name="hub")
+    accept = {"Accept": MANIFEST_V2}
+    # Default: a docker.io record turns the Docker Hub route on, with the record's credential.
+    client = await proxy_client(aiohttp_client, settings, book, docker_hub_url=fake.url)
+    resp = await client.get("/v2/library/alpine/manifests/1.0", headers=accept)
+    assert resp.status == 200 and fake.seen[-1][2] is not None
+    # --no-docker-hub: no prefix is refused; naming Docker Hub still works.
+    off = await proxy_client(aiohttp_client, settings, book, docker_hub=False, docker_hub_url=fake.url)
+    resp = await off.get("/v2/library/alpine/manifests/1.0", headers=accept)
+    assert resp.status == 404
+    for path in (
+        "/v2/library/alpine/manifests/1.0?ns=docker.io",
+        "/v2/docker.io/library/alpine/manifests/1.0",
+    ):
+        resp = await off.get(path, headers=accept)
+        assert resp.status == 200, path
+
+
 async def test_range_request(aiohttp_server: Any, aiohttp_client: Any, settings: Settings) -> None:
     fake = Fake(auth="none")
     image, _, client = await _setup(aiohttp_server, aiohttp_client, settings, fake)

@@ -21,7 +21,6 @@ from regauth.proxy.accesslog import ACCESS_LOG, AccessLogger
 from regauth.proxy.app import make_proxy_app
 from regauth.proxy.clientauth import read_token_file
 from regauth.proxy.options import ProxyOptions, is_loopback, parse_listen, parse_size
-from regauth.reference import DOCKER_HUB
 from regauth.registries import RegistryBook
 
 log = logging.getLogger("regauth.proxy")
@@ -32,16 +31,13 @@ def options_from_args(args: argparse.Namespace, book: RegistryBook) -> ProxyOpti
     max_size = parse_size(args.cache_max_size) if args.cache_max_size else None
     if max_size is not None and cache_dir is None:
         raise UsageError("--cache-max-size needs --cache-dir")
-    docker_hub = args.docker_hub
-    if docker_hub is None:
-        docker_hub = book.for_host(DOCKER_HUB) is not None
     token_file = getattr(args, "client_token_file", None)
     htpasswd = getattr(args, "htpasswd", None)
     return ProxyOptions(
         cache_dir=cache_dir,
         cache_max_size=max_size,
         manifest_tag_ttl=args.manifest_ttl,
-        docker_hub=docker_hub,
+        docker_hub=args.docker_hub,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,
         client_token=read_token_file(Path(token_file)) if token_file else None,

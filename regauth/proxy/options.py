@@ -35,7 +35,9 @@ class ProxyOptions:
     cache_max_size: int | None = None
     # How long a manifest fetched by tag is served from memory; 0 turns that off.
     manifest_tag_ttl: float = 30.0
-    docker_hub: bool = False
+    # Requests with no registry prefix and no ns go to Docker Hub: True always (anonymously if there
+    # is no docker.io record), None when a docker.io record exists, False never.
+    docker_hub: bool | None = None
     docker_hub_url: str = "https://registry-1.docker.io"
     connect_timeout: float = 10.0
     # Between two reads of one upstream body, not for a whole blob: a 1 GiB blob may take minutes.

@@ -65,7 +65,7 @@ class Target:
 class Upstreams:
     """The configured upstreams, re-read from the book when its file changes (at most once a second)."""
 
-    def __init__(self, book: RegistryBook, *, docker_hub: bool, docker_hub_url: str) -> None:
+    def __init__(self, book: RegistryBook, *, docker_hub: bool | None, docker_hub_url: str) -> None:
         self._book = book
         self._hub = docker_hub
         self._hub_url = docker_hub_url
@@ -93,10 +93,9 @@ class Upstreams:
             self._made = {}
             self._stamp = stamp
 
-    @property
-    def docker_hub(self) -> bool:
-        self._refresh()
-        return self._hub or DOCKER_HUB in self._by_host
+    def default(self) -> Upstream | None:
+        """Where requests with no prefix and no ``ns`` go: Docker Hub, if enabled."""
+        return None if self._hub is False else self.by_host(DOCKER_HUB)
 
     def by_name(self, name: str) -> Upstream | None:
         self._refresh()
@@ -108,7 +107,7 @@ class Upstreams:
         record = self._by_host.get(host)
         if record is not None:
             return self._upstream(record)
-        if host == DOCKER_HUB and self._hub:
+        if host == DOCKER_HUB and self._hub is True:
             if self._hub_anonymous is None:
                 self._hub_anonymous = Upstream(self._hub_transport(None))
             return self._hub_anonymous
@@ -184,7 +183,7 @@ def resolve(name: str, ns: str | None, upstreams: Upstreams) -> tuple[Upstream, 
             if upstream is None:
                 raise _refused(host)
             return upstream, _hub_path(host, rest)
-    hub = upstreams.by_host(DOCKER_HUB)
+    hub = upstreams.default()
     if hub is None:
         raise ApiError(
             404,
