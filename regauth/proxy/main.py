@@ -23,10 +23,8 @@ from regauth.proxy.clientauth import read_token_file
 from regauth.proxy.options import ProxyOptions, is_loopback, parse_listen, parse_size
 from regauth.registries import RegistryBook
 
-log = logging.getLogger("regauth.proxy")
 
-
-def options_from_args(args: argparse.Namespace, book: RegistryBook) -> ProxyOptions:
+def options_from_args(args: argparse.Namespace) -> ProxyOptions:
     cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else None
     max_size = parse_size(args.cache_max_size) if args.cache_max_size else None
     if max_size is not None and cache_dir is None:
@@ -47,7 +45,7 @@ def options_from_args(args: argparse.Namespace, book: RegistryBook) -> ProxyOpti
 
 def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     host, port = parse_listen(args.listen)
-    options = options_from_args(args, book)
+    options = options_from_args(args)
     if not is_loopback(host) and not options.client_auth:
         raise UsageError(
             f"--listen {args.listen} is not a loopback address: anyone who can reach it could pull with "
