@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -136,7 +137,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         error = as_api_error(exc)
         if error.status >= 500 and not isinstance(exc, ApiError | RegauthError):
-            log.error("%s %s: %s", request.method, redact(request.path), redact(repr(exc)))
+            # The type and where, not the message: a foreign exception's text can hold a URL's query.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            where = f"{frame.filename}:{frame.lineno}"
+            log.error("%s %s: %s at %s", request.method, redact(request.path), type(exc).__name__, where)
         elif error.status >= 500:
             log.warning("%s %s: %s", request.method, redact(request.path), error.message)
         return error_response(error)
