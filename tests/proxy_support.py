@@ -49,6 +49,7 @@ class Fake:
     token_down: bool = False
     fail_status: int | None = None
     cut_blob: bool = False
+    stall_blob: float = 0.0  # seconds to stop sending halfway through a blob
     corrupt_blob: bool = False
     slow: float = 0.0
     redirect_to: str | None = None  # base URL of a "blob storage" server
@@ -163,6 +164,9 @@ async def send_blob(request: web.Request, fake: Fake, data: bytes, digest: str) 
     if request.method == "HEAD":
         await response.write_eof()
         return response
+    if fake.stall_blob:
+        await response.write(body[: len(body) // 2])
+        await asyncio.sleep(fake.stall_blob)
     if fake.cut_blob:
         await response.write(body[: len(body) // 2])
         await asyncio.sleep(0.05)

@@ -155,6 +155,21 @@ async def test_slow_upstream_times_out(aiohttp_server: Any, aiohttp_client: Any,
     assert (await _error(resp))["code"] == "UNAVAILABLE"
 
 
+async def test_upstream_stalling_mid_blob_is_cut_not_hung(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    fake = Fake(auth="none", stall_blob=2.0)
+    cache = tmp_path / "cache"
+    image, _, client = await _setup(
+        aiohttp_server, aiohttp_client, settings, fake, cache_dir=cache, read_timeout=0.3
+    )
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with client.get(f"/v2/fake/org/app/blobs/{digest_of(image['layer'])}") as resp:
+            assert resp.status == 200
+            await asyncio.wait_for(resp.read(), timeout=20)
+    assert cache_files(cache) == []
+
+
 async def test_token_endpoint_down(aiohttp_server: Any, aiohttp_client: Any, settings: Settings) -> None:
     fake = Fake(auth="bearer", token_down=True)
     _, _, client = await _setup(aiohttp_server, aiohttp_client, settings, fake)
