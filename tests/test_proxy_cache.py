@@ -52,6 +52,9 @@ async def test_second_pull_is_a_cache_hit(
     assert _blob_requests(fake) == 1
     (cached,) = cache_files(tmp_path / "c")
     assert cached.name == digest.split(":")[1]
+    # Blobs of private images stay private to the proxy's user.
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "c" / "blobs").stat().st_mode & 0o777 == 0o700
 
 
 async def test_a_range_miss_is_not_cached(

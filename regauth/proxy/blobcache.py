@@ -28,9 +28,10 @@ class CacheWriter:
         self._cache = cache
         self._final = final
         self._hash = hashlib.new(algorithm)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._temp = final.with_name(f"{final.name}.tmp-{os.urandom(6).hex()}")
-        self._file = open(self._temp, "wb")  # noqa: SIM115 - closed in commit/abort
+        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb")
         self.size = 0
         self.failed = False
         self._done = False
@@ -95,6 +96,11 @@ class BlobCache:
         self._writing: set[str] = set()
         self.size = 0
         self.evictions = 0
+        # Blobs of private images must not become readable by other users: everything lives under a
+        # directory only the proxy's user can enter, whatever the cache dir's own mode.
+        blobs = root / "blobs"
+        blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        blobs.chmod(0o700)
         self._load()
 
     def path_for(self, digest: str) -> Path:

@@ -51,8 +51,6 @@ def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
             f"--listen {args.listen} is not a loopback address: anyone who can reach it could pull with "
             "your credentials; set --client-token-file or --htpasswd to require client auth"
         )
-    if options.cache_dir is not None:
-        options.cache_dir.mkdir(parents=True, exist_ok=True)
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
     app = make_proxy_app(settings, book, options=options)
