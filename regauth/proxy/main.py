@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -69,7 +70,12 @@ async def serve(app: web.Application, host: str, port: int, *, shutdown_timeout:
         loop.add_signal_handler(sig, stop.set)
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # asyncio puts the whole address tuple in strerror; the errno's own text reads better.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise UsageError(f"cannot listen on {host}:{port}: {reason}") from exc
         bound = ", ".join(_address(s) for s in (runner.addresses or []))
         # One line on stderr that scripts (and the tests) can wait for.
         sys.stderr.write(f"regauth proxy: listening on {bound}\n")

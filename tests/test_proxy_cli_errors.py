@@ -1,0 +1,41 @@
+"""`regauth proxy` refuses bad start-up input with one line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+
+def run(exe: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([exe, "proxy", *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_a_port_in_use_is_one_line(regauth_exe: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(regauth_exe, "--listen", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"regauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--listen", "0.0.0.0:5000"], "is not a loopback address"),
+        (["--listen", "nonsense"], "use HOST:PORT"),
+        (["--listen", "127.0.0.1:99999"], "use HOST:PORT"),
+        (["--cache-dir", "/tmp/regauth-x", "--cache-max-size", "12XB"], "invalid size"),
+        (["--cache-max-size", "1GiB"], "needs --cache-dir"),
+    ],
+)
+def test_bad_options_are_one_line(regauth_exe: str, argv: list[str], expected: str) -> None:
+    done = run(regauth_exe, *argv)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr
