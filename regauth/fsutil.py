@@ -16,12 +16,22 @@ LOCK_TIMEOUT = 30.0
 
 
 def ensure_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory {path}: {exc.strerror or exc}") from exc
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
     ensure_private_dir(path.parent)
+    try:
+        _atomic_write(path, data, mode)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}; it was left as it was") from exc
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -46,7 +56,10 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
 def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
     ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
     try:
         deadline = time.monotonic() + timeout
         delay = 0.001

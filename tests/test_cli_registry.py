@@ -246,3 +246,28 @@ def test_removing_a_provider_record_drops_its_cached_tokens(regauth) -> None:  #
     store.set(cache_key("ecr", other, "identity"), '{"cached": "token"}')
     assert regauth("registry", "remove", "ecr")[0] == 0
     assert book().store.keys() == [cache_key("ecr", other, "identity")]
+
+
+@pytest.mark.parametrize("var", ["XDG_CONFIG_HOME", "XDG_DATA_HOME"])
+def test_unwritable_locations_are_one_line(
+    regauth,
+    helper_exe: str,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    var: str,  # type: ignore[no-untyped-def]
+) -> None:
+    # A file where a directory should be: the OS refuses, even to root.
+    blocker = isolated_env / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv(var, str(blocker))
+    code, out, err = add(regauth)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1
+    assert str(blocker) in err and "Traceback" not in err
+    stored = subprocess.run(
+        [helper_exe, "store"],
+        input=b'{"ServerURL":"a.io","Username":"u","Secret":"s"}',
+        capture_output=True,
+        timeout=60,
+    )
+    assert stored.returncode == 1 and len(stored.stdout.splitlines()) == 1
+    assert str(blocker).encode() in stored.stdout and stored.stderr == b""

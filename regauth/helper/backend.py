@@ -6,7 +6,7 @@ import sys
 from typing import IO
 
 from regauth.config import Settings
-from regauth.errors import NotFoundError, ProviderError
+from regauth.errors import NotFoundError, ProviderError, StoreError
 from regauth.helper.texts import PROGRAM
 from regauth.providers.routing import credential_for
 from regauth.reference import server_url_for
@@ -59,4 +59,8 @@ class RegauthBackend:
         from regauth.logs import append_log_line, redact
 
         self._stderr.write(f"{PROGRAM}: {redact(message)}\n")
-        append_log_line(self.settings, f"{PROGRAM} get: {message}")
+        try:
+            append_log_line(self.settings, f"{PROGRAM} get: {message}")
+        except (OSError, StoreError) as exc:
+            # The cause is on stderr already; a log file we cannot write must not turn into a crash.
+            self._stderr.write(f"{PROGRAM}: cannot write the log file {self.settings.log_file}: {exc}\n")

@@ -146,8 +146,15 @@ def _create_key(path: Path) -> bytes:
         if len(data) != 32:
             raise StoreError(f"the key file {path} is damaged (expected 32 bytes)") from None
         return data
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise StoreError(f"cannot create the key file {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        # A part-written key would make the store unreadable later: remove it now.
+        path.unlink(missing_ok=True)
+        raise StoreError(f"cannot write the key file {path}: {exc.strerror or exc}") from exc
     return key
