@@ -1,17 +1,23 @@
 """Push a small test image into a registry with plain HTTP requests (urllib), independent of regauth.
 
 Handles the three test set-ups: no auth, Basic (htpasswd) and Bearer (token realm, fetched with basic
-auth for ``repository:NAME:pull,push``).
+auth for ``repository:NAME:pull,push``). ``push_test_image`` pushes random blobs (enough for copies);
+``push_runnable_image`` pushes an image a runtime can unpack: a gzip'd tar layer and a config whose
+``rootfs.diff_ids`` are the digests of the uncompressed tars.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import io
 import json
 import os
+import platform
 import re
 import ssl
+import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -127,3 +133,65 @@ def push_test_image(
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     assert headers.get("Docker-Content-Digest") == digest, headers
     return PushedImage(repository, tag, digest, manifest, config_digest, tuple(layer_digests))
+
+
+# uname -m -> the OCI architecture; a runtime pulls only the manifest whose config matches its platform.
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+
+def host_architecture() -> str:
+    machine = platform.machine()
+    return _ARCHITECTURES.get(machine, machine)
+
+
+def tar_layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """A layer of regular files (0644, root-owned, mtime 0): (uncompressed tar, gzip of it)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    return raw, gzip.compress(raw, mtime=0)
+
+
+def push_runnable_image(
+    url: str,
+    repository: str = "test/real",
+    tag: str = "1.0",
+    *,
+    context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    files: dict[str, bytes] | None = None,
+) -> PushedImage:
+    """Push one gzip'd tar layer of ``files``, a config for this host's platform with the layer's
+    diff_id, and a Docker v2 manifest; return what was pushed."""
+    pusher = _Pusher(url, context, username, password)
+    raw, compressed = tar_layer(files or {"hello.txt": b"hello from regauth\n"})
+    layer_digest = pusher.push_blob(repository, compressed)
+    config = json.dumps(
+        {
+            "architecture": host_architecture(),
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
+            "config": {"Cmd": ["/hello.txt"]},
+            "history": [{"created_by": "regauth tests"}],
+        }
+    ).encode()
+    config_digest = pusher.push_blob(repository, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": config_digest},
+            "layers": [{"mediaType": LAYER_GZIP, "size": len(compressed), "digest": layer_digest}],
+        }
+    ).encode()
+    _, headers, _ = pusher.request(
+        "PUT", f"{url}/v2/{repository}/manifests/{tag}", manifest, {"Content-Type": MANIFEST_V2}
+    )
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert headers.get("Docker-Content-Digest") == digest, headers
+    return PushedImage(repository, tag, digest, manifest, config_digest, (layer_digest,))

@@ -1,0 +1,273 @@
+"""The proxy's documented client set-ups, with the real clients: containerd 1.6 (its own daemon, ``ctr``
+with a ``hosts.toml`` mirror) and podman 4.3 (a ``registries.conf`` mirror with the record's name as path
+prefix) pull a real image (a gzip'd tar layer, unpacked) from the token-auth registry through ``regauth
+proxy``. Neither client holds a credential: each test first shows the client refused by the upstream
+directly (its CA trusted), then the pull through the proxy, digests equal to the upstream's. Missing
+binaries fail these tests; none skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from proxy_support import ProxyProcess
+from support.image import PushedImage, push_runnable_image
+from support.registry import RegistryFixture, _die_with_parent
+
+from regauth.config import Settings
+from regauth.registries import Registry, RegistryBook
+from regauth.store import open_store
+
+NAME = "tok"  # the proxy record's name: the path prefix of the podman mirror
+LAYER_FILE = b"pulled through regauth\n"
+_TIMEOUT = 60  # bounds a hung client; no test asserts a duration
+
+
+@pytest.fixture
+def image(registry_token: RegistryFixture) -> PushedImage:
+    fx = registry_token
+    return push_runnable_image(
+        fx.url,
+        context=fx.ssl_context(),
+        username=fx.username,
+        password=fx.password,
+        files={"hello.txt": LAYER_FILE},
+    )
+
+
+@pytest.fixture
+def proxy(
+    regauth_exe: str, settings: Settings, tmp_path: Path, registry_token: RegistryFixture
+) -> Iterator[ProxyProcess]:
+    fx = registry_token
+    book = RegistryBook(settings, lambda: open_store(settings))
+    record = Registry(id="", name=NAME, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
+    book.add(record, fx.password)
+    proc = ProxyProcess(regauth_exe, tmp_path, "--cache-dir", str(tmp_path / "cache"))
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: containerd's unix socket path has a 108-byte limit, podman's runroot 50."""
+    path = Path(tempfile.mkdtemp(prefix="regauth-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which(argv[0])
+    assert binary, f"{argv[0]} is not installed: the client tests need it (see the CI package list)"
+    return subprocess.run(
+        [binary, *argv[1:]], env=env, capture_output=True, text=True, timeout=_TIMEOUT, check=False
+    )
+
+
+def _ok(argv: list[str], *, env: dict[str, str] | None = None) -> str:
+    result = _run(argv, env=env)
+    assert result.returncode == 0, f"{argv}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def _fails(argv: list[str], *, env: dict[str, str] | None = None) -> str:
+    result = _run(argv, env=env)
+    assert result.returncode != 0, f"{argv} succeeded:\n{result.stdout}"
+    return result.stderr
+
+
+# ---- containerd ----------------------------------------------------------------------------------------
+
+
+class Containerd:
+    """A containerd daemon of the test's own (root, state, socket and config under ``workdir``), with
+    only the plugins a pull needs."""
+
+    _DISABLED = (
+        "io.containerd.grpc.v1.cri",
+        "io.containerd.internal.v1.opt",
+        "io.containerd.snapshotter.v1.aufs",
+        "io.containerd.snapshotter.v1.btrfs",
+        "io.containerd.snapshotter.v1.devmapper",
+        "io.containerd.snapshotter.v1.zfs",
+        "io.containerd.tracing.processor.v1.otlp",
+    )
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("containerd")
+        assert binary, "containerd is not installed: apt-get install containerd"
+        workdir.mkdir()
+        self.dir = workdir
+        self.root = self.dir / "root"
+        self.socket = self.dir / "containerd.sock"
+        config = self.dir / "config.toml"
+        config.write_text(
+            "version = 2\n"
+            f'root = "{self.root}"\nstate = "{self.dir / "state"}"\n'
+            f"disabled_plugins = {json.dumps(list(self._DISABLED))}\n"
+            f'[grpc]\n  address = "{self.socket}"\n'
+        )
+        self.log_path = self.dir / "containerd.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                _die_with_parent([binary, "--config", str(config)]),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"containerd exited {self.process.returncode}: {self.log()}")
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(str(self.socket))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"containerd did not listen in {timeout}s: {self.log()}")
+
+    def ctr(self, *args: str) -> list[str]:
+        return ["ctr", "--address", str(self.socket), "--namespace", "regauth-test", *args]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def containerd(short_tmp: Path) -> Iterator[Containerd]:
+    daemon = Containerd(short_tmp / "containerd")
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def write_hosts_toml(hosts_dir: Path, upstream: str, mirror: str) -> None:
+    """``hosts.toml`` as the README shows it, in the directory named after the upstream ``host:port``
+    (containerd 1.6 also finds ``host_port_``)."""
+    path = hosts_dir / upstream / "hosts.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        f'server = "https://{upstream}"\n\n[host."{mirror}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
+
+
+def write_direct_hosts_toml(hosts_dir: Path, upstream: str, ca_file: str) -> None:
+    """The upstream alone, its CA trusted: what containerd can do without the proxy."""
+    path = hosts_dir / upstream / "hosts.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        f'server = "https://{upstream}"\n\n[host."https://{upstream}"]\n'
+        f'  capabilities = ["pull", "resolve"]\n  ca = "{ca_file}"\n'
+    )
+
+
+def _ctr_digest(listing: str, ref: str) -> str:
+    # `ctr images ls`: REF TYPE DIGEST SIZE PLATFORMS LABELS
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == ref:
+            return fields[2]
+    raise AssertionError(f"{ref} not in:\n{listing}")
+
+
+def test_containerd_pulls_through_a_hosts_toml_mirror(
+    containerd: Containerd,
+    proxy: ProxyProcess,
+    registry_token: RegistryFixture,
+    image: PushedImage,
+    tmp_path: Path,
+) -> None:
+    upstream = registry_token.host
+    ref = f"{upstream}/{image.repository}:{image.tag}"
+    pull = ["images", "pull", "--snapshotter", "native", "--hosts-dir"]
+    # Alone, even trusting the upstream's CA, containerd cannot pull: it has no credentials.
+    assert registry_token.ca_file
+    write_direct_hosts_toml(tmp_path / "direct", upstream, registry_token.ca_file)
+    refused = _fails(containerd.ctr(*pull, str(tmp_path / "direct"), ref))
+    assert "pull access denied" in refused
+
+    write_hosts_toml(tmp_path / "certs.d", upstream, proxy.url)
+    _ok(containerd.ctr(*pull, str(tmp_path / "certs.d"), ref))
+
+    assert _ctr_digest(_ok(containerd.ctr("images", "ls")), ref) == image.digest
+    # Unpacked: the layer's file is in a snapshot of the native snapshotter.
+    snapshots = containerd.root / "io.containerd.snapshotter.v1.native" / "snapshots"
+    assert [p.read_bytes() for p in snapshots.glob("*/hello.txt")] == [LAYER_FILE]
+    # Every request containerd sent the mirror named the upstream in ns=.
+    requests = [line for line in proxy.log().splitlines() if f"/v2/{image.repository}/" in line]
+    assert requests and all(f"?ns={upstream} 200 " in line for line in requests), proxy.log()
+
+
+# ---- podman --------------------------------------------------------------------------------------------
+
+
+def _registries_conf(path: Path, upstream: str, mirror: str | None = None) -> Path:
+    text = f'[[registry]]\nlocation = "{upstream}"\n'
+    if mirror:
+        text += f'\n[[registry.mirror]]\nlocation = "{mirror}"\ninsecure = true\n'
+    path.write_text(text)
+    return path
+
+
+def test_podman_pulls_through_a_registries_conf_mirror(
+    proxy: ProxyProcess,
+    registry_token: RegistryFixture,
+    image: PushedImage,
+    tmp_path: Path,
+    short_tmp: Path,
+) -> None:
+    upstream = registry_token.host
+    ref = f"{upstream}/{image.repository}:{image.tag}"
+    auth = tmp_path / "empty-auth.json"
+    auth.write_text("{}")
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+    storage = short_tmp / "podman"
+    podman = ["podman", "--root", str(storage / "root"), "--runroot", str(storage / "run")]
+    podman += ["--storage-driver", "vfs", "--tmpdir", str(storage / "tmp"), "--events-backend", "file"]
+    # podman trusts the upstream's CA: only the missing credentials keep it from pulling by itself.
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    assert registry_token.ca_file
+    shutil.copy(registry_token.ca_file, certs / "ca.crt")
+    pull = ["pull", "--cert-dir", str(certs), ref]
+    direct = _registries_conf(tmp_path / "direct.conf", upstream)
+    refused = _fails([*podman, *pull], env={**env, "CONTAINERS_REGISTRIES_CONF": str(direct)})
+    assert "unauthorized" in refused.lower()
+
+    mirrored = _registries_conf(tmp_path / "registries.conf", upstream, f"{proxy.host}/{NAME}")
+    env["CONTAINERS_REGISTRIES_CONF"] = str(mirrored)
+    _ok([*podman, *pull], env=env)
+
+    inspected = json.loads(_ok([*podman, "image", "inspect", ref], env=env))
+    assert inspected[0]["Digest"] == image.digest
+    assert [p.read_bytes() for p in (storage / "root").glob("vfs/dir/*/hello.txt")] == [LAYER_FILE]
+    requests = [line for line in proxy.log().splitlines() if f"/v2/{NAME}/{image.repository}/" in line]
+    assert any("/manifests/" in line and " 200 " in line for line in requests), proxy.log()
