@@ -169,10 +169,9 @@ def containerd(short_tmp: Path) -> Iterator[Containerd]:
         daemon.stop()
 
 
-def write_hosts_toml(hosts_dir: Path, upstream: str, mirror: str) -> None:
-    """``hosts.toml`` as the README shows it, in the directory named after the upstream ``host:port``
-    (containerd 1.6 also finds ``host_port_``)."""
-    path = hosts_dir / upstream / "hosts.toml"
+def write_hosts_toml(hosts_dir: Path, directory: str, upstream: str, mirror: str) -> None:
+    """``hosts.toml`` as the README shows it, in ``hosts_dir/directory``."""
+    path = hosts_dir / directory / "hosts.toml"
     path.parent.mkdir(parents=True)
     path.write_text(
         f'server = "https://{upstream}"\n\n[host."{mirror}"]\n  capabilities = ["pull", "resolve"]\n'
@@ -198,14 +197,18 @@ def _ctr_digest(listing: str, ref: str) -> str:
     raise AssertionError(f"{ref} not in:\n{listing}")
 
 
+# containerd 1.6 looks for an upstream with a port in certs.d/host:port and in certs.d/host_port_.
+@pytest.mark.parametrize("directory", ["host:port", "host_port_"])
 def test_containerd_pulls_through_a_hosts_toml_mirror(
     containerd: Containerd,
     proxy: ProxyProcess,
     registry_token: RegistryFixture,
     image: PushedImage,
     tmp_path: Path,
+    directory: str,
 ) -> None:
     upstream = registry_token.host
+    host, port = upstream.rsplit(":", 1)
     ref = f"{upstream}/{image.repository}:{image.tag}"
     pull = ["images", "pull", "--snapshotter", "native", "--hosts-dir"]
     # Alone, even trusting the upstream's CA, containerd cannot pull: it has no credentials.
@@ -214,7 +217,8 @@ def test_containerd_pulls_through_a_hosts_toml_mirror(
     refused = _fails(containerd.ctr(*pull, str(tmp_path / "direct"), ref))
     assert "pull access denied" in refused
 
-    write_hosts_toml(tmp_path / "certs.d", upstream, proxy.url)
+    named = upstream if directory == "host:port" else f"{host}_{port}_"
+    write_hosts_toml(tmp_path / "certs.d", named, upstream, proxy.url)
     _ok(containerd.ctr(*pull, str(tmp_path / "certs.d"), ref))
 
     assert _ctr_digest(_ok(containerd.ctr("images", "ls")), ref) == image.digest
