@@ -1,7 +1,9 @@
 """Local HTTPS stand-ins for the cloud token endpoints the provider tests point the real SDKs at.
 
-``StandIn`` is a threaded ``http.server`` behind TLS from a ``trustme`` CA; each route is a function
-of (path, form) -> (status, JSON body), and every request is counted per path.
+``StandIn`` is a threaded ``http.server`` behind TLS from a ``trustme`` CA (or plain HTTP, as a local
+managed identity endpoint is); each route is a function of (path, form) -> (status, JSON body), where the
+form is the query string's parameters and the urlencoded body's. Every request is counted per path, and
+its form and headers are recorded.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ Route = Callable[[str, dict[str, str]], tuple[int, dict[str, Any]]]
 
 
 class StandIn:
-    def __init__(self, server: ThreadingHTTPServer, routes: dict[str, Route]) -> None:
+    def __init__(self, server: ThreadingHTTPServer, routes: dict[str, Route], tls: bool = True) -> None:
         self.server = server
         self.routes = routes
+        self.tls = tls
         self.hits: collections.Counter[str] = collections.Counter()
         self.forms: list[dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []
+        # Sent with every response, e.g. a short Retry-After so that an SDK's retries of a 5xx are quick.
+        self.response_headers: dict[str, str] = {}
         self.lock = threading.Lock()
 
     @property
@@ -38,29 +44,34 @@ class StandIn:
 
     @property
     def url(self) -> str:
-        return f"https://{self.netloc}"
+        return f"{'https' if self.tls else 'http'}://{self.netloc}"
 
 
 @contextmanager
-def stand_in(ca: trustme.CA, routes: dict[str, Route]) -> Iterator[StandIn]:
+def stand_in(ca: trustme.CA, routes: dict[str, Route], *, tls: bool = True) -> Iterator[StandIn]:
     holder: list[StandIn] = []
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
-            path = urllib.parse.urlsplit(self.path).path
+            url = urllib.parse.urlsplit(self.path)
+            path = url.path
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
-            form = dict(urllib.parse.parse_qsl(body))
+            form = dict(urllib.parse.parse_qsl(url.query))
+            form.update(urllib.parse.parse_qsl(body))
             site = holder[0]
             with site.lock:
                 site.hits[path] += 1
                 site.forms.append(form)
+                site.headers.append(dict(self.headers.items()))
             route = site.routes.get(path)
             status, payload = route(path, form) if route else (404, {"error": "not_found"})
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in site.response_headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -71,10 +82,11 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route]) -> Iterator[StandIn]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    site = StandIn(server, routes)
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    site = StandIn(server, routes, tls)
     holder.append(site)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
