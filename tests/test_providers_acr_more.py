@@ -374,3 +374,20 @@ def test_helper_get_falls_back_to_not_found_when_az_fails(
     (line,) = proc.stderr.splitlines()
     assert cause in line and "az login" in line and "Traceback" not in proc.stderr
     assert cause in load_settings().log_file.read_text()
+
+
+def test_exchange_trusts_the_records_ca_file(
+    az: FakeAz, registry: tuple[Exchange, StandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, reg = registry
+    # Only the record vouches for the registry's CA now, as with `registry add --ca-file`.
+    ca_file = os.environ["REQUESTS_CA_BUNDLE"]
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    settings = load_settings()
+    book = book_for(settings)
+    without = add_record(book, reg.netloc, credential="cli")
+    with pytest.raises(ProviderError, match="cannot reach"):
+        credential_for(settings, book, reg.netloc, use_cache=False)
+    book.update(without.name, {"ca_file": ca_file})
+    cred = credential_for(settings, book, reg.netloc, use_cache=False)
+    assert cred is not None and cred.username == USERNAME

@@ -179,7 +179,9 @@ class AcrProvider:
         if tenant:
             form["tenant"] = str(tenant)
         try:
-            response = requests.post(url, data=form, timeout=(5, 20))
+            # The record's CA bundle is the one its registry is trusted with, here as everywhere else.
+            verify = record.ca_file if record is not None and record.ca_file else True
+            response = requests.post(url, data=form, timeout=(5, 20), verify=verify)
         except requests.RequestException as exc:
             raise failure(
                 self.name,
