@@ -1,6 +1,8 @@
 """Throughput of a 256 MiB blob on loopback: direct from a real `registry`, through `regauth proxy` cold
 (no cache; and cold while writing its cache), through it from its cache, and through distribution's own
-pull-through mode (`registry` with `proxy.remoteurl`). Then the proxy's peak RSS around a 1 GiB blob.
+pull-through mode (`registry` with `proxy.remoteurl`). Then the same blob from a registry over TLS (the
+test CA in the record's ``ca_file``), direct and through the proxy cold, because real upstreams are
+HTTPS. Then the proxy's peak RSS around a 1 GiB blob.
 
 Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N]
 
@@ -17,6 +19,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -36,9 +39,11 @@ from support.registry import (  # noqa: E402
     RegistryProcess,
     _base_config,
     _start,
+    _with_tls,
     free_port,
     start_anonymous,
 )
+from support.tls import make_pki  # noqa: E402
 
 from regauth.config import load_settings  # noqa: E402
 from regauth.registries import Registry, RegistryBook  # noqa: E402
@@ -46,6 +51,8 @@ from regauth.store import open_store  # noqa: E402
 
 MIB = 1024 * 1024
 REPO = "bench/blob"
+TLS_DIRECT = "direct, TLS"
+TLS_COLD = "regauth proxy, cold, TLS upstream"
 
 
 def _chunks(seed: bytes, size: int) -> Iterator[bytes]:
@@ -54,7 +61,7 @@ def _chunks(seed: bytes, size: int) -> Iterator[bytes]:
         yield seed
 
 
-def push_blob(url: str, size: int) -> str:
+def push_blob(url: str, size: int, context: ssl.SSLContext | None = None) -> str:
     """Push ``size`` bytes as one blob with a streamed monolithic upload; return its digest."""
     seed = os.urandom(MIB)
     digest = hashlib.sha256()
@@ -62,7 +69,12 @@ def push_blob(url: str, size: int) -> str:
         digest.update(chunk)
     name = "sha256:" + digest.hexdigest()
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.netloc, timeout=120)
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.netloc, timeout=120, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.netloc, timeout=120)
     conn.request("POST", f"/v2/{REPO}/blobs/uploads/", body=b"")
     resp = conn.getresponse()
     resp.read()
@@ -77,14 +89,21 @@ def push_blob(url: str, size: int) -> str:
     return name
 
 
-async def pull(session: aiohttp.ClientSession, url: str) -> tuple[float, int]:
+async def pull(
+    session: aiohttp.ClientSession, url: str, context: ssl.SSLContext | None = None
+) -> tuple[float, int]:
     started = time.perf_counter()
     size = 0
-    async with session.get(url) as resp:
+    async with session.get(url, ssl=context if context is not None else True) as resp:
         assert resp.status == 200, (url, resp.status, await resp.text())
         async for chunk in resp.content.iter_any():
             size += len(chunk)
     return time.perf_counter() - started, size
+
+
+def start_anonymous_tls(workdir: Path) -> RegistryProcess:
+    pki = make_pki(workdir / "pki")
+    return _start(workdir, lambda port: _with_tls(_base_config(workdir, port), pki), pki.ca_file)
 
 
 def start_distribution_proxy(workdir: Path, upstream: str) -> RegistryProcess:
@@ -144,24 +163,35 @@ async def rounds(
     args: argparse.Namespace,
     session: aiohttp.ClientSession,
     registry: RegistryProcess,
+    tls: RegistryProcess,
     plain: Proxy,
     cached: Proxy,
     cache_dir: Path,
-    digest: str,
+    digests: tuple[str, str],
     work: Path,
 ) -> Results:
     """Round-robin: every round pulls once in each mode, so load from other processes on the machine
     falls on all modes alike instead of on whichever ran during a busy spell."""
+    digest, tls_digest = digests
     path = f"/v2/{REPO}/blobs/{digest}"
     via = f"/v2/anon/{REPO}/blobs/{digest}"
+    tls_path = f"/v2/{REPO}/blobs/{tls_digest}"
+    tls_via = f"/v2/tls/{REPO}/blobs/{tls_digest}"
+    context = tls.ssl_context()
     results: Results = {}
 
-    async def one(label: str, url: str, *pids: int) -> None:
+    async def one(
+        label: str,
+        url: str,
+        *pids: int,
+        origin: RegistryProcess = registry,
+        ctx: ssl.SSLContext | None = None,
+    ) -> None:
         # The CPU time of the client, the registry and the proxy: on a machine with few cores, the
         # sum bounds the throughput however the work is spread.
-        pids = (registry.process.pid, *pids)
+        pids = (origin.process.pid, *pids)
         before = time.process_time() + sum(cpu_seconds(pid) for pid in pids)
-        seconds, got = await pull(session, url)
+        seconds, got = await pull(session, url, ctx)
         assert got == args.size_mib * MIB, (label, got)
         cpu = time.process_time() + sum(cpu_seconds(pid) for pid in pids) - before
         results.setdefault(label, []).append((seconds, cpu))
@@ -179,26 +209,43 @@ async def rounds(
             await one("distribution proxy, cold", dist.url + path, dist.process.pid)
         finally:
             dist.stop()
+        await one(TLS_DIRECT, tls.url + tls_path, origin=tls, ctx=context)
+        await one(TLS_COLD, plain.url + tls_via, plain.process.pid, origin=tls)
     return results
 
 
 def report(args: argparse.Namespace, results: Results, size: int) -> None:
-    direct = rate([s for s, _ in results["direct"]], size)
     where = f"loopback, {os.cpu_count()} CPUs"
-    print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, {where}:")
+    print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, {where}.")
+    plain = {k: v for k, v in results.items() if k not in (TLS_DIRECT, TLS_COLD)}
+    ratio = table("Plain-HTTP upstream:", plain, "direct", size)
+    cold, hit = ratio["regauth proxy, cold"], ratio["regauth proxy, cache hit"]
+    dist = ratio["distribution proxy, cold"]
+    tls = table(
+        "TLS upstream (client to proxy is plain HTTP on loopback):",
+        {k: results[k] for k in (TLS_DIRECT, TLS_COLD)},
+        TLS_DIRECT,
+        size,
+    )
+    print("goals:")
+    print(f"  cold >= 0.90x direct:          {_met(cold >= 0.9)} ({cold:.2f}x)")
+    print(f"  cold >= distribution's proxy:  {_met(cold >= dist)} ({cold:.2f}x vs {dist:.2f}x)")
+    print(f"  cache hit faster than direct:  {_met(hit > 1)} ({hit:.2f}x)")
+    print(f"  TLS cold >= 0.90x TLS direct:  {_met(tls[TLS_COLD] >= 0.9)} ({tls[TLS_COLD]:.2f}x)")
+
+
+def table(title: str, results: Results, baseline: str, size: int) -> dict[str, float]:
+    """Print one table; return each label's throughput as a ratio to ``baseline``'s."""
+    direct = rate([s for s, _ in results[baseline]], size)
+    print(f"\n{title}")
     print(f"  {'':36s} {'MiB/s':>8s}  {'ratio':>12s}  CPU s/GiB (client+registry+proxy)")
     ratio: dict[str, float] = {}
     for label, runs in results.items():
         mibs = rate([s for s, _ in runs], size)
         ratio[label] = mibs / direct
         cpu = statistics.median(c for _, c in runs) / (size / 1024**3)
-        print(f"  {label:36s} {mibs:8.0f}  {mibs / direct:5.2f}x direct  {cpu:5.2f}")
-    cold, hit = ratio["regauth proxy, cold"], ratio["regauth proxy, cache hit"]
-    dist = ratio["distribution proxy, cold"]
-    print("goals:")
-    print(f"  cold >= 0.90x direct:          {_met(cold >= 0.9)} ({cold:.2f}x)")
-    print(f"  cold >= distribution's proxy:  {_met(cold >= dist)} ({cold:.2f}x vs {dist:.2f}x)")
-    print(f"  cache hit faster than direct:  {_met(hit > 1)} ({hit:.2f}x)")
+        print(f"  {label:36s} {mibs:8.0f}  {mibs / direct:5.2f}x {'direct':6s}  {cpu:5.2f}")
+    return ratio
 
 
 def _met(ok: bool) -> str:
@@ -208,17 +255,20 @@ def _met(ok: bool) -> str:
 async def measure(args: argparse.Namespace, work: Path) -> None:
     size, big = args.size_mib * MIB, args.big_mib * MIB
     registry = start_anonymous(work / "registry")
+    tls = start_anonymous_tls(work / "registry-tls")
     env = {**os.environ, "HOME": str(work / "home"), "REGAUTH_STORE": "file"}
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         env.pop(var, None)
     settings = load_settings(env)
     book = RegistryBook(settings, lambda: open_store(settings))
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
+    book.add(Registry(id="", name="tls", registry=tls.host, ca_file=str(tls.ca_file)), None)
     procs: list[Proxy] = []
     try:
         t0 = time.perf_counter()
         digest = push_blob(registry.url, size)
-        print(f"pushed a {args.size_mib} MiB blob in {time.perf_counter() - t0:.1f}s", flush=True)
+        tls_digest = push_blob(tls.url, size, tls.ssl_context())
+        print(f"pushed a {args.size_mib} MiB blob twice in {time.perf_counter() - t0:.1f}s", flush=True)
         path = f"/v2/{REPO}/blobs/{digest}"
         cache_dir = work / "cache"
         plain = Proxy(env, work)
@@ -228,14 +278,18 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
             await plain.ready(session)
             await cached.ready(session)
-            await pull(session, registry.url + path)  # warm the registry's page cache
-            results = await rounds(args, session, registry, plain, cached, cache_dir, digest, work)
+            # Warm the registries' page caches.
+            await pull(session, registry.url + path)
+            await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
+            digests = (digest, tls_digest)
+            results = await rounds(args, session, registry, tls, plain, cached, cache_dir, digests, work)
             report(args, results, size)
             await big_blob(args, registry, session, env, work, big)
     finally:
         for proc in procs:
             proc.stop()
         registry.stop()
+        tls.stop()
 
 
 async def big_blob(
