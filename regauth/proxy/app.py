@@ -20,7 +20,7 @@ from regauth.proxy.blobcache import BlobCache
 from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
-from regauth.proxy.handlers import v2
+from regauth.proxy.handlers import usable_send_buffer, v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
 from regauth.proxy.options import ProxyOptions
@@ -46,6 +46,7 @@ def make_proxy_app(
     app = web.Application(middlewares=middlewares)
     metrics = Metrics()
     app[state.OPTIONS] = options
+    app[state.SEND_BUFFER] = usable_send_buffer(options.send_buffer)
     app[state.METRICS] = metrics
     app[state.UPSTREAMS] = Upstreams(
         book, docker_hub=options.docker_hub, docker_hub_url=options.docker_hub_url

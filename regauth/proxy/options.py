@@ -44,8 +44,8 @@ class ProxyOptions:
     read_timeout: float = 60.0
     chunk_size: int = 1024 * 1024
     read_buffer: int = 1024 * 1024
-    # SO_SNDBUF of a client socket a body is streamed to (Linux doubles it, and caps it at
-    # net.core.wmem_max); 0 leaves the kernel's auto-tuning. Kernel memory, bounded per connection.
+    # SO_SNDBUF of a client socket a body is streamed to (Linux doubles it); 0, or a kernel whose
+    # net.core.wmem_max is lower, leaves the kernel's auto-tuning. Kernel memory, bounded per connection.
     send_buffer: int = 4 * 1024 * 1024
     # Client auth: a shared token (Bearer, or Basic with any user name) and/or an htpasswd file.
     client_token: str | None = None
