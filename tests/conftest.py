@@ -125,9 +125,7 @@ def registry_anon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 
 
 @pytest.fixture(scope="session")
-def registry_htpasswd(
-    tmp_path_factory: pytest.TempPathFactory, test_pki: PKI
-) -> Iterator[RegistryFixture]:
+def registry_htpasswd(tmp_path_factory: pytest.TempPathFactory, test_pki: PKI) -> Iterator[RegistryFixture]:
     users = {"alice": _secrets.token_urlsafe(12), "carol": _secrets.token_urlsafe(12)}
     proc = start_htpasswd(tmp_path_factory.mktemp("registry-htpasswd"), test_pki, users)
     try:
