@@ -271,3 +271,50 @@ def test_unwritable_locations_are_one_line(
     )
     assert stored.returncode == 1 and len(stored.stdout.splitlines()) == 1
     assert str(blocker).encode() in stored.stdout and stored.stderr == b""
+
+
+def test_the_interactive_prompt_does_not_echo_the_secret(regauth_exe: str) -> None:
+    """Without --password-stdin on a terminal, the secret is asked for with echo off (getpass)."""
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real script on the pty
+        os.execv(
+            regauth_exe,
+            [
+                regauth_exe,
+                "registry",
+                "add",
+                "ghcr",
+                "--url",
+                "ghcr.io",
+                "--username",
+                "bob",
+                "--no-validate",
+            ],
+        )
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"timed out waiting for {marker!r}; saw {seen!r}"
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the pty
+                return
+            if not chunk:
+                return
+            seen += chunk
+
+    read_until(b"Password: ")
+    os.write(fd, SECRET.encode() + b"\n")
+    read_until(b"added registry")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert SECRET.encode() not in seen
+    assert book().secret(book().get("ghcr")) == SECRET
