@@ -130,6 +130,8 @@ def _add_proxy_parser(commands: Any) -> None:
         help="require this token from clients (Bearer, or as the Basic password)",
     )
     proxy.add_argument("--htpasswd", metavar="FILE", help="require a user of this bcrypt htpasswd file")
+    proxy.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    proxy.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     proxy.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     proxy.add_argument(
         "--read-timeout", type=float, default=60.0, metavar="SECONDS", help="longest wait between two reads"

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -54,12 +55,30 @@ def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
         )
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
+    tls = server_tls(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
     app = make_proxy_app(settings, book, options=options)
-    asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout))
+    asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls))
     return 0
 
 
-async def serve(app: web.Application, host: str, port: int, *, shutdown_timeout: float) -> None:
+def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The listening side's TLS, so a client token never crosses a network in clear."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot load --tls-cert {cert} / --tls-key {key}: {reason}") from exc
+    return context
+
+
+async def serve(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float, tls: ssl.SSLContext | None = None
+) -> None:
     runner = web.AppRunner(
         app, access_log_class=AccessLogger, access_log=ACCESS_LOG, shutdown_timeout=shutdown_timeout
     )
@@ -69,7 +88,7 @@ async def serve(app: web.Application, host: str, port: int, *, shutdown_timeout:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
