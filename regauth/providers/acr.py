@@ -44,18 +44,18 @@ IDENTITY_VARS = (
     "IDENTITY_ENDPOINT",
     "MSI_ENDPOINT",
 )
-NO_CREDENTIALS_TODO = (
+NO_CREDENTIALS_ADVICE = (
     "run `az login`, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or name a credential "
     "in the record options (credential=secret|certificate|managed|workload|cli)"
 )
 # What to do when a named credential fails; the secret, certificate and workload ones fail on the record.
-KIND_TODO = {
+KIND_ADVICE = {
     "managed": "check that this machine has a managed identity assigned (App Service, VM, Arc) and, for a "
     "user-assigned one, the option client_id",
     "cli": "run `az login` as the user that runs regauth (with --tenant for the option tenant_id), "
     "or put the Azure CLI on PATH",
 }
-RECORD_TODO = "check the tenant, client id and secret or certificate of the record"
+RECORD_ADVICE = "check the tenant, client id and secret or certificate of the record"
 
 
 class AcrProvider:
@@ -93,18 +93,18 @@ class AcrProvider:
             if kind == "default":
                 # The chain's own message runs to a page; the names of what it tried are the useful part.
                 what = f"no Azure credentials found (DefaultAzureCredential tried {_attempted(exc)})"
-                raise failure(self.name, host, record, what, NO_CREDENTIALS_TODO) from exc
+                raise failure(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
             if isinstance(exc, az_identity.CredentialUnavailableError):
                 what = f"the {kind} credential is unavailable: {brief(exc)}"
                 raise failure(
-                    self.name, host, record, what, KIND_TODO.get(kind, NO_CREDENTIALS_TODO)
+                    self.name, host, record, what, KIND_ADVICE.get(kind, NO_CREDENTIALS_ADVICE)
                 ) from exc
             raise failure(
                 self.name,
                 host,
                 record,
                 f"Entra ID refused the {kind} credential: {brief(exc)}",
-                KIND_TODO.get(kind, RECORD_TODO),
+                KIND_ADVICE.get(kind, RECORD_ADVICE),
             ) from exc
         except (ValueError, OSError) as exc:
             # Raised before any request: a malformed tenant id, an unreadable certificate file.

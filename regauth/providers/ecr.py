@@ -40,7 +40,7 @@ IDENTITY_VARS = (
 DEFAULT_CHAIN = (
     "tried environment variables, ~/.aws config and credentials files, SSO, container and EC2 roles"
 )
-NO_CREDENTIALS_TODO = (
+NO_CREDENTIALS_ADVICE = (
     "set AWS_PROFILE (then `aws sso login` if it is an SSO profile), or AWS_ACCESS_KEY_ID and "
     "AWS_SECRET_ACCESS_KEY, or the record option profile=NAME"
 )
@@ -72,7 +72,7 @@ class EcrProvider:
             profile = option(record, "profile")
             tried = f"profile {profile!r}" if profile else DEFAULT_CHAIN
             raise failure(
-                self.name, host, record, f"no AWS credentials found ({tried})", NO_CREDENTIALS_TODO
+                self.name, host, record, f"no AWS credentials found ({tried})", NO_CREDENTIALS_ADVICE
             ) from exc
         except boto_errors.ProfileNotFound as exc:
             raise failure(

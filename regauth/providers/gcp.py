@@ -27,7 +27,7 @@ from regauth.registries import Registry
 USERNAME = "oauth2accesstoken"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 IDENTITY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "CLOUDSDK_CORE_ACCOUNT")
-NO_CREDENTIALS_TODO = (
+NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
     "or add the record option key_file=PATH"
 )
@@ -70,7 +70,7 @@ class GcpProvider:
                 creds, _ = google.auth.default(scopes=scopes)
         except (g_errors.DefaultCredentialsError, OSError, ValueError) as exc:
             what = f"cannot use the key file {key_file}" if key_file else "no Google credentials found"
-            raise failure(self.name, host, record, f"{what}: {brief(exc)}", NO_CREDENTIALS_TODO) from exc
+            raise failure(self.name, host, record, f"{what}: {brief(exc)}", NO_CREDENTIALS_ADVICE) from exc
         try:
             creds.refresh(g_requests.Request())
         except g_errors.RefreshError as exc:
