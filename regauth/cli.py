@@ -1,26 +1,31 @@
 """``regauth``: the command line. Parses arguments, runs one command, turns regauth errors into one line.
 
-Secrets are never taken from argv: only from standard input (``--password-stdin``) or a prompt with no
-echo, so they never show in ``ps`` or a shell history.
+What each command does is in ``regauth.commands``; this module is the edge: argv, exit codes, errors.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from regauth import __version__
+from regauth.commands import (
+    cmd_add,
+    cmd_cache_clear,
+    cmd_list,
+    cmd_proxy,
+    cmd_remove,
+    cmd_show,
+    cmd_update,
+    cmd_validate,
+)
 from regauth.config import Settings, load_settings
-from regauth.errors import RegauthError, UsageError, ValidationError
-from regauth.providers.base import Credential
-from regauth.reference import normalize_registry
-from regauth.registries import PROVIDERS, Registry, RegistryBook
+from regauth.errors import RegauthError
+from regauth.registries import PROVIDERS, RegistryBook
 
 PROG = "regauth"
-MAX_SECRET_BYTES = 64 * 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,244 +150,6 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument("--quiet", action="store_true", help="no access log")
     proxy.set_defaults(func=cmd_proxy)
-
-
-# --- commands -------------------------------------------------------------------------------------
-
-
-def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    provider = args.provider or "static"
-    record = Registry(
-        id="",
-        name=args.name,
-        registry=normalize_registry(args.url),
-        username=args.username,
-        provider=provider,
-        options=_parse_options(args.option),
-        ca_file=_ca_file(args.ca_file),
-        insecure=bool(args.insecure),
-        repository=args.repository,
-    )
-    secret = _read_secret(args, needed=provider == "static" and args.username is not None)
-    if not args.no_validate:
-        _validate_or_raise(settings, book, record, secret, args.repository)
-    saved = book.add(record, secret)
-    print(f"added registry {saved.name!r} ({saved.registry}, {_who(saved)})")
-    return 0
-
-
-def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    old = book.get(args.name)
-    changes: dict[str, Any] = {}
-    if args.url is not None:
-        changes["registry"] = normalize_registry(args.url)
-    if args.rename is not None:
-        changes["name"] = args.rename
-    if args.anonymous:
-        if args.username or args.password_stdin:
-            raise UsageError("--anonymous cannot go with --username or --password-stdin")
-        changes["username"] = None
-    elif args.username is not None:
-        changes["username"] = args.username
-    if args.provider is not None:
-        changes["provider"] = args.provider
-    if args.option:
-        changes["options"] = {**old.options, **_parse_options(args.option)}
-    if args.ca_file is not None:
-        changes["ca_file"] = _ca_file(args.ca_file) if args.ca_file else None
-    if args.insecure is not None:
-        changes["insecure"] = args.insecure
-    if args.repository is not None:
-        changes["repository"] = args.repository or None
-    new = old._replace(**changes)
-    # A new username with the old password is almost never right: ask for the secret again.
-    needs_secret = (
-        new.provider == "static"
-        and new.username is not None
-        and (old.username != new.username or old.anonymous)
-    )
-    secret = _read_secret(args, needed=needs_secret)
-    if not args.no_validate:
-        current = secret if secret is not None or new.anonymous else book.secret(old)
-        _validate_or_raise(settings, book, new, current, new.repository)
-    saved = book.update(old.name, changes, secret)
-    _forget_tokens(settings, book, old)
-    print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
-    return 0
-
-
-def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    record = book.remove(args.name)
-    _forget_tokens(settings, book, record)
-    print(f"removed registry {record.name!r} ({record.registry})")
-    return 0
-
-
-def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    records = book.all()
-    if args.json:
-        print(json.dumps([_public(r) for r in records], indent=2))
-        return 0
-    if not records:
-        print("no registries configured (add one with `regauth registry add NAME --url URL`)")
-        return 0
-    rows = [("NAME", "REGISTRY", "USERNAME", "PROVIDER", "UPDATED")]
-    rows += [(r.name, r.registry, r.username or "-", r.provider, r.updated_at) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
-        print("  ".join(cells) + "  " + row[-1])
-    return 0
-
-
-def cmd_show(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    record = book.get(args.name)
-    data = _public(record)
-    data["secret"] = _secret_state(book, record)
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    for key, value in data.items():
-        if key == "options":
-            value = ", ".join(f"{k}={v}" for k, v in sorted(record.options.items())) or "-"
-        print(f"{key + ':':<12} {'-' if value is None else value}")
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    records = book.all() if args.all else [book.get(args.name)]
-    if not records:
-        raise UsageError("no registries configured")
-    failed = 0
-    for record in records:
-        result = _validate(settings, book, record, None, args.repository or record.repository)
-        print(f"{'ok  ' if result.ok else 'FAIL'} {result.message}")
-        failed += not result.ok
-    return 1 if failed else 0
-
-
-def cmd_cache_clear(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    from regauth.providers.cache import clear
-
-    print(f"cleared {clear(settings)} cached token(s)")
-    return 0
-
-
-def cmd_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
-    from regauth.proxy.main import run_proxy
-
-    return run_proxy(args, settings, book)
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
-def _validate(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None, repository: str | None
-):  # type: ignore[no-untyped-def]
-    from regauth.distribution.validate import validate_sync
-
-    credential = _credential(settings, book, record, secret)
-    return validate_sync(record, credential, repository)
-
-
-def _validate_or_raise(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None, repository: str | None
-) -> None:
-    result = _validate(settings, book, record, secret, repository)
-    if not result.ok:
-        raise ValidationError(
-            f"{result.message}; nothing was saved (--no-validate skips the check)", outcome=result.outcome
-        )
-
-
-def _credential(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None
-) -> Credential | None:
-    """The credential to validate ``record`` with; ``secret`` is the one not yet saved, if any."""
-    if record.provider == "static":
-        if record.anonymous:
-            return None
-        if secret is None:
-            secret = book.secret(record)
-        return Credential(username=record.username or "", secret=secret or "")
-    from regauth.providers.routing import record_credential
-
-    # Always a fresh mint: a cached token would prove nothing about a changed secret or option.
-    with book.pending_secret(record, secret):
-        return record_credential(settings, book, record, use_cache=False)
-
-
-def _forget_tokens(settings: Settings, book: RegistryBook, record: Registry) -> None:
-    """Drop the host's cached provider tokens: they were minted for the record as it was."""
-    if record.provider in ("static", "env"):
-        return
-    from regauth.providers.cache import clear
-
-    clear(settings, book.store, host=record.registry)
-
-
-def _read_secret(args: argparse.Namespace, *, needed: bool) -> str | None:
-    if args.password_stdin:
-        raw = sys.stdin.buffer.read(MAX_SECRET_BYTES + 1)
-        if len(raw) > MAX_SECRET_BYTES:
-            raise UsageError(f"the secret on standard input is larger than {MAX_SECRET_BYTES} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UsageError("the secret on standard input is not valid UTF-8") from None
-        # As `docker login --password-stdin`: one trailing newline is the shell's, not the secret's.
-        secret = text.removesuffix("\n").removesuffix("\r")
-        if not secret:
-            raise UsageError("the secret on standard input is empty")
-        return secret
-    if not needed:
-        return None
-    if not sys.stdin.isatty():
-        raise UsageError("a password is needed: pass it on standard input with --password-stdin")
-    import getpass
-
-    secret = getpass.getpass("Password: ")
-    if not secret:
-        raise UsageError("no password given")
-    return secret
-
-
-def _parse_options(items: Sequence[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--option wants KEY=VALUE, got {item!r}")
-        options[key.strip()] = value.strip()
-    return options
-
-
-def _ca_file(path: str | None) -> str | None:
-    if path is None:
-        return None
-    from pathlib import Path
-
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_file():
-        raise UsageError(f"--ca-file {path}: no such file")
-    return str(resolved)
-
-
-def _who(record: Registry) -> str:
-    if record.provider != "static":
-        return f"provider {record.provider}"
-    return f"user {record.username}" if record.username else "anonymous"
-
-
-def _public(record: Registry) -> dict[str, Any]:
-    return record.to_json()
-
-
-def _secret_state(book: RegistryBook, record: Registry) -> str:
-    if record.anonymous:
-        return "none (anonymous)"
-    return "stored" if book.secret(record) is not None else "missing"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

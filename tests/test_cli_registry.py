@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from regauth import cli
+from regauth import cli, commands
 from regauth.config import load_settings
 from regauth.registries import RegistryBook
 from regauth.store import open_store
@@ -186,7 +186,10 @@ def test_bad_input_is_one_line_and_changes_nothing(
 def test_non_utf8_and_oversized_secrets_are_refused(regauth, isolated_env: Path) -> None:  # type: ignore[no-untyped-def]
     base = ["registry", "add", "x", "--url", "a.io", "--username", "u", "--password-stdin", "--no-validate"]
     before = state(isolated_env)
-    for stdin, expected in ((b"\xff\xfe", "not valid UTF-8"), (b"a" * (cli.MAX_SECRET_BYTES + 1), "larger")):
+    for stdin, expected in (
+        (b"\xff\xfe", "not valid UTF-8"),
+        (b"a" * (commands.MAX_SECRET_BYTES + 1), "larger"),
+    ):
         code, _, err = regauth(*base, stdin=stdin)
         assert code == 1 and expected in err and len(err.splitlines()) == 1
     assert state(isolated_env) == before
