@@ -6,7 +6,6 @@ the application's ``ClientSession``).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -17,6 +16,7 @@ import aiohttp
 
 from regauth.distribution.challenge import Challenge, find
 from regauth.distribution.errors import Outcome, UpstreamError
+from regauth.distribution.singleflight import SingleFlight
 from regauth.distribution.token import CLIENT_ID, TokenResponse, basic_authorization, fetch_token
 from regauth.distribution.transport import Upstream
 from regauth.providers.base import Credential
@@ -72,7 +72,7 @@ class Authenticator:
         self.client_id = client_id
         self.mints = 0
         self._tokens: dict[TokenKey, _Cached] = {}
-        self._inflight: dict[TokenKey, asyncio.Future[_Cached]] = {}
+        self._inflight: SingleFlight[TokenKey, _Cached] = SingleFlight()
         self._challenges: dict[str, Challenge] = {}
 
     async def authorize(
@@ -133,13 +133,11 @@ class Authenticator:
         entry = self._tokens.get(key)
         if entry is not None and entry.fresh_until > self.clock():
             return entry.header
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._mint(key, upstream, credential, challenge, scope))
-            self._inflight[key] = future
-            future.add_done_callback(lambda done: self._settle(key, done))
-        # Shielded: one waiter's cancellation must not cancel the fetch the others wait on.
-        return (await asyncio.shield(future)).header
+        # One fetch per key; a waiter's cancellation does not cancel the fetch the others wait on.
+        minted = await self._inflight.run(
+            key, lambda: self._mint(key, upstream, credential, challenge, scope)
+        )
+        return minted.header
 
     async def _mint(
         self,
@@ -175,13 +173,6 @@ class Authenticator:
         now = self.clock()
         for key in [k for k, v in self._tokens.items() if v.fresh_until <= now]:
             del self._tokens[key]
-
-    def _settle(self, key: TokenKey, future: asyncio.Future[_Cached]) -> None:
-        self._inflight.pop(key, None)
-        # Read the exception so that a fetch whose waiters were all cancelled is not reported as
-        # "exception never retrieved".
-        if not future.cancelled():
-            future.exception()
 
     @staticmethod
     def _key(challenge: Challenge, credential: Credential | None, scope: str | None) -> TokenKey:

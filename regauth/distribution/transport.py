@@ -92,7 +92,9 @@ class Timeouts:
         )
 
 
-def make_session(timeouts: Timeouts | None = None, *, limit: int = 100) -> aiohttp.ClientSession:
+def make_session(
+    timeouts: Timeouts | None = None, *, limit: int = 100, read_bufsize: int = 2**16
+) -> aiohttp.ClientSession:
     """A session for any number of upstreams (TLS is chosen per request). The caller closes it."""
     connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60)
     return aiohttp.ClientSession(
@@ -101,6 +103,7 @@ def make_session(timeouts: Timeouts | None = None, *, limit: int = 100) -> aioht
         # Environment proxies and netrc are not read behind the user's back.
         trust_env=False,
         auto_decompress=False,
+        read_bufsize=read_bufsize,
     )
 
 

@@ -7,11 +7,11 @@ mints once per key; the in-flight map here also spares the secret store 200 read
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from regauth.config import Settings
+from regauth.distribution.singleflight import SingleFlight
 from regauth.providers.base import Credential
 from regauth.providers.routing import record_credential_async
 from regauth.proxy.routing import Upstream
@@ -27,7 +27,7 @@ class Credentials:
         self._ttl = ttl
         self._clock = clock
         self._kept: dict[_Key, tuple[Credential | None, float]] = {}
-        self._inflight: dict[_Key, asyncio.Future[Credential | None]] = {}
+        self._inflight: SingleFlight[_Key, Credential | None] = SingleFlight()
 
     @classmethod
     def from_book(cls, settings: Settings, book: RegistryBook) -> Credentials:
@@ -44,12 +44,7 @@ class Credentials:
         kept = self._kept.get(key)
         if kept is not None and kept[1] > self._clock():
             return kept[0]
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._fetch(key, record))
-            self._inflight[key] = future
-            future.add_done_callback(lambda done: self._settle(key, done))
-        return await asyncio.shield(future)
+        return await self._inflight.run(key, lambda: self._fetch(key, record))
 
     async def _fetch(self, key: _Key, record: Registry) -> Credential | None:
         credential = await self._lookup(record)
@@ -59,8 +54,3 @@ class Credentials:
             keep = min(keep, max(0.0, (credential.expires_at - now) / 2))
         self._kept[key] = (credential, now + keep)
         return credential
-
-    def _settle(self, key: _Key, future: asyncio.Future[Credential | None]) -> None:
-        self._inflight.pop(key, None)
-        if not future.cancelled():
-            future.exception()
