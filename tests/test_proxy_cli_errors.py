@@ -32,6 +32,7 @@ def test_a_port_in_use_is_one_line(regauth_exe: str) -> None:
         (["--listen", "127.0.0.1:99999"], "use HOST:PORT"),
         (["--cache-dir", "/tmp/regauth-x", "--cache-max-size", "12XB"], "invalid size"),
         (["--cache-max-size", "1GiB"], "needs --cache-dir"),
+        (["--cache-dir", "/dev/null/cache"], "cannot use it"),
     ],
 )
 def test_bad_options_are_one_line(regauth_exe: str, argv: list[str], expected: str) -> None:

@@ -14,6 +14,8 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from regauth.errors import UsageError
+
 log = logging.getLogger("regauth.proxy")
 
 _ALGORITHMS = ("sha256", "sha384", "sha512")
@@ -99,9 +101,12 @@ class BlobCache:
         # Blobs of private images must not become readable by other users: everything lives under a
         # directory only the proxy's user can enter, whatever the cache dir's own mode.
         blobs = root / "blobs"
-        blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        blobs.chmod(0o700)
-        self._load()
+        try:
+            blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
+            blobs.chmod(0o700)
+            self._load()
+        except OSError as exc:
+            raise UsageError(f"--cache-dir {root}: cannot use it: {exc.strerror or exc}") from exc
 
     def path_for(self, digest: str) -> Path:
         algorithm, _, hex_part = digest.partition(":")
