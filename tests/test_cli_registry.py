@@ -15,6 +15,7 @@ from regauth.registries import RegistryBook
 from regauth.store import open_store
 
 SECRET = "s3cret-Pa55"
+ADD_GHCR = ("registry", "add", "ghcr", "--url", "ghcr.io", "--username", "bob")
 
 
 def run(
@@ -216,18 +217,7 @@ def test_damaged_secret_store_is_named_and_left_untouched(regauth, settings) -> 
 
 
 def test_the_real_script_reads_the_secret_from_stdin_only(regauth_exe: str) -> None:
-    argv = [
-        regauth_exe,
-        "registry",
-        "add",
-        "ghcr",
-        "--url",
-        "ghcr.io",
-        "--username",
-        "bob",
-        "--password-stdin",
-        "--no-validate",
-    ]
+    argv = [regauth_exe, *ADD_GHCR, "--password-stdin", "--no-validate"]
     done = subprocess.run(argv, input=SECRET.encode(), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert SECRET.encode() not in done.stdout + done.stderr
@@ -284,20 +274,7 @@ def test_the_interactive_prompt_does_not_echo_the_secret(regauth_exe: str) -> No
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real script on the pty
-        os.execv(
-            regauth_exe,
-            [
-                regauth_exe,
-                "registry",
-                "add",
-                "ghcr",
-                "--url",
-                "ghcr.io",
-                "--username",
-                "bob",
-                "--no-validate",
-            ],
-        )
+        os.execv(regauth_exe, [regauth_exe, *ADD_GHCR, "--no-validate"])
     seen = b""
 
     def read_until(marker: bytes) -> None:
