@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from regauth.config import Settings
 from regauth.errors import UsageError, ValidationError
 from regauth.providers.base import Credential
-from regauth.reference import normalize_registry
 from regauth.registries import Registry, RegistryBook
+from regauth.servers import normalize_registry
 
 if TYPE_CHECKING:
     # Only for the annotation: importing it loads aiohttp, which no command but a validation needs.

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from regauth import layout
 from regauth.errors import ConfigError
 
 STORE_KINDS = ("auto", "keyring", "file")
-APP = "regauth"
 
 
 # A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, ~14 ms on every helper `get`.
@@ -35,37 +35,28 @@ class Settings(NamedTuple):
 
     @property
     def registries_file(self) -> Path:
-        return self.config_dir / "registries.json"
+        return self.config_dir / layout.REGISTRIES_FILE
 
     @property
     def secrets_file(self) -> Path:
-        return self.data_dir / "secrets.enc"
+        return self.data_dir / layout.SECRETS_FILE
 
     @property
     def key_file(self) -> Path:
-        # Kept in the config dir, apart from the encrypted data in the data dir, so that a copy of
-        # one directory alone (a backup, a synced folder) does not carry both.
-        return self.config_dir / "secrets.key"
+        return self.config_dir / layout.KEY_FILE
 
     @property
     def store_choice_file(self) -> Path:
-        return self.data_dir / "store-backend"
+        return self.data_dir / layout.STORE_CHOICE_FILE
 
     @property
     def log_file(self) -> Path:
-        return self.state_dir / "regauth.log"
-
-
-def _xdg(environ: Mapping[str, str], var: str, home: Path, default: str) -> Path:
-    value = environ.get(var, "")
-    # The XDG spec says relative paths are invalid and must be ignored.
-    base = Path(value) if value and os.path.isabs(value) else home / default
-    return base / APP
+        return self.state_dir / layout.LOG_FILE
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
+    config_dir, data_dir, cache_dir, state_dir = layout.app_dirs(env)
     store = env.get("REGAUTH_STORE", "auto").strip().lower() or "auto"
     if store not in STORE_KINDS:
         raise ConfigError(f"REGAUTH_STORE={store!r} is not one of {', '.join(STORE_KINDS)}")
@@ -73,10 +64,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"REGAUTH_LOG_LEVEL={level!r} is not a logging level")
     return Settings(
-        config_dir=_xdg(env, "XDG_CONFIG_HOME", home, ".config"),
-        data_dir=_xdg(env, "XDG_DATA_HOME", home, ".local/share"),
-        cache_dir=_xdg(env, "XDG_CACHE_HOME", home, ".cache"),
-        state_dir=_xdg(env, "XDG_STATE_HOME", home, ".local/state"),
+        config_dir=Path(config_dir),
+        data_dir=Path(data_dir),
+        cache_dir=Path(cache_dir),
+        state_dir=Path(state_dir),
         store=store,
         passphrase=env.get("REGAUTH_PASSPHRASE") or None,
         log_level=level,

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from regauth.config import Settings
 from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
 from regauth.fsutil import atomic_write, file_lock
-from regauth.reference import normalize_registry
+from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
 PROVIDERS = ("static", "ecr", "acr", "gcp", "env")

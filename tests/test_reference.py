@@ -9,12 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regauth.errors import RegauthError, UsageError
-from regauth.reference import (
-    DOCKER_HUB,
-    ImageReference,
-    normalize_registry,
-    parse_reference,
-)
+from regauth.reference import ImageReference, parse_reference
+from regauth.servers import DOCKER_HUB, normalize_registry
 
 SHA256 = "sha256:" + "0123456789abcdef" * 4
 SHA512 = "sha512:" + "0123456789abcdef" * 8

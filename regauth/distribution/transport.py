@@ -25,8 +25,8 @@ import aiohttp
 from yarl import URL
 
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.reference import DOCKER_HUB
 from regauth.registries import Registry
+from regauth.servers import DOCKER_HUB
 
 log = logging.getLogger(__name__)
 

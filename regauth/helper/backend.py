@@ -9,8 +9,8 @@ from regauth.config import Settings
 from regauth.errors import NotFoundError, ProviderError, StoreError
 from regauth.helper.texts import PROGRAM
 from regauth.providers.routing import credential_for
-from regauth.reference import server_url_for
 from regauth.registries import RegistryBook
+from regauth.servers import server_url_for
 
 
 class RegauthBackend:

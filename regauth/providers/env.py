@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 from regauth.errors import ProviderError, UsageError
 from regauth.providers.base import Credential, failure, option
-from regauth.reference import normalize_registry
 from regauth.registries import Registry
+from regauth.servers import normalize_registry
 
 GHCR = "ghcr.io"
 GITLAB_CI_USERNAME = "gitlab-ci-token"

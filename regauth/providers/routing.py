@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, cast
 from regauth.config import Settings
 from regauth.errors import NotFoundError, UsageError
 from regauth.providers.base import Credential, MintingProvider, Provider
-from regauth.reference import normalize_registry
 from regauth.registries import Registry, RegistryBook
+from regauth.servers import normalize_registry
 
 if TYPE_CHECKING:
     from regauth.providers.cache import TokenCache

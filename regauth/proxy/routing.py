@@ -21,8 +21,8 @@ from regauth.distribution.transport import Upstream as Transport
 from regauth.distribution.transport import make_ssl_context
 from regauth.errors import UsageError
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
-from regauth.reference import DOCKER_HUB, normalize_registry
 from regauth.registries import Registry, RegistryBook
+from regauth.servers import DOCKER_HUB, normalize_registry
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
