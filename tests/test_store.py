@@ -25,9 +25,11 @@ from regauth.errors import StoreError
 from regauth.helper.backend import RegauthBackend
 from regauth.helper.protocol import serve
 from regauth.registries import RegistryBook
-from regauth.store import SecretStore, open_store, resolve_backend
-from regauth.store.file import MAGIC, FileStore
+from regauth.store import open_store, resolve_backend
+from regauth.store.base import SecretStore
+from regauth.store.file import FileStore
 from regauth.store.keyring import KeyringStore
+from regauth.store.sealed import MAGIC
 
 TIMEOUT = 120
 PASSPHRASE = "correct horse battery staple"

@@ -1,9 +1,7 @@
 """An AES-GCM encrypted file of secrets, for headless machines with no keyring.
 
-Layout: ``MAGIC | kdf (1 byte) | salt (16) | nonce (12) | ciphertext``; the header is the AEAD's
-associated data, so a tampered header fails like a tampered body. The plaintext is a JSON object.
-The key is a random 32-byte key file kept apart from the data (kdf 0), or is derived from
-``REGAUTH_PASSPHRASE`` with scrypt (kdf 1), which is memory-hard.
+The file's layout is in ``sealed``. The key is a random 32-byte key file kept apart from the data
+(kdf 0), or is derived from ``REGAUTH_PASSPHRASE`` with scrypt (kdf 1), which is memory-hard.
 """
 
 from __future__ import annotations
@@ -15,13 +13,9 @@ from pathlib import Path
 from regauth.config import Settings
 from regauth.errors import StoreError
 from regauth.fsutil import atomic_write, ensure_private_dir, file_lock
+from regauth.store import aesgcm, sealed
+from regauth.store.sealed import KDF_KEYFILE, KDF_SCRYPT
 
-MAGIC = b"RGAS1"
-KDF_KEYFILE = 0
-KDF_SCRYPT = 1
-_SALT_LEN = 16
-_NONCE_LEN = 12
-_HEADER_LEN = len(MAGIC) + 1 + _SALT_LEN
 # scrypt N=2^15, r=8: 32 MiB and tens of ms per derivation, OWASP's floor for interactive use.
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024}
 
@@ -63,17 +57,14 @@ class FileStore:
             return {}
         except OSError as exc:
             raise StoreError(f"cannot read the secret store {self.path}: {exc.strerror}") from exc
-        if len(blob) < _HEADER_LEN + _NONCE_LEN + 16 or not blob.startswith(MAGIC):
-            raise self._damaged("not a regauth secret file or truncated")
-        kdf, salt = blob[len(MAGIC)], blob[len(MAGIC) + 1 : _HEADER_LEN]
-        nonce = blob[_HEADER_LEN : _HEADER_LEN + _NONCE_LEN]
-        key = self._key(kdf, salt, create=False)
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         try:
-            plain = AESGCM(key).decrypt(nonce, blob[_HEADER_LEN + _NONCE_LEN :], blob[:_HEADER_LEN])
-        except InvalidTag:
+            kdf, salt, header, nonce, body = sealed.split(blob)
+        except sealed.NotSealed as exc:
+            raise self._damaged(str(exc)) from None
+        key = self._key(kdf, salt, create=False)
+        try:
+            plain = aesgcm.open_sealed(key, nonce, body, header)
+        except aesgcm.InvalidTag:
             hint = "wrong REGAUTH_PASSPHRASE or " if kdf == KDF_SCRYPT else "wrong key file or "
             raise self._damaged(f"cannot decrypt ({hint}damaged file)") from None
         try:
@@ -85,17 +76,15 @@ class FileStore:
         return entries
 
     def _write(self, entries: dict[str, str]) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         if self._passphrase:
-            kdf, salt = KDF_SCRYPT, os.urandom(_SALT_LEN)
+            kdf, salt = KDF_SCRYPT, os.urandom(sealed.SALT_LEN)
         else:
-            kdf, salt = KDF_KEYFILE, bytes(_SALT_LEN)
-        header = MAGIC + bytes([kdf]) + salt
-        nonce = os.urandom(_NONCE_LEN)
+            kdf, salt = KDF_KEYFILE, bytes(sealed.SALT_LEN)
+        header = sealed.header(kdf, salt)
+        nonce = os.urandom(aesgcm.NONCE_LEN)
         plain = json.dumps(entries, separators=(",", ":")).encode()
-        sealed = AESGCM(self._key(kdf, salt, create=True)).encrypt(nonce, plain, header)
-        atomic_write(self.path, header + nonce + sealed)
+        body = aesgcm.seal(self._key(kdf, salt, create=True), nonce, plain, header)
+        atomic_write(self.path, header + nonce + body)
 
     def _key(self, kdf: int, salt: bytes, *, create: bool) -> bytes:
         if kdf == KDF_SCRYPT:
