@@ -228,7 +228,10 @@ def imported_modules(helper_exe: str, server: str, env: dict[str, str] | None = 
     for line in proc.stderr.decode().splitlines():
         if line.startswith("import time:") and "|" in line:
             name = line.rsplit("|", 1)[1].strip()
-            if name != "imported package":
+            if name == "site":
+                # What site and its .pth hooks imported is the interpreter's, not the helper's.
+                names.clear()
+            elif name != "imported package":
                 names.add(name)
     assert "regauth.helper.main" in names
     return names, proc.stdout.decode()
@@ -240,6 +243,27 @@ def test_get_imports_no_heavy_module(helper_exe: str) -> None:
     assert json.loads(out)["Secret"] == "pw"
     heavy = sorted(n for n in names if n.split(".")[0] in HEAVY)
     assert heavy == []
+
+
+# What the general path imports and the fast get (a static record in the file store) must not.
+GENERAL_ONLY = ("typing", "pathlib", "cryptography", "regauth.config", "regauth.registries")
+
+
+def test_static_get_takes_the_fast_path(helper_exe: str) -> None:
+    store(helper_exe, "registry.example", "u", "pw")
+    names, out = imported_modules(helper_exe, "registry.example")
+    assert json.loads(out)["Secret"] == "pw"
+    assert "regauth.helper.fastget" in names
+    assert sorted(n for n in names if n in GENERAL_ONLY or n.split(".")[0] == "cryptography") == []
+
+
+def test_a_declined_get_takes_the_general_path(helper_exe: str) -> None:
+    store(helper_exe, "registry.example", "u", "pw")
+    env = dict(os.environ, REGAUTH_LOG_LEVEL="ERROR", REGAUTH_STORE=" FILE ")
+    names, out = imported_modules(helper_exe, "registry.example", env)
+    assert "regauth.config" not in names and json.loads(out)["Secret"] == "pw"
+    names, out = imported_modules(helper_exe, "registry.example", dict(os.environ, REGAUTH_LOG_LEVEL="DEBUG"))
+    assert "regauth.registries" in names and json.loads(out)["Secret"] == "pw"
 
 
 def test_get_with_remembered_auto_choice_does_not_import_keyring(helper_exe: str, settings: Settings) -> None:

@@ -31,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     if action not in texts.ACTIONS:
         out.write(texts.UNKNOWN_ACTION.format(action=action) + "\n")
         return 1
+    # Read one byte past the limit so oversized input is detected without reading all of it.
+    raw = b"" if action == "list" else sys.stdin.buffer.read(texts.MAX_INPUT_BYTES + 1)
+    if action == "get":
+        import os
+
+        from regauth.helper.fastget import answer
+
+        fast = answer(raw, os.environ)
+        if fast is not None:
+            out.write(fast)
+            out.flush()
+            return 0
     from regauth.errors import RegauthError
 
     try:
@@ -40,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from regauth.helper.protocol import serve
 
-    # Read one byte past the limit so oversized input is detected without reading all of it.
-    raw = b"" if action == "list" else sys.stdin.buffer.read(texts.MAX_INPUT_BYTES + 1)
     code = serve(action, raw, out, backend)
     out.flush()
     return code

@@ -12,6 +12,7 @@ from typing import IO, Protocol
 
 from regauth.errors import NotFoundError, RegauthError, UsageError
 from regauth.helper import texts
+from regauth.helper.gojson import go_json
 
 # json.loads has already joined valid surrogate pairs, so any surrogate left is a lone one.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -27,14 +28,6 @@ class CredentialBackend(Protocol):
     def erase(self, server_url: str) -> None: ...
 
     def list(self) -> dict[str, str]: ...
-
-
-def go_json(value: object) -> str:
-    """JSON as Go's encoding/json writes it: compact, HTML characters escaped, a trailing newline."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text + "\n"
 
 
 def decode_input(raw: bytes) -> str:

@@ -1,0 +1,14 @@
+"""Go's encoding/json output, as the reference helpers write it and clients read it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+
+def go_json(value: Mapping[str, str]) -> str:
+    """A map of strings as Go's encoding/json writes it: compact, HTML characters escaped, a newline."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text + "\n"

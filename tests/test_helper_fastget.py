@@ -1,0 +1,190 @@
+"""The helper's fast ``get``: the same bytes as the general path, or no answer at all."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from regauth.config import Settings, load_settings
+from regauth.helper.backend import RegauthBackend
+from regauth.helper.fastget import RECORD_FIELDS, answer
+from regauth.helper.protocol import serve
+from regauth.registries import Registry, RegistryBook
+from regauth.store import open_store
+
+
+def book_for(settings: Settings) -> RegistryBook:
+    return RegistryBook(settings, lambda: open_store(settings))
+
+
+def general_get(server: bytes) -> tuple[int, str]:
+    settings = load_settings()
+    out = io.StringIO()
+    code = serve("get", server, out, RegauthBackend(settings, book_for(settings), stderr=io.StringIO()))
+    return code, out.getvalue()
+
+
+def fast_get(server: bytes) -> str | None:
+    return answer(server, os.environ)
+
+
+def add_static(settings: Settings, host: str, username: str | None, secret: str | None) -> Registry:
+    record = Registry(id="", name=host.replace(":", "-"), registry=host, username=username)
+    return book_for(settings).add(record, secret)
+
+
+def test_record_fields_match_the_registry_record() -> None:
+    assert set(Registry._fields) == RECORD_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("username", "secret"),
+    [
+        ("alice", "s3cret"),
+        ("<token>", "eyJhbGciOi.identity.token"),
+        ("bob", '<&>\u2028\u2029 "quoted" \\ tab\t nl\n ctl\x01 é 😀'),
+        ("", "empty-user"),
+    ],
+)
+@pytest.mark.parametrize(
+    "asked", ["registry.example:5000", "https://registry.example:5000/v2/", " REGISTRY.example:5000 \n"]
+)
+def test_fast_and_general_paths_give_the_same_bytes(
+    settings: Settings, username: str, secret: str, asked: str
+) -> None:
+    add_static(settings, "registry.example:5000", username, secret)
+    code, general = general_get(asked.encode())
+    assert code == 0
+    assert fast_get(asked.encode()) == general
+    assert json.loads(general)["Secret"] == secret
+
+
+def test_docker_hub_spellings_are_one_registry(settings: Settings) -> None:
+    add_static(settings, "docker.io", "hubuser", "hubsecret")
+    for asked in ("https://index.docker.io/v1/", "docker.io", "registry-1.docker.io"):
+        code, general = general_get(asked.encode())
+        assert code == 0
+        assert fast_get(asked.encode()) == general
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(secret=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+def test_any_secret_round_trips_identically(secret: str) -> None:
+    settings = load_settings()
+    name = "prop.example"
+    book = book_for(settings)
+    if any(r.registry == name for r in book.all()):
+        book.remove(name)
+    add_static(settings, name, "u", secret)
+    assert fast_get(name.encode()) == general_get(name.encode())[1]
+
+
+def _store_with_record(settings: Settings) -> None:
+    add_static(settings, "registry.example", "u", "pw")
+    assert fast_get(b"registry.example") is not None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REGAUTH_LOG_LEVEL": "DEBUG"},
+        {"REGAUTH_LOG_LEVEL": "info"},
+        {"REGAUTH_LOG_LEVEL": "LOUD"},
+        {"REGAUTH_PASSPHRASE": "pass phrase"},
+        {"REGAUTH_STORE": "keyring"},
+        {"REGAUTH_STORE": "nonsense"},
+        {"REGAUTH_STORE": "auto"},  # no remembered choice: the general path probes
+    ],
+)
+def test_declines_settings_it_does_not_handle(settings: Settings, env: dict[str, str]) -> None:
+    _store_with_record(settings)
+    assert answer(b"registry.example", {**os.environ, **env}) is None
+
+
+def test_answers_a_remembered_auto_choice_of_file(settings: Settings) -> None:
+    _store_with_record(settings)
+    settings.store_choice_file.write_text("file\n")
+    assert answer(b"registry.example", {**os.environ, "REGAUTH_STORE": "auto"}) is not None
+    settings.store_choice_file.write_text("keyring\n")
+    assert answer(b"registry.example", {**os.environ, "REGAUTH_STORE": "auto"}) is None
+
+
+@pytest.mark.parametrize(
+    "server",
+    [b"", b"   \n", b"unknown.example", b"ftp://registry.example", b"\xff\xfe", b"a" * (1024 * 1024 + 1)],
+)
+def test_declines_input_the_general_path_must_answer(settings: Settings, server: bytes) -> None:
+    _store_with_record(settings)
+    assert fast_get(server) is None
+
+
+def test_declines_anonymous_and_provider_records(settings: Settings) -> None:
+    add_static(settings, "anon.example", None, None)
+    book_for(settings).add(
+        Registry(id="", name="ecr", registry="123456789012.dkr.ecr.us-east-1.amazonaws.com", provider="ecr"),
+        None,
+    )
+    assert fast_get(b"anon.example") is None
+    assert fast_get(b"123456789012.dkr.ecr.us-east-1.amazonaws.com") is None
+
+
+def _damage_registries(settings: Settings, edit) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(settings.registries_file.read_text())
+    edit(data)
+    settings.registries_file.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["registries"].append("not an object"),
+        lambda d: d["registries"].append({"id": "x", "name": "n", "registry": "r", "color": "blue"}),
+        lambda d: d["registries"].append({"id": "x", "name": "n"}),
+        lambda d: d["registries"].append({"id": 7, "name": "n", "registry": "r"}),
+        lambda d: d.update(registries={}),
+        lambda d: d.pop("registries"),
+    ],
+)
+def test_a_damaged_registries_file_is_left_to_the_general_path(settings: Settings, edit) -> None:  # type: ignore[no-untyped-def]
+    _store_with_record(settings)
+    _damage_registries(settings, edit)
+    assert fast_get(b"registry.example") is None
+    code, out = general_get(b"registry.example")
+    assert code == 1 and "damaged" in out
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:10],
+        lambda b: b[:-1] + bytes([b[-1] ^ 1]),
+        lambda b: b"XXXXX" + b[5:],
+        lambda b: b"",
+    ],
+)
+def test_a_damaged_secret_store_is_left_to_the_general_path(settings: Settings, damage) -> None:  # type: ignore[no-untyped-def]
+    _store_with_record(settings)
+    settings.secrets_file.write_bytes(damage(settings.secrets_file.read_bytes()))
+    assert fast_get(b"registry.example") is None
+    assert general_get(b"registry.example")[0] == 1
+
+
+def test_missing_files_are_left_to_the_general_path(settings: Settings) -> None:
+    assert fast_get(b"registry.example") is None
+    _store_with_record(settings)
+    settings.key_file.unlink()
+    assert fast_get(b"registry.example") is None
+    assert general_get(b"registry.example")[0] == 1
+
+
+def test_a_record_without_its_secret_is_left_to_the_general_path(settings: Settings) -> None:
+    record = add_static(settings, "registry.example", "u", "pw")
+    open_store(settings).delete(record.secret_key)
+    assert fast_get(b"registry.example") is None
+    assert general_get(b"registry.example")[0] == 1
