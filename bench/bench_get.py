@@ -5,9 +5,11 @@
 In one run, round-robin so that machine noise hits every command alike, it times (wall clock, median
 of ``--runs`` runs after ``--warmup``, ``time.perf_counter`` around ``subprocess.run``):
 
-- ``python3 -c pass`` with the interpreter of the installed script (``sys.executable``);
-- ``python3 -S -c pass`` (no site: no ``.pth`` hooks), for information;
-- ``docker-credential-regauth get`` of a stored static credential (file store, in a temp HOME);
+- ``python3 -c pass`` and ``docker-credential-regauth get`` of a stored static credential (file store,
+  in a temp HOME) with the interpreter of the installed script (``sys.executable``), whatever .pth
+  hooks its site-packages runs at every start-up;
+- the same two in a fresh venv where the checkout is installed as ``pip install regauth`` or pipx
+  would install it (a wheel; no other .pth hooks): what a user's machine runs;
 - ``docker-credential-pass get`` (Debian's reference Go helper over pass/GPG), when installed, with
   a temp ``GNUPGHOME`` holding a passphrase-less key and a temp ``PASSWORD_STORE_DIR``.
 
@@ -90,15 +92,42 @@ def store_payload() -> bytes:
     return json.dumps({"ServerURL": SERVER, "Username": USERNAME, "Secret": SECRET}).encode()
 
 
-def setup_regauth(root: Path) -> Command:
-    home = root / "regauth-home"
+def setup_regauth(root: Path, script: Path, label: str) -> Command:
+    home = root / f"home-{label.replace(' ', '-').replace(':', '')}"
     home.mkdir()
     env = base_env(home)
     env["REGAUTH_STORE"] = "file"
-    env["PATH"] = f"{helper_script().parent}{os.pathsep}{env.get('PATH', '')}"
-    script = str(helper_script())
-    subprocess.run([script, "store"], input=store_payload(), env=env, check=True, timeout=60)
-    return Command("docker-credential-regauth get", [script, "get"], SERVER.encode(), env, SECRET.encode())
+    env["PATH"] = f"{script.parent}{os.pathsep}{env.get('PATH', '')}"
+    # Stored by this interpreter's install: the venv's has no dependencies to write the store with.
+    store = [str(helper_script()), "store"]
+    subprocess.run(store, input=store_payload(), env=env, check=True, timeout=60)
+    return Command(
+        f"{label}docker-credential-regauth get", [str(script), "get"], SERVER.encode(), env, SECRET.encode()
+    )
+
+
+def setup_venv(root: Path) -> Path:
+    """A fresh venv with the checkout installed from a wheel, as ``pip install`` or pipx installs it.
+
+    The wheel is built by pip (in its isolated build environment, as ``pip install -e`` does) and
+    installed with ``--no-deps --no-index``: a static get needs none of regauth's dependencies.
+    """
+    import regauth as package
+
+    checkout = Path(package.__file__).resolve().parent.parent
+    wheels, venv = root / "wheels", root / "venv"
+    quiet = {"check": True, "capture_output": True, "timeout": 300}
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(checkout)]
+    subprocess.run(build, **quiet)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    python = venv / "bin" / "python3"
+    wheel = next(wheels.glob("regauth-*.whl"))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], **quiet
+    )
+    # As compile_regauth: timed runs must not compile the sources (PYTHONDONTWRITEBYTECODE may be set).
+    subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib")], **quiet)
+    return python
 
 
 def setup_pass(root: Path) -> Command | None:
@@ -163,20 +192,6 @@ def site_hooks() -> list[str]:
     return hooks
 
 
-def bare_get(regauth: Command) -> Command:
-    """The same get with ``-S``: regauth's own cost, without site and its .pth hooks (information)."""
-    import regauth as package
-
-    paths = [str(Path(package.__file__).resolve().parent.parent)]
-    paths += sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
-    code = (
-        f"import sys; sys.path[:0] = {paths!r}; sys.argv[0] = 'docker-credential-regauth'; "
-        "from regauth.helper.main import main; sys.exit(main(['get']))"
-    )
-    argv = [sys.executable, "-S", "-c", code]
-    return Command("  same, python3 -S (information)", argv, regauth.stdin, regauth.env, regauth.expect)
-
-
 def measure(commands: list[Command], runs: int, warmup: int) -> None:
     for command in commands:
         command.times = []
@@ -189,15 +204,8 @@ def measure(commands: list[Command], runs: int, warmup: int) -> None:
             command.times.append(command.once())
 
 
-def report(
-    python: Command,
-    bare: Command,
-    regauth: Command,
-    regauth_bare: Command,
-    ref: Command | None,
-    heavy: list[str],
-) -> bool:
-    rows = [python, bare, regauth, regauth_bare] + ([ref] if ref else [])
+def report(pairs: list[tuple[Command, Command]], ref: Command | None, heavy: list[str]) -> bool:
+    rows = [c for pair in pairs for c in pair] + ([ref] if ref else [])
     width = max(len(c.label) for c in rows)
     print(f"\n{'command':<{width}}  {'median':>9}  {'min':>9}  {'p90':>9}  runs")
     for c in rows:
@@ -208,32 +216,29 @@ def report(
     hooks = site_hooks()
     if hooks:
         print(
-            f"\nnote: site-packages runs {', '.join(hooks)} at every start-up; python3 -c pass pays "
-            f"{python.median_ms - bare.median_ms:.0f}ms more than python3 -S -c pass for site and its .pth "
-            "hooks, and so does every console script."
+            f"\nnote: this interpreter's site-packages runs {', '.join(hooks)} at every start-up: every "
+            "console script of it pays for them; the venv has none of them."
         )
     ok = True
-    ratio = regauth.median_ms / python.median_ms
-    met = ratio <= GOAL_VS_PYTHON
-    ok &= met
-    print(f"\nregauth/python  {ratio:5.2f}x  goal <= {GOAL_VS_PYTHON}x  {'met' if met else 'NOT MET'}")
-    print(
-        f"information: without site (-S) regauth get takes {regauth_bare.median_ms:.1f}ms, "
-        f"{regauth_bare.median_ms / bare.median_ms:.2f}x python3 -S -c pass"
-        + (f", {regauth_bare.median_ms / ref.median_ms:.2f}x docker-credential-pass" if ref else "")
-    )
-    if ref is not None:
+    for python, regauth in pairs:
+        where = python.label.partition("python3")[0].strip() or "this interpreter:"
+        print(f"\n{where}")
+        ratio = regauth.median_ms / python.median_ms
+        met = ratio <= GOAL_VS_PYTHON
+        ok &= met
+        print(f"  regauth/python  {ratio:5.2f}x  goal <= {GOAL_VS_PYTHON}x  {'met' if met else 'NOT MET'}")
+        if ref is None:
+            print(f"  regauth/pass    n/a   ({PASS_HELPER} is not installed)")
+            continue
         ratio = regauth.median_ms / ref.median_ms
         met = ratio <= GOAL_VS_PASS
         ok &= met
-        print(f"regauth/pass    {ratio:5.2f}x  goal <= {GOAL_VS_PASS}x  {'met' if met else 'NOT MET'}")
+        print(f"  regauth/pass    {ratio:5.2f}x  goal <= {GOAL_VS_PASS}x  {'met' if met else 'NOT MET'}")
         print(
-            f"information: python3 -c pass alone is {python.median_ms / ref.median_ms:.2f}x "
+            f"  information: python3 -c pass alone is {python.median_ms / ref.median_ms:.2f}x "
             "docker-credential-pass get (the floor for any console script of this interpreter)"
         )
-    else:
-        print(f"regauth/pass    n/a   ({PASS_HELPER} is not installed)")
-    print(f"heavy modules imported by get: {', '.join(heavy) if heavy else 'none'}")
+    print(f"\nheavy modules imported by get: {', '.join(heavy) if heavy else 'none'}")
     return ok
 
 
@@ -256,21 +261,25 @@ def main() -> int:
     compile_regauth()
     with tempfile.TemporaryDirectory(prefix="regauth-bench-") as tmp:
         root = Path(tmp)
-        regauth = setup_regauth(root)
+        regauth = setup_regauth(root, helper_script(), "")
+        venv_python = setup_venv(root)
+        venv_regauth = setup_regauth(root, venv_python.parent / "docker-credential-regauth", "venv: ")
         ref = setup_pass(root)
         try:
-            env = base_env(root / "regauth-home")
+            env = regauth.env
             python = Command("python3 -c pass", [sys.executable, "-c", "pass"], SERVER.encode(), env)
-            bare = Command("python3 -S -c pass", [sys.executable, "-S", "-c", "pass"], SERVER.encode(), env)
-            regauth_bare = bare_get(regauth)
-            commands = [python, bare, regauth, regauth_bare] + ([ref] if ref else [])
+            venv_pass = Command(
+                "venv: python3 -c pass", [str(venv_python), "-c", "pass"], SERVER.encode(), env
+            )
+            pairs = [(python, regauth), (venv_pass, venv_regauth)]
+            commands = [c for pair in pairs for c in pair] + ([ref] if ref else [])
             print(f"interpreter: {sys.executable} (Python {sys.version.split()[0]})")
             print(f"timing {len(commands)} commands, {args.warmup} warm-up + {args.runs} runs each ...")
             measure(commands, args.runs, args.warmup)
             heavy = heavy_imports(regauth)
         finally:
             stop_gpg_agent(ref)
-        ok = report(python, bare, regauth, regauth_bare, ref, heavy)
+        ok = report(pairs, ref, heavy)
     return 1 if args.check and not ok else 0
 
 
