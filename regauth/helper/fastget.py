@@ -1,12 +1,12 @@
 """The common ``get``, answered with the fewest imports: a static record's secret from the file store.
 
 Every pull calls ``docker-credential-regauth get``, and nearly all of them ask for a static registry in
-the file store. The general path (settings, the registry book, provider routing) imports ``typing``,
-``pathlib`` and ``cryptography``, about 20 ms before any work. This path reads the same files with
-``os``, ``json`` and libcrypto only. It answers only when everything is as the general path would find
-it with nothing to report; anything else (another store or provider, a passphrase, logging, an
-unknown host, a file that is missing or damaged) returns None, and the general path runs and gives
-its answer or its error. The tests check both paths give the same bytes.
+the file store. The general path builds the settings, the registry book and the provider routing,
+which import ``typing`` and ``pathlib``. This path reads the same files with ``os``, ``json`` and
+libcrypto only. It answers only when everything is as the general path would find it with nothing to
+report; anything else (another store or provider, a passphrase, logging, an unknown host, a file that
+is missing or damaged) returns None, and the general path runs and gives its answer or its error. The
+tests check both paths give the same bytes.
 """
 
 from __future__ import annotations
