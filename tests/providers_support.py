@@ -1,4 +1,4 @@
-"""Local HTTPS stand-ins for the cloud token endpoints the provider tests point the real SDKs at.
+"""Local HTTPS stand-ins for the cloud token endpoints the provider tests point the real SDKs at, and moto.
 
 ``StandIn`` is a threaded ``http.server`` behind TLS from a ``trustme`` CA (or plain HTTP, as a local
 managed identity endpoint is); each route is a function of (path, form) -> (status, JSON body), where the
@@ -21,7 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
+from moto.server import ThreadedMotoServer
 
 Route = Callable[[str, dict[str, str]], tuple[int, dict[str, Any]]]
 
@@ -115,3 +117,17 @@ def write_ca(ca: trustme.CA, directory: Path) -> Path:
 
 def now() -> float:
     return time.time()
+
+
+def start_moto(monkeypatch: pytest.MonkeyPatch) -> ThreadedMotoServer:
+    """A moto server on 127.0.0.1, with boto3 pointed at it through its own settings and fake keys.
+
+    The caller stops it: the tests that use this one stop it mid-test, to prove a cache answers alone.
+    """
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    return server

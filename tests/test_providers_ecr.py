@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trustme
 from moto.server import ThreadedMotoServer
-from providers_support import stand_in, write_ca
+from providers_support import stand_in, start_moto, write_ca
 
 from regauth.config import Settings, load_settings
 from regauth.errors import NotFoundError, ProviderError
@@ -67,12 +67,7 @@ def test_ambient_ecr_host_mints_a_decoded_token(aws_env: str) -> None:
 def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    server = start_moto(monkeypatch)
     settings = load_settings()
     first = credential_for(settings, book_for(settings), HOST)
     server.stop()

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from moto.server import ThreadedMotoServer
+from providers_support import start_moto
 
 from regauth.config import load_settings
 from regauth.helper.texts import NOT_FOUND
@@ -34,12 +34,7 @@ def test_provider_failure_answers_not_found_and_says_why(
 def test_cached_token_is_served_after_the_endpoint_is_gone(
     helper_exe: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    server = start_moto(monkeypatch)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     first = get(helper_exe, HOST)
     server.stop()
