@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,16 @@ def settings(isolated_env: Path) -> Settings:
 @pytest.fixture
 def helper_exe() -> str:
     return str(SCRIPTS_DIR / "docker-credential-regauth")
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory for daemons: a unix socket path has a 108-byte limit, podman's runroot 50."""
+    path = Path(tempfile.mkdtemp(prefix="regauth-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,16 +56,6 @@ def proxy(
         yield proc
     finally:
         assert proc.stop() == 0, proc.log()
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short directory: containerd's unix socket path has a 108-byte limit, podman's runroot 50."""
-    path = Path(tempfile.mkdtemp(prefix="regauth-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _run(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
