@@ -1,8 +1,10 @@
 """Throughput of a 256 MiB blob on loopback: direct from a real `registry`, through `regauth proxy` cold
 (no cache; and cold while writing its cache), through it from its cache, and through distribution's own
-pull-through mode (`registry` with `proxy.remoteurl`). Then the same blob from a registry over TLS (the
-test CA in the record's ``ca_file``), direct and through the proxy cold, because real upstreams are
-HTTPS. Then the proxy's peak RSS around a 1 GiB blob.
+pull-through mode (`registry` with `proxy.remoteurl`). Where `haproxy` is installed, also through HAProxy
+relaying plain HTTP with splice(2): a relay in C that moves the body without copying it through user
+space, the reference for what any relay costs on this machine. Then the same blob from a registry over
+TLS (the test CA in the record's ``ca_file``), direct and through the proxy cold, because real upstreams
+are HTTPS. Then the proxy's peak RSS around a 1 GiB blob.
 
 Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N]
 
@@ -51,6 +53,7 @@ from regauth.store import open_store  # noqa: E402
 
 MIB = 1024 * 1024
 REPO = "bench/blob"
+HAPROXY = "HAProxy (C, splice), cold"
 TLS_DIRECT = "direct, TLS"
 TLS_COLD = "regauth proxy, cold, TLS upstream"
 
@@ -146,6 +149,44 @@ class Proxy:
         self.process.wait(timeout=30)
 
 
+class HAProxy:
+    """HAProxy as a plain relay before the registry: one thread like regauth's one event loop, HTTP mode,
+    the body spliced socket to socket (its fastest way to forward)."""
+
+    def __init__(self, workdir: Path, upstream: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "haproxy.cfg"
+        config.write_text(
+            "global\n  nbthread 1\n"
+            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+            "  option splice-request\n  option splice-response\n"
+            f"frontend relay\n  bind 127.0.0.1:{self.port}\n  default_backend registry\n"
+            f"backend registry\n  server registry {upstream}\n"
+        )
+        log = open(workdir / "haproxy.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        version = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=False).stdout
+        self.version = version.split()[2] if len(version.split()) > 2 else "?"
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(400):
+            try:
+                async with session.get(f"{self.url}/v2/") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError("haproxy did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 def rate(seconds: list[float], size: int) -> float:
     return size / MIB / statistics.median(seconds)
 
@@ -169,6 +210,7 @@ async def rounds(
     cache_dir: Path,
     digests: tuple[str, str],
     work: Path,
+    haproxy: HAProxy | None,
 ) -> Results:
     """Round-robin: every round pulls once in each mode, so load from other processes on the machine
     falls on all modes alike instead of on whichever ran during a busy spell."""
@@ -199,6 +241,8 @@ async def rounds(
     for run in range(args.runs):
         await one("direct", registry.url + path)
         await one("regauth proxy, cold", plain.url + via, plain.process.pid)
+        if haproxy is not None:
+            await one(HAPROXY, haproxy.url + path, haproxy.process.pid)
         for file in cache_dir.rglob("*"):
             if file.is_file():
                 file.unlink()
@@ -232,6 +276,12 @@ def report(args: argparse.Namespace, results: Results, size: int) -> None:
     print(f"  cold >= distribution's proxy:  {_met(cold >= dist)} ({cold:.2f}x vs {dist:.2f}x)")
     print(f"  cache hit faster than direct:  {_met(hit > 1)} ({hit:.2f}x)")
     print(f"  TLS cold >= 0.90x TLS direct:  {_met(tls[TLS_COLD] >= 0.9)} ({tls[TLS_COLD]:.2f}x)")
+    if HAPROXY in ratio:
+        ref = ratio[HAPROXY]
+        print(f"reference: HAProxy {args.haproxy_version}, splicing the same blob: {ref:.2f}x direct;")
+        print(f"  regauth cold is {cold / ref:.2f}x of HAProxy's throughput")
+    else:
+        print("reference: haproxy is not installed (apt-get install haproxy), so its row is left out")
 
 
 def table(title: str, results: Results, baseline: str, size: int) -> dict[str, float]:
@@ -263,7 +313,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
     book = RegistryBook(settings, lambda: open_store(settings))
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
     book.add(Registry(id="", name="tls", registry=tls.host, ca_file=str(tls.ca_file)), None)
-    procs: list[Proxy] = []
+    procs: list[Proxy | HAProxy] = []
     try:
         t0 = time.perf_counter()
         digest = push_blob(registry.url, size)
@@ -274,15 +324,23 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         plain = Proxy(env, work)
         cached = Proxy(env, work, "--cache-dir", str(cache_dir))
         procs += [plain, cached]
+        haproxy = HAProxy(work, registry.host) if shutil.which("haproxy") else None
+        if haproxy is not None:
+            procs.append(haproxy)
+        args.haproxy_version = haproxy.version if haproxy else None
         timeout = aiohttp.ClientTimeout(total=300)
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
             await plain.ready(session)
             await cached.ready(session)
+            if haproxy is not None:
+                await haproxy.ready(session)
             # Warm the registries' page caches.
             await pull(session, registry.url + path)
             await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
             digests = (digest, tls_digest)
-            results = await rounds(args, session, registry, tls, plain, cached, cache_dir, digests, work)
+            results = await rounds(
+                args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy
+            )
             report(args, results, size)
             await big_blob(args, registry, session, env, work, big)
     finally:
