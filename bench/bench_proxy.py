@@ -4,7 +4,9 @@ pull-through mode (`registry` with `proxy.remoteurl`). Where `haproxy` is instal
 relaying plain HTTP with splice(2): a relay in C that moves the body without copying it through user
 space, the reference for what any relay costs on this machine. Then the same blob from a registry over
 TLS (the test CA in the record's ``ca_file``), direct and through the proxy cold, because real upstreams
-are HTTPS. Then the proxy's peak RSS around a 1 GiB blob.
+are HTTPS. Then direct and cold once more with the relay on a core of its own (the client and the
+registry pinned to one CPU, the relays to another): on 2 cores, three processes on the path compete
+for them, and this shows the relay apart from that. Then the proxy's peak RSS around a 1 GiB blob.
 
 Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N]
 
@@ -258,6 +260,59 @@ async def rounds(
     return results
 
 
+PINNED_TITLE = (
+    "The relay on a core of its own (the client and the registry share one CPU, the relay runs on the\n"
+    "other, so it takes no CPU from them):"
+)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    # Every thread of the process: Go and the proxy's worker threads would otherwise keep running anywhere.
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), cpus)
+
+
+async def pinned_rounds(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    registry: RegistryProcess,
+    plain: Proxy,
+    haproxy: HAProxy | None,
+    digest: str,
+) -> Results | None:
+    """Direct and cold again, with the relay given a core the direct pull does not use. On a machine
+    with more cores than processes on the path, that is how it runs anyway; here it shows whether the
+    relay itself keeps up with the pull, apart from the contention for two cores."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return None
+    first, second, *_ = sorted(os.sched_getaffinity(0))
+    everywhere = os.sched_getaffinity(0)
+    relays = [plain.process.pid] + ([haproxy.process.pid] if haproxy else [])
+    results: Results = {}
+    try:
+        for pid in (os.getpid(), registry.process.pid):
+            _pin(pid, {first})
+        for pid in relays:
+            _pin(pid, {second})
+        path = f"/v2/{REPO}/blobs/{digest}"
+        for _ in range(args.runs):
+            for label, url, pid in (
+                ("direct", registry.url + path, None),
+                ("regauth proxy, cold", f"{plain.url}/v2/anon/{REPO}/blobs/{digest}", plain.process.pid),
+                *([(HAPROXY, haproxy.url + path, haproxy.process.pid)] if haproxy else []),
+            ):
+                pids = [registry.process.pid] + ([pid] if pid else [])
+                before = time.process_time() + sum(cpu_seconds(p) for p in pids)
+                seconds, got = await pull(session, url)
+                assert got == args.size_mib * MIB, (label, got)
+                cpu = time.process_time() + sum(cpu_seconds(p) for p in pids) - before
+                results.setdefault(label, []).append((seconds, cpu))
+    finally:
+        for pid in (os.getpid(), registry.process.pid, *relays):
+            _pin(pid, everywhere)
+    return results
+
+
 def report(args: argparse.Namespace, results: Results, size: int) -> None:
     where = f"loopback, {os.cpu_count()} CPUs"
     print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, {where}.")
@@ -342,6 +397,11 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
                 args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy
             )
             report(args, results, size)
+            pinned = await pinned_rounds(args, session, registry, plain, haproxy, digest)
+            if pinned is not None:
+                ratio = table(PINNED_TITLE, pinned, "direct", size)
+                cold = ratio["regauth proxy, cold"]
+                print(f"  cold >= 0.90x direct, proxy on its own core: {_met(cold >= 0.9)} ({cold:.2f}x)")
             await big_blob(args, registry, session, env, work, big)
     finally:
         for proc in procs:
