@@ -120,6 +120,18 @@ def start_distribution_proxy(workdir: Path, upstream: str) -> RegistryProcess:
     return _start(workdir, config, None)
 
 
+async def answering(session: aiohttp.ClientSession, url: str, what: str) -> None:
+    """Wait until ``url``/v2/ answers 200 (a relay just started)."""
+    for _ in range(400):
+        try:
+            async with session.get(f"{url}/v2/") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
 class Proxy:
     def __init__(self, env: dict[str, str], workdir: Path, *args: str) -> None:
         self.port = free_port()
@@ -131,14 +143,7 @@ class Proxy:
         log.close()
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
-        for _ in range(400):
-            try:
-                async with session.get(f"{self.url}/v2/") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("regauth proxy did not start")
+        await answering(session, self.url, "regauth proxy")
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -175,14 +180,7 @@ class HAProxy:
         self.version = version.split()[2] if len(version.split()) > 2 else "?"
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
-        for _ in range(400):
-            try:
-                async with session.get(f"{self.url}/v2/") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("haproxy did not start")
+        await answering(session, self.url, "haproxy")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 from proxy_support import ProxyProcess
+from support.daemon import Daemon
 from support.image import PushedImage, push_runnable_image
-from support.registry import RegistryFixture, _die_with_parent
+from support.registry import RegistryFixture
 
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook
@@ -81,7 +82,7 @@ def _fails(argv: list[str], *, env: dict[str, str] | None = None) -> str:
 # ---- containerd ----------------------------------------------------------------------------------------
 
 
-class Containerd:
+class Containerd(Daemon):
     """A containerd daemon of the test's own (root, state, socket and config under ``workdir``), with
     only the plugins a pull needs."""
 
@@ -95,34 +96,26 @@ class Containerd:
         "io.containerd.tracing.processor.v1.otlp",
     )
 
+    name = "containerd"
+
     def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("containerd")
-        assert binary, "containerd is not installed: apt-get install containerd"
         workdir.mkdir()
-        self.dir = workdir
-        self.root = self.dir / "root"
-        self.socket = self.dir / "containerd.sock"
-        config = self.dir / "config.toml"
+        self.root = workdir / "root"
+        self.socket = workdir / "containerd.sock"
+        config = workdir / "config.toml"
         config.write_text(
             "version = 2\n"
-            f'root = "{self.root}"\nstate = "{self.dir / "state"}"\n'
+            f'root = "{self.root}"\nstate = "{workdir / "state"}"\n'
             f"disabled_plugins = {json.dumps(list(self._DISABLED))}\n"
             f'[grpc]\n  address = "{self.socket}"\n'
         )
-        self.log_path = self.dir / "containerd.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                _die_with_parent([binary, "--config", str(config)]),
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
+        super().__init__(workdir, ["--config", str(config)])
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"containerd exited {self.process.returncode}: {self.log()}")
+            if gone := self.exited():
+                raise AssertionError(gone)
             try:
                 with socket.socket(socket.AF_UNIX) as sock:
                     sock.connect(str(self.socket))
@@ -133,19 +126,6 @@ class Containerd:
 
     def ctr(self, *args: str) -> list[str]:
         return ["ctr", "--address", str(self.socket), "--namespace", "regauth-test", *args]
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -14,15 +14,15 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from support.daemon import Daemon
 from support.image import PushedImage, push_runnable_image
-from support.registry import RegistryFixture, _die_with_parent, free_port
+from support.registry import RegistryFixture, free_port
 
 from regauth.config import Settings
 from regauth.proxy.accesslog import ACCESS_LOG, AccessLogger
@@ -36,34 +36,30 @@ LAYER_FILE = b"pulled by dockerd through regauth\n"
 _TIMEOUT = 120  # bounds a hung daemon or pull; no test asserts a duration
 
 
-class Dockerd:
+class Dockerd(Daemon):
     """A Docker daemon of the test's own: everything it writes is under ``workdir``, it reads only the
     ``daemon.json`` it is given, and it touches no network set-up of the machine."""
 
+    name = "dockerd"
+    package = "docker.io"
+
     def __init__(self, workdir: Path, daemon_json: dict[str, object]) -> None:
-        binary = shutil.which("dockerd")
-        assert binary, "dockerd is not installed: apt-get install docker.io"
         workdir.mkdir()
-        self.dir = workdir
         self.data_root = workdir / "root"
         self.socket = workdir / "docker.sock"
         config = workdir / "daemon.json"
         config.write_text(json.dumps(daemon_json))
-        argv = [binary, "--config-file", str(config), "--host", f"unix://{self.socket}"]
-        argv += ["--data-root", str(self.data_root), "--exec-root", str(workdir / "exec")]
-        argv += ["--pidfile", str(workdir / "docker.pid"), "--storage-driver", "vfs"]
-        argv += ["--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge", "none"]
-        self.log_path = workdir / "dockerd.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                _die_with_parent(argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL
-            )
+        args = ["--config-file", str(config), "--host", f"unix://{self.socket}"]
+        args += ["--data-root", str(self.data_root), "--exec-root", str(workdir / "exec")]
+        args += ["--pidfile", str(workdir / "docker.pid"), "--storage-driver", "vfs"]
+        args += ["--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge", "none"]
+        super().__init__(workdir, args)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"dockerd exited {self.process.returncode}: {self.log()}")
+            if gone := self.exited():
+                raise AssertionError(gone)
             if self.socket.exists():
                 code, _, _ = await self.docker("version", "--format", "{{.Server.Version}}")
                 if code == 0:
@@ -86,19 +82,6 @@ class Dockerd:
         out, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT)
         assert proc.returncode is not None
         return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture
