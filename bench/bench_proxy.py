@@ -267,7 +267,10 @@ PINNED_TITLE = (
 def _pin(pid: int, cpus: set[int]) -> None:
     # Every thread of the process: Go and the proxy's worker threads would otherwise keep running anywhere.
     for task in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(task), cpus)
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except ProcessLookupError:
+            pass  # a thread that ended meanwhile
 
 
 async def pinned_rounds(
@@ -311,7 +314,7 @@ async def pinned_rounds(
     return results
 
 
-def report(args: argparse.Namespace, results: Results, size: int) -> None:
+def report(args: argparse.Namespace, results: Results, size: int, haproxy: HAProxy | None) -> None:
     where = f"loopback, {os.cpu_count()} CPUs"
     print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, {where}.")
     plain = {k: v for k, v in results.items() if k not in (TLS_DIRECT, TLS_COLD)}
@@ -331,7 +334,8 @@ def report(args: argparse.Namespace, results: Results, size: int) -> None:
     print(f"  TLS cold >= 0.90x TLS direct:  {_met(tls[TLS_COLD] >= 0.9)} ({tls[TLS_COLD]:.2f}x)")
     if HAPROXY in ratio:
         ref = ratio[HAPROXY]
-        print(f"reference: HAProxy {args.haproxy_version}, splicing the same blob: {ref:.2f}x direct;")
+        assert haproxy is not None
+        print(f"reference: HAProxy {haproxy.version}, splicing the same blob: {ref:.2f}x direct;")
         print(f"  regauth cold is {cold / ref:.2f}x of HAProxy's throughput")
     else:
         print("reference: haproxy is not installed (apt-get install haproxy), so its row is left out")
@@ -380,7 +384,6 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         haproxy = HAProxy(work, registry.host) if shutil.which("haproxy") else None
         if haproxy is not None:
             procs.append(haproxy)
-        args.haproxy_version = haproxy.version if haproxy else None
         timeout = aiohttp.ClientTimeout(total=300)
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
             await plain.ready(session)
@@ -394,7 +397,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
             results = await rounds(
                 args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy
             )
-            report(args, results, size)
+            report(args, results, size, haproxy)
             pinned = await pinned_rounds(args, session, registry, plain, haproxy, digest)
             if pinned is not None:
                 ratio = table(PINNED_TITLE, pinned, "direct", size)
