@@ -51,7 +51,6 @@ from support.tls import make_pki  # noqa: E402
 
 from regauth.config import load_settings  # noqa: E402
 from regauth.registries import Registry, RegistryBook  # noqa: E402
-from regauth.store import open_store  # noqa: E402
 
 MIB = 1024 * 1024
 REPO = "bench/blob"
@@ -367,7 +366,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
     for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         env.pop(var, None)
     settings = load_settings(env)
-    book = RegistryBook(settings, lambda: open_store(settings))
+    book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
     book.add(Registry(id="", name="tls", registry=tls.host, ca_file=str(tls.ca_file)), None)
     procs: list[Proxy | HAProxy] = []

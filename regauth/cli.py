@@ -161,10 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "no_cache", False):
             settings = settings._replace(no_cache=True)
         from regauth.logs import setup_logging
-        from regauth.store import open_store
 
         setup_logging(settings)
-        book = RegistryBook(settings, lambda: open_store(settings))
+        book = RegistryBook.for_settings(settings)
         return func(args, settings, book)
     except RegauthError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")

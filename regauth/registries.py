@@ -98,6 +98,17 @@ class RegistryBook:
         self._store: SecretStore | None = None
         self._pending: dict[str, str] = {}
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RegistryBook:
+        """The book whose secrets live in the store ``settings`` choose, opened on first use."""
+
+        def open_configured() -> SecretStore:
+            from regauth.store import open_store
+
+            return open_store(settings)
+
+        return cls(settings, open_configured)
+
     @property
     def store(self) -> SecretStore:
         # Opened on first use: listing records must not pay for (or fail on) the secret store.

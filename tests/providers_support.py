@@ -12,6 +12,8 @@ import base64
 import collections
 import json
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -131,3 +133,21 @@ def start_moto(monkeypatch: pytest.MonkeyPatch) -> ThreadedMotoServer:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
     return server
+
+
+def credential_in_fresh_process(host: str, watched: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``credential_for(host)`` in a new interpreter, as the helper's ``get`` runs it: the credential's
+    (username, secret) and which of the ``watched`` modules it imported."""
+    code = (
+        "import json, sys\n"
+        "from regauth.config import load_settings\n"
+        "from regauth.registries import RegistryBook\n"
+        "from regauth.providers.routing import credential_for\n"
+        "s = load_settings()\n"
+        f"c = credential_for(s, RegistryBook.for_settings(s), {host!r})\n"
+        f"loaded = [m for m in {watched!r} if m in sys.modules]\n"
+        "print(json.dumps([[c.username, c.secret], loaded]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    credential, loaded = json.loads(out)
+    return credential, loaded

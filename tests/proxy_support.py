@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from support.registry import RegistryFixture
 
 from regauth.config import Settings
 from regauth.proxy.accesslog import ACCESS_LOG, AccessLogger
 from regauth.proxy.app import make_proxy_app
 from regauth.proxy.options import ProxyOptions
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -194,7 +195,7 @@ def storage_app(fake: Fake, seen: list[tuple[str, str | None]]) -> web.Applicati
 def add_record(
     settings: Settings, host: str, *, name: str = "fake", username: str | None = USER, **extra: Any
 ) -> RegistryBook:
-    book = RegistryBook(settings, lambda: open_store(settings))
+    book = RegistryBook.for_settings(settings)
     record = Registry(id="", name=name, registry=host, username=username, insecure=True, **extra)
     book.add(record, PASSWORD if username else None)
     return book
@@ -282,3 +283,21 @@ class ProxyProcess:
             self.process.kill()
             self.process.wait(timeout=10)
             raise
+
+
+@contextlib.contextmanager
+def caching_proxy_before(
+    exe: str, settings: Settings, workdir: Path, upstreams: dict[str, RegistryFixture]
+) -> Iterator[ProxyProcess]:
+    """``regauth proxy --cache-dir`` with a record per real registry (name -> ``RegistryFixture``, its
+    user's credential), started and, at the end, stopped cleanly."""
+    book = RegistryBook.for_settings(settings)
+    for name, fx in upstreams.items():
+        record = Registry(id="", name=name, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
+        book.add(record, fx.password)
+    proc = ProxyProcess(exe, workdir, "--cache-dir", str(workdir / "cache"))
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.log()

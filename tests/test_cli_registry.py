@@ -12,7 +12,6 @@ import pytest
 from regauth import cli, commands
 from regauth.config import load_settings
 from regauth.registries import RegistryBook
-from regauth.store import open_store
 
 SECRET = "s3cret-Pa55"
 ADD_GHCR = ("registry", "add", "ghcr", "--url", "ghcr.io", "--username", "bob")
@@ -37,7 +36,7 @@ def regauth(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
 
 def book() -> RegistryBook:
     settings = load_settings()
-    return RegistryBook(settings, lambda: open_store(settings))
+    return RegistryBook.for_settings(settings)
 
 
 def state(home: Path) -> dict[str, bytes]:

@@ -13,7 +13,6 @@ import pytest
 from regauth.config import Settings
 from regauth.helper import texts
 from regauth.registries import RegistryBook
-from regauth.store import open_store
 
 TIMEOUT = 60
 
@@ -184,7 +183,7 @@ BAD_INPUT: list[tuple[str, list[str], bytes, str]] = [
 
 
 def book(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
+    return RegistryBook.for_settings(settings)
 
 
 def snapshot(settings: Settings) -> dict[str, bytes]:

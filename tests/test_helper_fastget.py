@@ -19,14 +19,15 @@ from regauth.registries import Registry, RegistryBook
 from regauth.store import open_store
 
 
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
-
-
 def general_get(server: bytes) -> tuple[int, str]:
     settings = load_settings()
     out = io.StringIO()
-    code = serve("get", server, out, RegauthBackend(settings, book_for(settings), stderr=io.StringIO()))
+    code = serve(
+        "get",
+        server,
+        out,
+        RegauthBackend(settings, RegistryBook.for_settings(settings), stderr=io.StringIO()),
+    )
     return code, out.getvalue()
 
 
@@ -36,7 +37,7 @@ def fast_get(server: bytes) -> str | None:
 
 def add_static(settings: Settings, host: str, username: str | None, secret: str | None) -> Registry:
     record = Registry(id="", name=host.replace(":", "-"), registry=host, username=username)
-    return book_for(settings).add(record, secret)
+    return RegistryBook.for_settings(settings).add(record, secret)
 
 
 def test_record_fields_match_the_registry_record() -> None:
@@ -78,7 +79,7 @@ def test_docker_hub_spellings_are_one_registry(settings: Settings) -> None:
 def test_any_secret_round_trips_identically(secret: str) -> None:
     settings = load_settings()
     name = "prop.example"
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     if any(r.registry == name for r in book.all()):
         book.remove(name)
     add_static(settings, name, "u", secret)
@@ -126,7 +127,7 @@ def test_declines_input_the_general_path_must_answer(settings: Settings, server:
 
 def test_declines_anonymous_and_provider_records(settings: Settings) -> None:
     add_static(settings, "anon.example", None, None)
-    book_for(settings).add(
+    RegistryBook.for_settings(settings).add(
         Registry(id="", name="ecr", registry="123456789012.dkr.ecr.us-east-1.amazonaws.com", provider="ecr"),
         None,
     )

@@ -16,12 +16,11 @@ import pytest
 import trustme
 from providers_support import StandIn, fake_jwt, stand_in, write_ca
 
-from regauth.config import Settings, load_settings
+from regauth.config import load_settings
 from regauth.errors import ProviderError
 from regauth.providers.acr import USERNAME
 from regauth.providers.routing import credential_for
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 TENANT = "72f988bf-0000-4000-8000-000000000001"
 CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -99,10 +98,6 @@ def registry(ca: trustme.CA) -> Iterator[tuple[Exchange, StandIn]]:
         yield exchange, site
 
 
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
-
-
 def add_record(
     book: RegistryBook, host: str, authority: str, secret: str | None = SECRET, **more: str
 ) -> Registry:
@@ -122,7 +117,7 @@ def test_service_principal_secret_exchanged_for_a_refresh_token(
     app, login = entra
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, login.url)
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME
@@ -141,7 +136,7 @@ def test_certificate_credential(
     pem = tmp_path / "sp.pem"
     pem.write_bytes(leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes())
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, login.url, secret=None, credential="certificate", certificate_file=str(pem))
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME
@@ -153,7 +148,7 @@ def test_wrong_secret_is_one_line(entra: tuple[Entra, StandIn], registry: tuple[
     _, login = entra
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, login.url, secret="wrong-secret")
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, reg.netloc)
@@ -169,7 +164,7 @@ def test_registry_refusing_the_token(
     exchange, reg = registry
     exchange.refused = True
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, login.url)
     with pytest.raises(
         ProviderError, match=r"refused the Entra ID token \(HTTP 401: identity lacks AcrPull\)"
@@ -180,7 +175,7 @@ def test_registry_refusing_the_token(
 def test_missing_secret_says_how_to_store_it(entra: tuple[Entra, StandIn]) -> None:
     _, login = entra
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, "myreg.azurecr.io", login.url, secret=None)
     with pytest.raises(ProviderError, match="no client secret in the secret store; store it with"):
         credential_for(settings, book, "myreg.azurecr.io")
@@ -189,7 +184,7 @@ def test_missing_secret_says_how_to_store_it(entra: tuple[Entra, StandIn]) -> No
 def test_ambient_acr_host_without_azure_credentials() -> None:
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book_for(settings), "myreg.azurecr.io")
+        credential_for(settings, RegistryBook.for_settings(settings), "myreg.azurecr.io")
     message = str(info.value)
     assert message.startswith("acr provider for myreg.azurecr.io: no Azure credentials found (DefaultAzure")
     assert "EnvironmentCredential" in message and "az login" in message and "\n" not in message
@@ -203,7 +198,7 @@ def test_workload_identity_federated_token(
     token_file = tmp_path / "federated-token"
     token_file.write_text(fake_jwt({"sub": "system:serviceaccount:ci:puller"}))
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, login.url, secret=None, credential="workload", token_file=str(token_file))
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME

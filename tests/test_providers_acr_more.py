@@ -29,13 +29,12 @@ import trustme
 from providers_support import StandIn, fake_jwt, stand_in, write_ca
 from test_providers_acr import TENANT, Exchange
 
-from regauth.config import Settings, load_settings
+from regauth.config import load_settings
 from regauth.errors import ProviderError
 from regauth.helper.texts import NOT_FOUND
 from regauth.providers.acr import USERNAME
 from regauth.providers.routing import credential_for
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 IDENTITY_HEADER = "identity-header-secret"
 USER_ASSIGNED = "99999999-8888-7777-6666-555555555555"
@@ -144,10 +143,6 @@ def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeAz:
     return fake
 
 
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
-
-
 def add_record(book: RegistryBook, host: str, **options: str) -> Registry:
     return book.add(Registry(id="", name="acr", registry=host, provider="acr", options=options), None)
 
@@ -168,7 +163,7 @@ def test_managed_system_assigned_identity(
     _, msi = identity
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="managed")
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME
@@ -189,7 +184,7 @@ def test_managed_user_assigned_identity_sends_its_client_id(
     _, msi = identity
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="managed", client_id=USER_ASSIGNED)
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME
@@ -207,7 +202,7 @@ def test_managed_identity_endpoint_failure_is_one_line(
     # azure-core retries a 5xx three times with backoff (0, 1.6, 3.2 s) unless the server says when.
     msi.response_headers["Retry-After"] = "0.01"
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="managed")
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, reg.netloc)
@@ -241,7 +236,7 @@ def test_managed_identity_on_a_vm_through_imds(
         # No App Service variables: azure-identity asks IMDS, at this host instead of 169.254.169.254.
         monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.url)
         settings = load_settings()
-        book = book_for(settings)
+        book = RegistryBook.for_settings(settings)
         add_record(book, reg.netloc, credential="managed", client_id=USER_ASSIGNED)
         cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME
@@ -263,7 +258,7 @@ def resource_asked(argv: list[str]) -> str:
 def test_cli_token_exchanged_and_cached(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="cli")
     cred = credential_for(settings, book, reg.netloc)
     assert cred is not None and cred.username == USERNAME and cred.secret.count(".") == 2
@@ -281,7 +276,7 @@ def test_cli_token_exchanged_and_cached(az: FakeAz, registry: tuple[Exchange, St
 def test_cli_tenant_option_is_passed_to_az(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="cli", tenant_id=TENANT)
     assert credential_for(settings, book, reg.netloc) is not None
     (argv,) = az.calls
@@ -292,7 +287,7 @@ def test_cli_not_logged_in_is_one_line(az: FakeAz, registry: tuple[Exchange, Sta
     _, reg = registry
     az.fail()
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="cli")
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, reg.netloc)
@@ -308,7 +303,7 @@ def test_cli_other_failure_carries_az_message(az: FakeAz, registry: tuple[Exchan
     _, reg = registry
     az.fail("ERROR: AADSTS50173: The provided grant has expired due to it being revoked.\n")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="cli")
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, reg.netloc)
@@ -323,7 +318,7 @@ def test_cli_missing_az_is_one_line(
     _, reg = registry
     monkeypatch.setenv("PATH", "/nonexistent")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     add_record(book, reg.netloc, credential="cli")
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, reg.netloc)
@@ -384,7 +379,7 @@ def test_exchange_trusts_the_records_ca_file(
     ca_file = os.environ["REQUESTS_CA_BUNDLE"]
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     without = add_record(book, reg.netloc, credential="cli")
     with pytest.raises(ProviderError, match="cannot reach"):
         credential_for(settings, book, reg.netloc, use_cache=False)

@@ -7,8 +7,6 @@ boto3 finds moto through its own configuration, ``AWS_ENDPOINT_URL`` (and the re
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,15 +16,14 @@ from typing import Any
 import pytest
 import trustme
 from moto.server import ThreadedMotoServer
-from providers_support import stand_in, start_moto, write_ca
+from providers_support import credential_in_fresh_process, stand_in, start_moto, write_ca
 
-from regauth.config import Settings, load_settings
+from regauth.config import load_settings
 from regauth.errors import NotFoundError, ProviderError
 from regauth.providers import cache
 from regauth.providers.ecr import PAST_EXPIRY_TTL
 from regauth.providers.routing import credential_for, record_credential
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -49,14 +46,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_url: str) -> str:
     return moto_url
 
 
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
-
-
 def test_ambient_ecr_host_mints_a_decoded_token(aws_env: str) -> None:
     settings = load_settings()
     before = time.time()
-    cred = credential_for(settings, book_for(settings), f"https://{HOST}")
+    cred = credential_for(settings, RegistryBook.for_settings(settings), f"https://{HOST}")
     assert cred is not None
     assert (cred.username, cred.secret) == ("AWS", "123456789012-auth-token")
     # moto's expiresAt is 2015: taken as a short validity from now, not as forever nor as expired.
@@ -69,28 +62,17 @@ def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
 ) -> None:
     server = start_moto(monkeypatch)
     settings = load_settings()
-    first = credential_for(settings, book_for(settings), HOST)
+    first = credential_for(settings, RegistryBook.for_settings(settings), HOST)
     server.stop()
-    code = (
-        "import json, sys\n"
-        "from regauth.config import load_settings\n"
-        "from regauth.registries import RegistryBook\n"
-        "from regauth.store import open_store\n"
-        "from regauth.providers.routing import credential_for\n"
-        "s = load_settings()\n"
-        f"c = credential_for(s, RegistryBook(s, lambda: open_store(s)), {HOST!r})\n"
-        "bad = ('boto3', 'botocore', 'aiohttp', 'asyncio', 'requests', 'logging')\n"
-        "heavy = [m for m in bad if m in sys.modules]\n"
-        "print(json.dumps([c.username, c.secret, heavy]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    watched = ("boto3", "botocore", "aiohttp", "asyncio", "requests", "logging")
+    credential, loaded = credential_in_fresh_process(HOST, watched)
     assert first is not None
-    assert json.loads(out) == [first.username, first.secret, []]
+    assert (credential, loaded) == ([first.username, first.secret], [])
 
 
 def test_no_cache_setting_mints_again(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     credential_for(settings, book, HOST)
     # Point boto3 at nothing: a fresh mint must now fail, where a cache read would not.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
@@ -104,7 +86,7 @@ def test_no_cache_setting_mints_again(aws_env: str, monkeypatch: pytest.MonkeyPa
 
 def test_cache_bypass_argument_refreshes_the_entry(aws_env: str) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     first = credential_for(settings, book, HOST)
     second = credential_for(settings, book, HOST, use_cache=False)
     assert first is not None and second is not None
@@ -118,7 +100,7 @@ def test_cache_bypass_argument_refreshes_the_entry(aws_env: str) -> None:
 def test_record_options_region_registry_id_endpoint(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     options = {"region": "eu-west-1", "registry_id": "210987654321", "endpoint_url": aws_env}
     record = book.add(
         Registry(id="", name="mirror", registry="127.0.0.1:5999", provider="ecr", options=options), None
@@ -130,7 +112,7 @@ def test_record_options_region_registry_id_endpoint(aws_env: str, monkeypatch: p
 
 def test_role_arn_is_assumed_through_sts(aws_env: str) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     options = {"role_arn": "arn:aws:iam::123456789012:role/puller", "external_id": "ext-1"}
     book.add(Registry(id="", name="ecr", registry=HOST, provider="ecr", options=options), None)
     cred = credential_for(settings, book, HOST)
@@ -146,7 +128,7 @@ def test_named_profile_and_a_missing_one(
     aws.mkdir()
     (aws / "credentials").write_text("[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="dev", registry=HOST, provider="ecr", options={"profile": "dev"}), None)
     assert credential_for(settings, book, HOST) is not None
     book.update("dev", {"options": {"profile": "nope"}})
@@ -160,7 +142,7 @@ def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book_for(settings), HOST)
+        credential_for(settings, RegistryBook.for_settings(settings), HOST)
     message = str(info.value)
     assert message.startswith(f"ecr provider for {HOST}: no AWS credentials found (tried environment")
     assert "set AWS_PROFILE" in message and "\n" not in message and "Traceback" not in message
@@ -169,7 +151,7 @@ def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.Monkey
 
 def test_static_record_for_the_host_wins(aws_env: str) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="pinned", registry=HOST, username="me"), "pw")
     cred = credential_for(settings, book, HOST)
     assert cred is not None and (cred.username, cred.secret, cred.expires_at) == ("me", "pw", None)
@@ -180,18 +162,18 @@ def test_missing_sdk_names_the_extra(aws_env: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "boto3", None)
     settings = load_settings()
     with pytest.raises(ProviderError, match=r"pip install 'regauth\[aws\]'"):
-        credential_for(settings, book_for(settings), HOST)
+        credential_for(settings, RegistryBook.for_settings(settings), HOST)
 
 
 def test_unknown_host_is_not_found(aws_env: str) -> None:
     settings = load_settings()
     with pytest.raises(NotFoundError):
-        credential_for(settings, book_for(settings), "registry.example.com")
+        credential_for(settings, RegistryBook.for_settings(settings), "registry.example.com")
 
 
 def test_cache_clear_drops_tokens_only(aws_env: str) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="pinned", registry="r.example.com", username="me"), "pw")
     credential_for(settings, book, HOST)
     assert cache.clear(settings) == 1
@@ -216,7 +198,7 @@ def test_ecr_public_through_its_own_api(
         monkeypatch.setenv("AWS_ENDPOINT_URL", site.url)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(write_ca(ca, tmp_path)))
         settings = load_settings()
-        book = book_for(settings)
+        book = RegistryBook.for_settings(settings)
         cred = credential_for(settings, book, "public.ecr.aws")
         assert cred == credential_for(settings, book, "https://public.ecr.aws/")
     assert cred is not None and (cred.username, cred.secret, cred.expires_at) == (
@@ -229,5 +211,7 @@ def test_ecr_public_through_its_own_api(
 
 def test_fips_host(aws_env: str) -> None:
     settings = load_settings()
-    cred = credential_for(settings, book_for(settings), "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com")
+    cred = credential_for(
+        settings, RegistryBook.for_settings(settings), "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"
+    )
     assert cred is not None and cred.secret == "123456789012-auth-token"

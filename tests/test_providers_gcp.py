@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from providers_support import StandIn, stand_in, write_ca
 
-from regauth.config import Settings, load_settings
+from regauth.config import load_settings
 from regauth.errors import ProviderError
 from regauth.providers.base import Credential
 from regauth.providers.cache import CachedToken
 from regauth.providers.routing import credential_for, credential_for_async, record_credential
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 HOST = "europe-docker.pkg.dev"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -107,10 +106,6 @@ def ambient(key_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return key_file
 
 
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
-
-
 def age_cached_token(book: RegistryBook, minted_ago: float, expires_in: float) -> None:
     (key,) = [k for k in book.store.keys() if k.startswith(f"token/gcp/{HOST}/")]
     old = CachedToken.from_text(book.store.get(key) or "")
@@ -121,7 +116,7 @@ def age_cached_token(book: RegistryBook, minted_ago: float, expires_in: float) -
 
 def test_ambient_token_then_cache_hit(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     first = credential_for(settings, book, HOST)
     second = credential_for(settings, book, f"https://{HOST}/v2/")
     assert (
@@ -134,7 +129,7 @@ def test_ambient_token_then_cache_hit(ambient: Path, google: StandIn) -> None:
 
 def test_record_key_file_on_any_host(key_file: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     options = {"key_file": str(key_file)}
     book.add(Registry(id="", name="ar", registry="127.0.0.1:5998", provider="gcp", options=options), None)
     cred = credential_for(settings, book, "127.0.0.1:5998")
@@ -143,7 +138,7 @@ def test_record_key_file_on_any_host(key_file: Path, google: StandIn) -> None:
 
 def test_unsaved_record_validates_without_caching(key_file: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     record = Registry(id="", name="ar", registry=HOST, provider="gcp", options={"key_file": str(key_file)})
     for expected in ("ya29.token-1", "ya29.token-2"):
         assert (record_credential(settings, book, record) or Credential("", "")).secret == expected
@@ -152,7 +147,7 @@ def test_unsaved_record_validates_without_caching(key_file: Path, google: StandI
 
 def test_expired_token_is_minted_again(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     credential_for(settings, book, HOST)
     age_cached_token(book, minted_ago=3700, expires_in=-100)
     cred = credential_for(settings, book, HOST)
@@ -162,7 +157,7 @@ def test_expired_token_is_minted_again(ambient: Path, google: StandIn) -> None:
 
 def test_token_near_expiry_is_refreshed(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     credential_for(settings, book, HOST)
     # Within five minutes of expiry: stale, so minted again, and the new one is then a hit.
     age_cached_token(book, minted_ago=3500, expires_in=100)
@@ -175,7 +170,7 @@ def test_failed_refresh_serves_the_stale_token_with_a_warning(
     ambient: Path, google: StandIn, endpoint: TokenEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     credential_for(settings, book, HOST)
     age_cached_token(book, minted_ago=3500, expires_in=100)
     endpoint.fail = True
@@ -194,7 +189,7 @@ def test_failed_refresh_of_an_expired_token_is_an_error(
     ambient: Path, google: StandIn, endpoint: TokenEndpoint
 ) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     credential_for(settings, book, HOST)
     age_cached_token(book, minted_ago=3700, expires_in=-1)
     endpoint.fail = True
@@ -208,7 +203,7 @@ def test_no_google_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book_for(settings), HOST)
+        credential_for(settings, RegistryBook.for_settings(settings), HOST)
     assert str(info.value).startswith(f"gcp provider for {HOST}: no Google credentials found")
     assert "gcloud auth application-default login" in str(info.value)
 
@@ -216,7 +211,7 @@ def test_no_google_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gcr_host_gets_a_deprecation_notice(ambient: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings()
     with caplog.at_level(logging.WARNING, logger="regauth.providers"):
-        credential_for(settings, book_for(settings), "eu.gcr.io")
+        credential_for(settings, RegistryBook.for_settings(settings), "eu.gcr.io")
     (notice,) = [r.getMessage() for r in caplog.records if r.name == "regauth.providers"]
     assert "eu.gcr.io" in notice and "Artifact Registry" in notice and "\n" not in notice
     assert notice in settings.log_file.read_text()
@@ -224,7 +219,7 @@ def test_gcr_host_gets_a_deprecation_notice(ambient: Path, caplog: pytest.LogCap
 
 def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     results: list[str] = []
 
     def get() -> None:
@@ -242,7 +237,7 @@ def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:
 
 async def test_concurrent_async_callers_share_one_mint(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     results = await asyncio.gather(*(credential_for_async(settings, book, HOST) for _ in range(12)))
     assert {c.secret for c in results if c} == {"ya29.token-1"} and len(results) == 12
     assert google.hits["/token"] == 1
@@ -252,10 +247,9 @@ def test_concurrent_processes_mint_once(ambient: Path, google: StandIn) -> None:
     code = (
         "from regauth.config import load_settings\n"
         "from regauth.registries import RegistryBook\n"
-        "from regauth.store import open_store\n"
         "from regauth.providers.routing import credential_for\n"
         "s = load_settings()\n"
-        f"print(credential_for(s, RegistryBook(s, lambda: open_store(s)), {HOST!r}).secret)\n"
+        f"print(credential_for(s, RegistryBook.for_settings(s), {HOST!r}).secret)\n"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)

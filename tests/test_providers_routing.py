@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 
 import pytest
+from providers_support import credential_in_fresh_process
 
 from regauth.config import Settings, load_settings
 from regauth.errors import NotFoundError, ProviderError, UsageError
@@ -15,11 +13,6 @@ from regauth.providers.base import Credential
 from regauth.providers.hosts import ambient_cloud, ecr_host
 from regauth.providers.routing import credential_for, credential_for_async, make_provider, record_credential
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
-
-
-def book_for(settings: Settings) -> RegistryBook:
-    return RegistryBook(settings, lambda: open_store(settings))
 
 
 @pytest.mark.parametrize(
@@ -61,14 +54,16 @@ def test_github_token_answers_for_ghcr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
     settings = load_settings()
-    assert credential_for(settings, book_for(settings), "https://ghcr.io") == Credential("octocat", "ghs_abc")
+    assert credential_for(settings, RegistryBook.for_settings(settings), "https://ghcr.io") == Credential(
+        "octocat", "ghs_abc"
+    )
 
 
 def test_gitlab_job_token_answers_for_ci_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI_REGISTRY", "registry.gitlab.example.com:5050")
     monkeypatch.setenv("CI_JOB_TOKEN", "glcbt-1")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     cred = credential_for(settings, book, "registry.gitlab.example.com:5050")
     assert cred == Credential("gitlab-ci-token", "glcbt-1")
     with pytest.raises(NotFoundError):
@@ -78,14 +73,14 @@ def test_gitlab_job_token_answers_for_ci_registry(monkeypatch: pytest.MonkeyPatc
 def test_without_ci_variables_ghcr_is_not_found() -> None:
     settings = load_settings()
     with pytest.raises(NotFoundError, match="no registry is configured for ghcr.io"):
-        credential_for(settings, book_for(settings), "ghcr.io")
+        credential_for(settings, RegistryBook.for_settings(settings), "ghcr.io")
 
 
 def test_generic_env_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_USER", "robot")
     monkeypatch.setenv("MY_PASS", "s3cret")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     options = {"username_env": "MY_USER", "secret_env": "MY_PASS"}
     record = book.add(
         Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None
@@ -97,7 +92,7 @@ def test_generic_env_record(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_record_with_a_literal_username_and_an_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     options = {"username": "robot", "secret_env": "MY_PASS"}
     book.add(Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None)
     with pytest.raises(ProviderError) as info:
@@ -110,7 +105,7 @@ def test_env_record_with_a_literal_username_and_an_unset_variable(monkeypatch: p
 
 def test_env_record_without_options_for_another_host() -> None:
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="ci", registry="r.example.com", provider="env"), None)
     with pytest.raises(ProviderError, match="add the record option secret_env=VAR"):
         credential_for(settings, book, "r.example.com")
@@ -124,23 +119,14 @@ def test_unknown_provider_name() -> None:
 async def test_async_wrapper_shares_the_sync_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
     settings = load_settings()
-    book = book_for(settings)
+    book = RegistryBook.for_settings(settings)
     results = await asyncio.gather(*(credential_for_async(settings, book, "ghcr.io") for _ in range(5)))
     assert {c.secret for c in results if c} == {"ghs_abc"}
 
 
 def test_static_get_path_imports_no_sdk_nor_aiohttp(settings: Settings) -> None:
-    book_for(settings).add(Registry(id="", name="s", registry="r.example.com", username="u"), "p")
-    code = (
-        "import json, sys\n"
-        "from regauth.config import load_settings\n"
-        "from regauth.registries import RegistryBook\n"
-        "from regauth.store import open_store\n"
-        "from regauth.providers.routing import credential_for\n"
-        "s = load_settings()\n"
-        "c = credential_for(s, RegistryBook(s, lambda: open_store(s)), 'r.example.com')\n"
-        "bad = ('boto3', 'botocore', 'google', 'azure', 'aiohttp', 'asyncio', 'requests', 'logging')\n"
-        "print(json.dumps([c.secret, [m for m in bad if m in sys.modules]]))\n"
+    RegistryBook.for_settings(settings).add(
+        Registry(id="", name="s", registry="r.example.com", username="u"), "p"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out) == ["p", []]
+    watched = ("boto3", "botocore", "google", "azure", "aiohttp", "asyncio", "requests", "logging")
+    assert credential_in_fresh_process("r.example.com", watched) == (["u", "p"], [])

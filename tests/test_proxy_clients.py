@@ -17,14 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import ProxyProcess
+from proxy_support import ProxyProcess, caching_proxy_before
 from support.daemon import Daemon
 from support.image import PushedImage, push_runnable_image
 from support.registry import RegistryFixture
 
 from regauth.config import Settings
-from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 NAME = "tok"  # the proxy record's name: the path prefix of the podman mirror
 LAYER_FILE = b"pulled through regauth\n"
@@ -47,16 +45,8 @@ def image(registry_token: RegistryFixture) -> PushedImage:
 def proxy(
     regauth_exe: str, settings: Settings, tmp_path: Path, registry_token: RegistryFixture
 ) -> Iterator[ProxyProcess]:
-    fx = registry_token
-    book = RegistryBook(settings, lambda: open_store(settings))
-    record = Registry(id="", name=NAME, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
-    book.add(record, fx.password)
-    proc = ProxyProcess(regauth_exe, tmp_path, "--cache-dir", str(tmp_path / "cache"))
-    try:
-        proc.wait_ready()
+    with caching_proxy_before(regauth_exe, settings, tmp_path, {NAME: registry_token}) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log()
 
 
 def _run(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,6 @@ from regauth.proxy.app import make_proxy_app
 from regauth.proxy.options import ProxyOptions
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import DOCKER_HUB
-from regauth.store import open_store
 
 LAYER_FILE = b"pulled by dockerd through regauth\n"
 _TIMEOUT = 120  # bounds a hung daemon or pull; no test asserts a duration
@@ -101,7 +100,7 @@ def hub_image(registry_token: RegistryFixture) -> PushedImage:
 async def hub_proxy(settings: Settings, registry_token: RegistryFixture) -> AsyncIterator[TestServer]:
     """The proxy with the token registry standing in for Docker Hub, on a real loopback port."""
     fx = registry_token
-    book = RegistryBook(settings, lambda: open_store(settings))
+    book = RegistryBook.for_settings(settings)
     book.add(
         Registry(id="", name="hub", registry=DOCKER_HUB, username=fx.username, ca_file=fx.ca_file),
         fx.password,

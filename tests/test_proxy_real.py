@@ -12,13 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import ProxyProcess
+from proxy_support import ProxyProcess, caching_proxy_before
 from support.image import MANIFEST_V2
 from support.registry import RegistryFixture
 
 from regauth.config import Settings
-from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 
 @pytest.fixture
@@ -29,16 +27,9 @@ def proxy(
     registry_token: RegistryFixture,
     registry_htpasswd: RegistryFixture,
 ) -> Iterator[ProxyProcess]:
-    book = RegistryBook(settings, lambda: open_store(settings))
-    for name, fx in (("tok", registry_token), ("htp", registry_htpasswd)):
-        record = Registry(id="", name=name, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
-        book.add(record, fx.password)
-    proc = ProxyProcess(regauth_exe, tmp_path, "--cache-dir", str(tmp_path / "cache"))
-    try:
-        proc.wait_ready()
+    upstreams = {"tok": registry_token, "htp": registry_htpasswd}
+    with caching_proxy_before(regauth_exe, settings, tmp_path, upstreams) as proc:
         yield proc
-    finally:
-        assert proc.stop() == 0, proc.log()
 
 
 def _skopeo_copy(source: str, dest: Path, tmp_path: Path) -> None:

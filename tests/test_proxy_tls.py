@@ -20,7 +20,6 @@ from support.tls import PKI
 
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook
-from regauth.store import open_store
 
 TOKEN = "proxy-client-token-5d1c"
 
@@ -44,7 +43,7 @@ def test_skopeo_pulls_over_https_with_verification(
     regauth_exe: str, settings: Settings, tmp_path: Path, test_pki: PKI, registry_token: RegistryFixture
 ) -> None:
     fx = registry_token
-    book = RegistryBook(settings, lambda: open_store(settings))
+    book = RegistryBook.for_settings(settings)
     book.add(
         Registry(id="", name="tok", registry=fx.host, username=fx.username, ca_file=fx.ca_file), fx.password
     )

@@ -401,7 +401,7 @@ def test_32_helper_processes_store_at_once(helper_exe: str, settings: Settings) 
 
     # Each server answers with its own secret (in-process, through the helper's real backend: 32 more
     # processes would only repeat the start-up).
-    backend = RegauthBackend(settings, RegistryBook(settings, lambda: open_store(settings)))
+    backend = RegauthBackend(settings, RegistryBook.for_settings(settings))
     for server, secret in servers.items():
         out = io.StringIO()
         assert serve("get", server.encode(), out, backend) == 0, out.getvalue()
@@ -431,7 +431,7 @@ def test_32_processes_write_the_file_store_at_once(settings: Settings) -> None:
 
 @pytest.mark.parametrize("operation", ["remove", "make anonymous", "set new secret"])
 def test_damaged_store_changes_no_record(settings: Settings, operation: str) -> None:
-    book = RegistryBook(settings, lambda: open_store(settings))
+    book = RegistryBook.for_settings(settings)
     book.upsert_static("keep.example", "keeper", "kept-secret")
     name = book.for_host("keep.example").name  # type: ignore[union-attr]
     settings.secrets_file.write_bytes(settings.secrets_file.read_bytes()[:-3])

@@ -61,14 +61,13 @@ def _backend():  # type: ignore[no-untyped-def]
     from regauth.config import load_settings
     from regauth.helper.backend import RegauthBackend
     from regauth.registries import RegistryBook
-    from regauth.store import open_store
 
     settings = load_settings()
     if settings.log_level in ("DEBUG", "INFO"):
         from regauth.logs import setup_logging
 
         setup_logging(settings)
-    return RegauthBackend(settings, RegistryBook(settings, lambda: open_store(settings)))
+    return RegauthBackend(settings, RegistryBook.for_settings(settings))
 
 
 if __name__ == "__main__":

@@ -115,24 +115,8 @@ def push_test_image(
             "config": {},
         }
     ).encode()
-    config_digest = pusher.push_blob(repository, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_V2,
-            "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": config_digest},
-            "layers": [
-                {"mediaType": LAYER_GZIP, "size": len(blob), "digest": digest}
-                for blob, digest in zip(layer_blobs, layer_digests, strict=True)
-            ],
-        }
-    ).encode()
-    status, headers, _ = pusher.request(
-        "PUT", f"{url}/v2/{repository}/manifests/{tag}", manifest, {"Content-Type": MANIFEST_V2}
-    )
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    assert headers.get("Docker-Content-Digest") == digest, headers
-    return PushedImage(repository, tag, digest, manifest, config_digest, tuple(layer_digests))
+    layers_pushed = list(zip(layer_blobs, layer_digests, strict=True))
+    return _push_manifest(pusher, url, repository, tag, config, layers_pushed)
 
 
 # uname -m -> the OCI architecture; a runtime pulls only the manifest whose config matches its platform.
@@ -180,13 +164,23 @@ def push_runnable_image(
             "history": [{"created_by": "regauth tests"}],
         }
     ).encode()
+    return _push_manifest(pusher, url, repository, tag, config, [(compressed, layer_digest)])
+
+
+def _push_manifest(
+    pusher: _Pusher, url: str, repository: str, tag: str, config: bytes, layers: list[tuple[bytes, str]]
+) -> PushedImage:
+    """Push ``config`` and a Docker v2 manifest of it and the pushed ``layers`` (blob, digest) as ``tag``."""
     config_digest = pusher.push_blob(repository, config)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": MANIFEST_V2,
             "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": config_digest},
-            "layers": [{"mediaType": LAYER_GZIP, "size": len(compressed), "digest": layer_digest}],
+            "layers": [
+                {"mediaType": LAYER_GZIP, "size": len(blob), "digest": blob_digest}
+                for blob, blob_digest in layers
+            ],
         }
     ).encode()
     _, headers, _ = pusher.request(
@@ -194,4 +188,5 @@ def push_runnable_image(
     )
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     assert headers.get("Docker-Content-Digest") == digest, headers
-    return PushedImage(repository, tag, digest, manifest, config_digest, (layer_digest,))
+    layer_digests = tuple(blob_digest for _, blob_digest in layers)
+    return PushedImage(repository, tag, digest, manifest, config_digest, layer_digests)
