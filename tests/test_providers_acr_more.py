@@ -147,6 +147,16 @@ def add_record(book: RegistryBook, host: str, **options: str) -> Registry:
     return book.add(Registry(id="", name="acr", registry=host, provider="acr", options=options), None)
 
 
+def failure_of(host: str, **options: str) -> str:
+    """The message of the ProviderError a get for ``host`` raises, its record made with ``options``."""
+    settings = load_settings()
+    book = RegistryBook.for_settings(settings)
+    add_record(book, host, **options)
+    with pytest.raises(ProviderError) as info:
+        credential_for(settings, book, host)
+    return str(info.value)
+
+
 def assert_one_line(message: str, host: str, *parts: str) -> None:
     assert message.startswith(f"acr provider for registry 'acr' ({host}): "), message
     assert "\n" not in message and IDENTITY_HEADER not in message, message
@@ -201,13 +211,8 @@ def test_managed_identity_endpoint_failure_is_one_line(
     app.status = status
     # azure-core retries a 5xx three times with backoff (0, 1.6, 3.2 s) unless the server says when.
     msi.response_headers["Retry-After"] = "0.01"
-    settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    add_record(book, reg.netloc, credential="managed")
-    with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, reg.netloc)
     assert_one_line(
-        str(info.value),
+        failure_of(reg.netloc, credential="managed"),
         reg.netloc,
         "the managed credential is unavailable",
         f"{status}, No managed identity for this app",
@@ -286,13 +291,8 @@ def test_cli_tenant_option_is_passed_to_az(az: FakeAz, registry: tuple[Exchange,
 def test_cli_not_logged_in_is_one_line(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     az.fail()
-    settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    add_record(book, reg.netloc, credential="cli")
-    with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, reg.netloc)
     assert_one_line(
-        str(info.value),
+        failure_of(reg.netloc, credential="cli"),
         reg.netloc,
         "the cli credential is unavailable: Please run 'az login' to set up an account; run `az login` as",
     )
@@ -302,13 +302,11 @@ def test_cli_not_logged_in_is_one_line(az: FakeAz, registry: tuple[Exchange, Sta
 def test_cli_other_failure_carries_az_message(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     az.fail("ERROR: AADSTS50173: The provided grant has expired due to it being revoked.\n")
-    settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    add_record(book, reg.netloc, credential="cli")
-    with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, reg.netloc)
     assert_one_line(
-        str(info.value), reg.netloc, "refused the cli credential: ERROR: AADSTS50173", "run `az login`"
+        failure_of(reg.netloc, credential="cli"),
+        reg.netloc,
+        "refused the cli credential: ERROR: AADSTS50173",
+        "run `az login`",
     )
 
 
@@ -317,12 +315,12 @@ def test_cli_missing_az_is_one_line(
 ) -> None:
     _, reg = registry
     monkeypatch.setenv("PATH", "/nonexistent")
-    settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    add_record(book, reg.netloc, credential="cli")
-    with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, reg.netloc)
-    assert_one_line(str(info.value), reg.netloc, "Azure CLI not found on path", "put the Azure CLI on PATH")
+    assert_one_line(
+        failure_of(reg.netloc, credential="cli"),
+        reg.netloc,
+        "Azure CLI not found on path",
+        "put the Azure CLI on PATH",
+    )
 
 
 # ---- end to end through the installed helper ----------------------------------------------------------
