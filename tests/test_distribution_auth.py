@@ -264,12 +264,13 @@ async def test_basic_challenge(session: aiohttp.ClientSession) -> None:
 def test_plain_http_realm_is_refused_for_an_https_registry() -> None:
     (challenge,) = parse_challenges('Bearer realm="http://auth.example/token"')
     with pytest.raises(UpstreamError) as caught:
-        realm_url(Upstream("r.example", "https://r.example", make_ssl_context()), challenge)
-    assert caught.value.outcome is Outcome.TLS_ERROR
-    assert realm_url(Upstream("r.example", "http://r.example", False), challenge).host == "auth.example"
-    for bad in ('Bearer service="x"', 'Bearer realm="ftp://x/token"'):
+        realm_url(Upstream("r.example", "https://r.example", make_ssl_context()), challenge, None)
+    assert caught.value.outcome is Outcome.REALM_REFUSED
+    # Anonymous, from an insecure registry: nothing to leak.
+    assert realm_url(Upstream("r.example", "http://r.example", False), challenge, None).host == "auth.example"
+    for bad in ('Bearer service="x"', 'Bearer realm="ftp://x/token"', 'Bearer realm="http://[::1"'):
         with pytest.raises(UpstreamError):
-            realm_url(Upstream("r", "https://r", make_ssl_context()), parse_challenges(bad)[0])
+            realm_url(Upstream("r", "https://r", make_ssl_context()), parse_challenges(bad)[0], None)
 
 
 @pytest.mark.parametrize(

@@ -93,8 +93,8 @@ async def test_redirect_to_another_host_drops_authorization(
     storage_seen: list[str | None] = []
     registry_seen: list[str | None] = []
     storage = await _storage(aiohttp_server, storage_seen)
-    # "localhost" vs "127.0.0.1" and another port: another origin.
-    registry = await _registry(aiohttp_server, f"http://localhost:{storage.port}/bucket/blob", registry_seen)
+    # Another port: another origin (plain HTTP goes only to an insecure registry's own host).
+    registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", registry_seen)
     upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
     client = RegistryClient(session, upstream, Credential("u", "p"))
     data = b"".join([chunk async for chunk in client.get_blob("a", BLOB_DIGEST)])

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from regauth.distribution.auth import Authenticator
+from regauth.distribution.authorized import Unauthorized, authorized
 from regauth.distribution.challenge import Challenge, parse_headers
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
-from regauth.distribution.transport import Upstream, send
+from regauth.distribution.transport import SMALL_BODY_MAX, Upstream, read_capped, send
 from regauth.providers.base import Credential
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
@@ -28,6 +29,9 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+# What distribution itself accepts for a manifest; a tag list of this size holds some 100,000 tags.
+MANIFEST_MAX = 4 * 1024 * 1024
+TAGS_MAX = 4 * 1024 * 1024
 _NOT_FOUND_CODES = {"NAME_UNKNOWN": "repository", "MANIFEST_UNKNOWN": "manifest", "BLOB_UNKNOWN": "blob"}
 
 
@@ -75,39 +79,43 @@ class RegistryClient:
         """GET /v2/ with no credential: the answer says whether this is a registry and how it
         authenticates."""
         async with send(self.session, self.upstream, "GET", self.upstream.url("/v2/")) as response:
-            body = await response.content.read(64 * 1024)
+            body = await response.content.read(SMALL_BODY_MAX)
             challenges = parse_headers(response.headers.getall("WWW-Authenticate", []))
             return Ping(response.status, response.headers.get(API_VERSION_HEADER), challenges, body)
 
     @contextlib.asynccontextmanager
     async def request(
-        self, method: str, path: str, *, scope: str | None, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        scope: str | None,
+        headers: Mapping[str, str] | None = None,
+        repository: str = "",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send with the cached authorization; on a 401, authorize and send once more."""
-        header = self.auth.cached(self.upstream, self.credential, scope)
-        for attempt in range(2):
-            sent = {**(headers or {}), **({"Authorization": header} if header else {})}
-            async with send(
-                self.session, self.upstream, method, self.upstream.url(path), headers=sent
+        """The registry's answer through the one authorized path; a final 401 becomes the
+        ``UpstreamError`` ``response_error`` names for ``repository``."""
+        try:
+            async with authorized(
+                self.session,
+                self.auth,
+                self.upstream,
+                self.credential,
+                method,
+                path,
+                scope=scope,
+                headers=headers,
             ) as resp:
-                if resp.status != 401 or attempt:
-                    yield resp
-                    return
-                # Read now: the body stays readable after the connection goes back to the pool.
-                await resp.read()
-            if header is not None:
-                self.auth.invalidate(self.upstream, self.credential, scope)
-            challenges = parse_headers(resp.headers.getall("WWW-Authenticate", []))
-            fresh = await self.auth.authorize(self.upstream, self.credential, challenges, scope)
-            if fresh is None or fresh == header:
                 yield resp
-                return
-            header = fresh
+        except Unauthorized as exc:
+            raise response_error(self.upstream, 401, exc.body, repository or self.upstream.host) from None
 
     async def head_manifest(self, repository: str, reference: str) -> ManifestInfo:
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         path = f"/v2/{repository}/manifests/{reference}"
-        async with self.request("HEAD", path, scope=pull_scope(repository), headers=headers) as resp:
+        async with self.request(
+            "HEAD", path, scope=pull_scope(repository), headers=headers, repository=repository
+        ) as resp:
             await self._check(resp, repository)
             length = resp.headers.get("Content-Length")
             return ManifestInfo(
@@ -119,9 +127,11 @@ class RegistryClient:
     async def get_manifest(self, repository: str, reference: str) -> Manifest:
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         path = f"/v2/{repository}/manifests/{reference}"
-        async with self.request("GET", path, scope=pull_scope(repository), headers=headers) as resp:
+        async with self.request(
+            "GET", path, scope=pull_scope(repository), headers=headers, repository=repository
+        ) as resp:
             await self._check(resp, repository)
-            body = await resp.read()
+            body = await read_capped(resp, MANIFEST_MAX, "manifest")
             digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
             return Manifest(digest, resp.headers.get("Content-Type"), body)
 
@@ -135,7 +145,7 @@ class RegistryClient:
             raise UpstreamError(f"unsupported digest {digest[:80]!r}", Outcome.NOT_V2)
         hasher = hashlib.sha256()
         path = f"/v2/{repository}/blobs/{digest}"
-        async with self.request("GET", path, scope=pull_scope(repository)) as resp:
+        async with self.request("GET", path, scope=pull_scope(repository), repository=repository) as resp:
             await self._check(resp, repository)
             async for chunk in resp.content.iter_chunked(chunk_size):
                 hasher.update(chunk)
@@ -147,10 +157,10 @@ class RegistryClient:
 
     async def tags_list(self, repository: str, limit: int | None = None) -> list[str]:
         path = f"/v2/{repository}/tags/list" + (f"?n={limit}" if limit else "")
-        async with self.request("GET", path, scope=pull_scope(repository)) as resp:
+        async with self.request("GET", path, scope=pull_scope(repository), repository=repository) as resp:
             await self._check(resp, repository)
             try:
-                tags = json.loads(await resp.read()).get("tags") or []
+                tags = json.loads(await read_capped(resp, TAGS_MAX, "tag list")).get("tags") or []
             except (ValueError, AttributeError):
                 raise UpstreamError(
                     f"{self.upstream.host} sent a malformed tag list", Outcome.NOT_V2
@@ -160,7 +170,7 @@ class RegistryClient:
     async def _check(self, resp: aiohttp.ClientResponse, repository: str) -> None:
         if 200 <= resp.status < 300:
             return
-        body = await resp.read() if resp.method != "HEAD" else b""
+        body = await read_capped(resp, SMALL_BODY_MAX, "error body") if resp.method != "HEAD" else b""
         raise response_error(self.upstream, resp.status, body, repository)
 
 

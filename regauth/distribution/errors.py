@@ -23,6 +23,8 @@ class Outcome(str, Enum):
     UNREACHABLE = "unreachable"
     TIMED_OUT = "timed_out"
     RATE_LIMITED = "rate_limited"
+    # The registry named a token realm that may not receive its credential (see ``realms``).
+    REALM_REFUSED = "realm_refused"
 
     def __str__(self) -> str:
         return self.value

@@ -24,7 +24,8 @@ from yarl import URL
 
 from regauth.distribution.challenge import Challenge
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
-from regauth.distribution.transport import Upstream, send
+from regauth.distribution.realms import check_realm
+from regauth.distribution.transport import TOKEN_BODY_MAX, Upstream, read_capped, send
 from regauth.providers.base import Credential
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ async def fetch_token(
     ask = _Ask(
         session,
         upstream,
-        realm_url(upstream, challenge),
+        realm_url(upstream, challenge, credential),
         challenge.service,
         scope.split() if scope else [],
         client_id,
@@ -107,17 +108,17 @@ class _Ask:
     credential: Credential | None
 
 
-def realm_url(upstream: Upstream, challenge: Challenge) -> URL:
+def realm_url(upstream: Upstream, challenge: Challenge, credential: Credential | None) -> URL:
+    """The challenge's realm, once ``realms.check_realm`` allows it to be asked (with ``credential``)."""
     if not challenge.realm:
         raise UpstreamError(f"{upstream.host} sent a Bearer challenge with no realm", Outcome.NOT_V2)
-    realm = URL(challenge.realm)
+    try:
+        realm = URL(challenge.realm)
+    except ValueError:
+        realm = URL()
     if realm.scheme not in ("http", "https") or not realm.host:
         raise UpstreamError(f"{upstream.host} sent an unusable token realm", Outcome.NOT_V2)
-    if realm.scheme == "http" and upstream.secure:
-        # A credential must not travel in clear because a registry reached over HTTPS says so.
-        raise UpstreamError(
-            f"{upstream.host} names a plain-HTTP token realm ({realm.host}); refused", Outcome.TLS_ERROR
-        )
+    check_realm(upstream, realm, credentialed=credential is not None)
     return realm
 
 
@@ -149,7 +150,7 @@ async def _post(ask: _Ask, form: dict[str, str]) -> TokenResponse:
 
 
 async def _read(ask: _Ask, response: aiohttp.ClientResponse) -> TokenResponse:
-    body = await response.read()
+    body = await read_capped(response, TOKEN_BODY_MAX, "token response")
     if response.status != 200:
         raise _refusal(ask, response.status, body)
     try:

@@ -5,7 +5,12 @@
 * A record's ``ca_file`` is trusted on top of the system roots, in an ``ssl.SSLContext`` per upstream.
 * Every request has connect, read and total timeouts.
 * Redirects are followed by hand: ``Authorization`` is sent only to the origin it was meant for, never
-  to the blob storage a registry redirects to.
+  to the blob storage a registry redirects to; a request body (a token form, which holds a credential)
+  is never re-sent to another origin; a redirect goes only over HTTPS (plain HTTP only to an insecure
+  record's own host) and never into loopback, link-local or private addresses unless the registry is
+  itself on such an address (``addresses``).
+* Bodies read whole are read with a cap (``read_capped``): an upstream cannot make regauth hold more
+  than the cap in memory.
 * aiohttp, ssl and asyncio exceptions become ``UpstreamError`` here, with a one-line message that names
   the host and never a header or a secret.
 """
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +30,9 @@ from ssl import SSLContext
 import aiohttp
 from yarl import URL
 
+from regauth.distribution.addresses import check_redirect_host
 from regauth.distribution.errors import Outcome, UpstreamError
+from regauth.distribution.realms import REALM_HOSTS_OPTION, parse_realm_hosts
 from regauth.registries import Registry
 from regauth.servers import DOCKER_HUB
 
@@ -34,6 +42,9 @@ log = logging.getLogger(__name__)
 DOCKER_HUB_API = "registry-1.docker.io"
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Caps for bodies read whole: an error body or a ping is a few KiB, a token response well under 1 MiB.
+SMALL_BODY_MAX = 64 * 1024
+TOKEN_BODY_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,10 +55,17 @@ class Upstream:
     host: str
     base_url: str
     ssl: SSLContext | bool = field(repr=False)
+    # Token realm hosts other than its own and its domain's that may receive the credential.
+    realm_hosts: frozenset[str] = frozenset()
 
     @property
     def secure(self) -> bool:
         return self.ssl is not False
+
+    @property
+    def hostname(self) -> str:
+        """The host regauth connects to (``registry-1.docker.io`` for ``docker.io``), without a port."""
+        return URL(self.base_url).host or self.host
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -62,11 +80,12 @@ class Upstream:
     @classmethod
     def from_record(cls, record: Registry) -> Upstream:
         host = DOCKER_HUB_API if record.registry == DOCKER_HUB else record.registry
+        realm_hosts = parse_realm_hosts(record.options.get(REALM_HOSTS_OPTION))
         if record.insecure:
             if record.registry == DOCKER_HUB:
                 raise UpstreamError("Docker Hub is never reached over plain HTTP", Outcome.TLS_ERROR)
-            return cls(record.registry, f"http://{host}", False)
-        return cls(record.registry, f"https://{host}", make_ssl_context(record.ca_file))
+            return cls(record.registry, f"http://{host}", False, realm_hosts)
+        return cls(record.registry, f"https://{host}", make_ssl_context(record.ca_file), realm_hosts)
 
 
 def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
@@ -118,7 +137,8 @@ async def send(
     data: bytes | Mapping[str, str] | None = None,
     follow_redirects: bool = True,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
-    """Send one request and yield the final response (released on exit), following redirects safely."""
+    """Send one request and yield the final response (released on exit), following redirects safely.
+    ``response.url`` is where the final answer came from."""
     target = URL(url)
     sent = dict(headers or {})
     origin = target.origin()
@@ -126,6 +146,13 @@ async def send(
         if target.origin() != origin:
             # Blob storage gets a pre-signed URL: our credential must not leak to it.
             sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+            if data is not None:
+                # 307/308 re-send the body, and a token form holds the credential itself.
+                raise UpstreamError(
+                    f"{upstream.host} redirected a request with a credential in its body to another host "
+                    f"({target.host}); refused, nothing was sent there",
+                    Outcome.NOT_V2,
+                )
         with map_errors(target):
             response = await session.request(
                 method,
@@ -144,21 +171,64 @@ async def send(
                 response.release()
             return
         response.release()
-        target = _redirect_target(target, location, upstream)
+        target = await _redirect_target(target, location, upstream)
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, data = "GET", None
     raise UpstreamError(f"{upstream.host}: more than {MAX_REDIRECTS} redirects", Outcome.NOT_V2)
 
 
-def _redirect_target(current: URL, location: str, upstream: Upstream) -> URL:
-    target = current.join(URL(location))
-    if target.scheme not in ("http", "https"):
-        raise UpstreamError(f"{upstream.host} redirected to a {target.scheme!r} URL", Outcome.NOT_V2)
-    if current.scheme == "https" and target.scheme == "http" and upstream.secure:
+async def _redirect_target(current: URL, location: str, upstream: Upstream) -> URL:
+    try:
+        target = current.join(URL(location))
+    except ValueError as exc:
+        raise UpstreamError(f"{upstream.host} redirected to a malformed URL", Outcome.NOT_V2) from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        raise UpstreamError(f"{upstream.host} redirected to a {target.scheme!r} URL; refused", Outcome.NOT_V2)
+    if target.scheme == "http" and (upstream.secure or target.host != upstream.hostname):
         raise UpstreamError(
-            f"{upstream.host} redirected from HTTPS to plain HTTP ({target.host}); refused", Outcome.TLS_ERROR
+            f"{upstream.host} redirected to plain HTTP on {target.host}; refused (plain HTTP is allowed "
+            "only to an insecure registry's own host)",
+            Outcome.TLS_ERROR,
         )
+    await check_redirect_host(upstream.host, upstream.hostname, target.host)
     return target
+
+
+async def read_capped(
+    response: aiohttp.ClientResponse, limit: int, what: str = "response", *, within: float = 30.0
+) -> bytes:
+    """The whole body, or ``UpstreamError`` once it passes ``limit`` bytes or ``within`` seconds (the
+    rest is not read, and the connection is closed rather than drained)."""
+    length = response.content_length
+    if length is not None and length > limit:
+        response.close()
+        raise _too_large(response, what, limit)
+    try:
+        with map_errors(response.url):
+            body = await asyncio.wait_for(_read_at_most(response.content, limit + 1), within)
+    except UpstreamError:
+        response.close()
+        raise
+    if len(body) > limit:
+        response.close()
+        raise _too_large(response, what, limit)
+    return body
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(response: aiohttp.ClientResponse, what: str, limit: int) -> UpstreamError:
+    return UpstreamError(f"{response.url.host} sent a {what} of more than {limit} bytes", Outcome.NOT_V2)
 
 
 @contextlib.contextmanager
@@ -180,6 +250,9 @@ def map_errors(url: URL) -> Iterator[None]:
         raise UpstreamError(f"timed out talking to {where}", Outcome.TIMED_OUT) from exc
     except aiohttp.ClientConnectorError as exc:
         error = exc.os_error
+        if isinstance(error, socket.gaierror):
+            # Not "Unknown error -2": say what failed.
+            raise UpstreamError(f"cannot resolve {url.host}", Outcome.UNREACHABLE) from exc
         reason = os.strerror(error.errno) if error.errno else error.strerror or type(error).__name__
         raise UpstreamError(f"cannot connect to {where}: {reason}", Outcome.UNREACHABLE) from exc
     except aiohttp.ClientError as exc:

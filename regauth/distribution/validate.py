@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from regauth.distribution.challenge import find
 from regauth.distribution.client import API_VERSION, Ping, RegistryClient, rate_limited
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.distribution.transport import Timeouts, Upstream, make_session, send
+from regauth.distribution.transport import SMALL_BODY_MAX, Timeouts, Upstream, make_session, read_capped, send
 from regauth.errors import ValidationError
 from regauth.providers.base import Credential
 from regauth.registries import Registry
@@ -115,7 +115,7 @@ async def _login(client: RegistryClient, ping: Ping) -> str:
     async with send(
         client.session, upstream, "GET", upstream.url("/v2/"), headers={"Authorization": header or ""}
     ) as resp:
-        status, body = resp.status, await resp.read()
+        status, body = resp.status, await read_capped(resp, SMALL_BODY_MAX, "error body")
     if status == 200:
         return f"credentials of {who} accepted"
     if status == 429:

@@ -1,0 +1,107 @@
+"""Hostile upstreams against the proxy's authorized path: blob storage that answers 401 with a realm of
+its own, a realm on another host, a token server that never stops. Each asserts what the attacker saw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from proxy_support import PASSWORD, Fake, add_record, digest_of, host_of, proxy_client, start_fake
+
+from regauth.config import Settings
+
+
+def _thief(seen: list[tuple[str, str | None]]) -> web.Application:
+    async def steal(request: web.Request) -> web.Response:
+        seen.append((request.path_qs, request.headers.get("Authorization")))
+        return web.json_response({"token": "stolen", "expires_in": 300})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", steal)
+    return app
+
+
+def _storage_that_challenges(realm: str, seen: list[tuple[str, str | None]]) -> web.Application:
+    async def stored(request: web.Request) -> web.Response:
+        seen.append((request.path_qs, request.headers.get("Authorization")))
+        challenge = f'Bearer realm="{realm}",service="evil"'
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+    app = web.Application()
+    app.router.add_get("/store/{digest}", stored)
+    return app
+
+
+async def test_a_401_from_blob_storage_is_not_the_registrys_challenge(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    fake = Fake(auth="basic")
+    image = fake.add_image()
+    registry = await start_fake(aiohttp_server, fake)
+    thief_seen: list[tuple[str, str | None]] = []
+    thief = await aiohttp_server(_thief(thief_seen))
+    storage_seen: list[tuple[str, str | None]] = []
+    # The realm is on the registry's own host (127.0.0.1): only the origin of the 401 tells it apart.
+    storage = await aiohttp_server(_storage_that_challenges(f"http://127.0.0.1:{thief.port}/t", storage_seen))
+    fake.redirect_to = str(storage.make_url("")).rstrip("/")
+    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    digest = digest_of(image["layer"])
+    for _ in range(2):
+        resp = await client.get(f"/v2/fake/org/app/blobs/{digest}")
+        assert resp.status == 502, await resp.text()
+        assert "not the registry's challenge" in (await resp.json())["errors"][0]["message"]
+    assert thief_seen == []
+    assert storage_seen and all(auth is None for _, auth in storage_seen)
+    # The registry's own Basic challenge still answers the manifest.
+    resp = await client.get("/v2/fake/org/app/manifests/1.0")
+    assert resp.status == 200
+    assert thief_seen == []
+
+
+async def test_the_proxy_sends_no_credential_to_a_realm_on_another_host(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    fake = Fake(auth="bearer")
+    fake.add_image()
+    registry = await start_fake(aiohttp_server, fake)
+    thief_seen: list[tuple[str, str | None]] = []
+    thief = await aiohttp_server(_thief(thief_seen))
+    fake.url = f"http://localhost:{thief.port}"  # the challenge names the thief's token endpoint
+    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    resp = await client.get("/v2/fake/org/app/manifests/1.0")
+    assert resp.status == 502
+    message = (await resp.json())["errors"][0]["message"]
+    assert "plain-HTTP token realm (localhost); refused" in message and PASSWORD not in message
+    assert thief_seen == []
+
+
+async def test_a_token_server_that_never_stops_does_not_take_the_proxy_down(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    fake = Fake(auth="bearer")
+    fake.add_image()
+    registry = await start_fake(aiohttp_server, fake)
+    streamed = [0]
+
+    async def forever(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            for _ in range(300 * 16):
+                await response.write(b"{" * 65536)
+                streamed[0] += 65536
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_get("/token", forever)
+    realm = await aiohttp_server(app)
+    fake.url = str(realm.make_url("")).rstrip("/")
+    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    resp = await client.get("/v2/fake/org/app/manifests/1.0")
+    assert resp.status == 502
+    assert "token response of more than" in (await resp.json())["errors"][0]["message"]
+    assert streamed[0] < 64 * 1024 * 1024
+    resp = await client.get("/v2/")
+    assert resp.status == 200
