@@ -22,7 +22,9 @@ from regauth.commands import (
     cmd_validate,
 )
 from regauth.config import Settings, load_settings
+from regauth.coredump import disable_core_dumps
 from regauth.errors import RegauthError
+from regauth.printable import printable
 from regauth.registries import PROVIDERS, RegistryBook
 
 PROG = "regauth"
@@ -156,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace, Settings, RegistryBook], int] = args.func
+    # Every command may hold a secret (a password on stdin, the store's key, the proxy's tokens).
+    disable_core_dumps()
     try:
         settings = load_settings()
         if getattr(args, "no_cache", False):
@@ -166,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         book = RegistryBook.for_settings(settings)
         return func(args, settings, book)
     except RegauthError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        # A message can quote a registry's text: escaped, it cannot clear the screen or fake a line.
+        sys.stderr.write(f"{PROG}: error: {printable(str(exc))}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")

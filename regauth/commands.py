@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from regauth.config import Settings
 from regauth.errors import UsageError, ValidationError
+from regauth.printable import printable
 from regauth.providers.base import Credential
-from regauth.registries import Registry, RegistryBook
+from regauth.reference import check_repository
+from regauth.registries import Registry, RegistryBook, check_record
 from regauth.servers import normalize_registry
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) ->
         insecure=bool(args.insecure),
         repository=args.repository,
     )
+    # Before anything is read or sent: a bad username or repository must not reach the registry.
+    check_record(record)
     secret = _read_secret(args, needed=provider == "static" and args.username is not None)
     if not args.no_validate:
         _validate_or_raise(settings, book, record, secret, args.repository)
@@ -69,7 +73,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
         changes["insecure"] = args.insecure
     if args.repository is not None:
         changes["repository"] = args.repository or None
-    new = old._replace(**changes)
+    new = check_record(old._replace(**changes))
     # A new username with the old password is almost never right: ask for the secret again.
     needs_secret = (
         new.provider == "static"
@@ -101,8 +105,11 @@ def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook) -
     if not records:
         print("no registries configured (add one with `regauth registry add NAME --url URL`)")
         return 0
-    rows = [("NAME", "REGISTRY", "USERNAME", "PROVIDER", "UPDATED")]
-    rows += [(r.name, r.registry, r.username or "-", r.provider, r.updated_at) for r in records]
+    rows: list[tuple[str, ...]] = [("NAME", "REGISTRY", "USERNAME", "PROVIDER", "UPDATED")]
+    rows += [
+        tuple(printable(cell) for cell in (r.name, r.registry, r.username or "-", r.provider, r.updated_at))
+        for r in records
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
@@ -120,18 +127,21 @@ def cmd_show(args: argparse.Namespace, settings: Settings, book: RegistryBook) -
     for key, value in data.items():
         if key == "options":
             value = ", ".join(f"{k}={v}" for k, v in sorted(record.options.items())) or "-"
-        print(f"{key + ':':<12} {'-' if value is None else value}")
+        print(f"{key + ':':<12} {'-' if value is None else printable(str(value))}")
     return 0
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+    if args.repository:
+        check_repository(args.repository)
     records = book.all() if args.all else [book.get(args.name)]
     if not records:
         raise UsageError("no registries configured")
     failed = 0
     for record in records:
         result = _validate(settings, book, record, None, args.repository or record.repository)
-        print(f"{'ok  ' if result.ok else 'FAIL'} {result.message}")
+        # The message carries the registry's own text, which must not drive the terminal.
+        print(f"{'ok  ' if result.ok else 'FAIL'} {printable(result.message)}")
         failed += not result.ok
     return 1 if failed else 0
 

@@ -11,6 +11,7 @@ from regauth import layout
 from regauth.errors import ConfigError
 
 STORE_KINDS = ("auto", "keyring", "file")
+PASSPHRASE_VAR = "REGAUTH_PASSPHRASE"
 
 
 # A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, ~14 ms on every helper `get`.
@@ -55,7 +56,16 @@ class Settings(NamedTuple):
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from ``environ``, or from the process environment, read once.
+
+    From the process environment, ``REGAUTH_PASSPHRASE`` is also taken out of it: the SDKs run child
+    processes (``credential_process``, ``az``, ``gcloud``) that inherit the environment, and the
+    passphrase is for regauth alone. It lives on in ``Settings.passphrase`` only, never in ``environ``.
+    """
     env = dict(os.environ if environ is None else environ)
+    passphrase = env.pop(PASSPHRASE_VAR, None) or None
+    if environ is None:
+        os.environ.pop(PASSPHRASE_VAR, None)
     config_dir, data_dir, cache_dir, state_dir = layout.app_dirs(env)
     store = env.get("REGAUTH_STORE", "auto").strip().lower() or "auto"
     if store not in STORE_KINDS:
@@ -69,7 +79,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_dir=Path(cache_dir),
         state_dir=Path(state_dir),
         store=store,
-        passphrase=env.get("REGAUTH_PASSPHRASE") or None,
+        passphrase=passphrase,
         log_level=level,
         no_cache=env.get("REGAUTH_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "on"),
         environ=env,

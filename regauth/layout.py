@@ -1,12 +1,16 @@
-"""Where regauth keeps its files (XDG base directories), as plain strings.
+"""Where regauth keeps its files (XDG base directories, as plain strings) and what they must be.
 
 The credential helper's ``get`` reads these paths before anything else, so this module imports only
-``os``: ``config.Settings`` wraps the same paths for the rest of regauth.
+``os``: ``config.Settings`` wraps the same paths for the rest of regauth. The two rules the fast ``get``
+and the general path must apply alike live here too, so that each is written once: which files and
+directories are safe to trust (``unsafe_because``) and what a well-formed entry of the registries
+file is (``record_problem``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 
 APP = "regauth"
@@ -24,6 +28,29 @@ SECRETS_FILE = "secrets.enc"  # in the data dir
 KEY_FILE = "secrets.key"
 STORE_CHOICE_FILE = "store-backend"  # in the data dir
 LOG_FILE = "regauth.log"  # in the state dir
+# The registries file's format version; a file of another version is not ours to read.
+REGISTRIES_VERSION = 1
+# A registries file is a few KiB; anything far larger is not one.
+REGISTRIES_MAX_BYTES = 16 * 1024 * 1024
+
+PROVIDERS = ("static", "ecr", "acr", "gcp", "env")
+# Each field of a registry record and the JSON types it may hold (registries.Registry has the same
+# fields; a test holds them equal). ``options`` is an object of strings, checked apart.
+_STR, _OPT_STR = (str,), (str, type(None))
+RECORD_TYPES: Mapping[str, tuple[type, ...]] = {
+    "id": _STR,
+    "name": _STR,
+    "registry": _STR,
+    "username": _OPT_STR,
+    "provider": _STR,
+    "options": (dict,),
+    "ca_file": _OPT_STR,
+    "insecure": (bool,),
+    "repository": _OPT_STR,
+    "created_at": _STR,
+    "updated_at": _STR,
+}
+_REQUIRED = ("id", "name", "registry")
 
 
 def app_dirs(environ: Mapping[str, str]) -> tuple[str, str, str, str]:
@@ -37,3 +64,83 @@ def app_dirs(environ: Mapping[str, str]) -> tuple[str, str, str, str]:
         found.append(os.path.join(base, APP))
     config, data, cache, state = found
     return config, data, cache, state
+
+
+def unsafe_because(st: os.stat_result, *, secret: bool = False, directory: bool = False) -> str | None:
+    """Why a file (or a ``directory``) of regauth's with this stat must not be trusted, or None.
+
+    Another user who owns it, or who can write it, could plant records that send a credential to
+    their host, or swap the store; a ``secret`` (the key file) must not even be readable by others.
+    A FIFO or a device where a file belongs would hang or feed a read.
+    """
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    if not kind_ok:
+        return f"it is not a {'directory' if directory else 'regular file'}"
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        return f"it is owned by uid {st.st_uid}, not by you (uid {uid}); it may hold another user's data"
+    loose = st.st_mode & (0o077 if secret else 0o022)
+    if loose:
+        can = "read or write" if secret else "write"
+        fix = "chmod 600" if secret else "chmod go-w"
+        return f"group or others can {can} it (mode {st.st_mode & 0o7777:04o}); {fix} it if that is not meant"
+    return None
+
+
+def record_problem(item: object) -> str | None:
+    """What is wrong with one entry of the registries file, or None when it is a well-formed record."""
+    if not isinstance(item, dict):
+        return "a registry entry is not an object"
+    for field in _REQUIRED:
+        if field not in item:
+            return f"a registry entry lacks {field!r}"
+    for field, value in item.items():
+        types = RECORD_TYPES.get(field)
+        if types is None:
+            return f"a registry entry has an unknown field {_shown(field)}"
+        # bool is an int in Python, but JSON's true is no string and 1 is no bool: exact types only.
+        if type(value) not in types:
+            return f"field {field!r} of a registry entry is a {_json_type(value)}, not {_wanted(types)}"
+        if isinstance(value, str) and not _encodable(value):
+            return f"field {field!r} of a registry entry is not valid text"
+    options = item.get("options", {})
+    for key, value in options.items():
+        if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
+            return f"option {_shown(key)} of a registry entry is not a string"
+    if item.get("provider", "static") not in PROVIDERS:
+        return f"a registry entry has an unknown provider {_shown(item['provider'])}"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    # json.loads accepts a lone surrogate ("\ud800"), which no output stream can write.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message: a hand-edited file's text is escaped and shortened."""
+    text = value.encode("unicode_escape").decode("ascii")
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+_JSON_TYPES = {
+    str: "string",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    list: "list",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _wanted(types: tuple[type, ...]) -> str:
+    return " or ".join(_JSON_TYPES[t] for t in types)

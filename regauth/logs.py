@@ -1,15 +1,22 @@
-"""Logging for regauth: stderr and an optional file, every record passed through the redactor."""
+"""Logging for regauth: stderr and an optional file, every record redacted and made printable.
+
+A record can carry a registry's text (an error message, a challenge): ``printable`` escapes its
+control characters so that it cannot forge a log line or drive the terminal.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 import sys
+from pathlib import Path
 from typing import IO
 
 from regauth.config import Settings
-from regauth.fsutil import ensure_private_dir
+from regauth.fsutil import open_append
+from regauth.printable import printable
 
 _PATTERNS = [
     # Authorization / Proxy-Authorization header values, in any rendering of headers.
@@ -38,11 +45,25 @@ def redact(text: str) -> str:
     return text
 
 
+def log_safe(text: str) -> str:
+    """``text`` as every log line shows it: no secret, no control character."""
+    return printable(redact(text))
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = log_safe(record.getMessage())
         record.args = None
         return True
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """A FileHandler whose file is created 0600 and never opened through a symbolic link."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return os.fdopen(
+            open_append(Path(self.baseFilename)), "a", encoding=self.encoding, errors=self.errors
+        )
 
 
 def setup_logging(settings: Settings, *, stream: IO[str] | None = None, to_file: bool = False) -> None:
@@ -54,8 +75,7 @@ def setup_logging(settings: Settings, *, stream: IO[str] | None = None, to_file:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
     if to_file:
-        ensure_private_dir(settings.log_file.parent)
-        handlers.append(logging.FileHandler(settings.log_file, encoding="utf-8"))
+        handlers.append(_PrivateFileHandler(settings.log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactingFilter())
@@ -66,8 +86,6 @@ def append_log_line(settings: Settings, line: str) -> None:
     """Append one line to the log file without importing the logging machinery (hot paths)."""
     import time
 
-    ensure_private_dir(settings.log_file.parent)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    fd = os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(f"{stamp} {redact(line)}\n")
+    with os.fdopen(open_append(settings.log_file), "a", encoding="utf-8") as handle:
+        handle.write(f"{stamp} {log_safe(line)}\n")

@@ -122,6 +122,15 @@ def parse_reference(text: str) -> ImageReference:
     return ImageReference(domain, path, tag if colon else None, digest if at else None)
 
 
+def check_repository(text: str) -> str:
+    """``text`` if it is a repository path within a registry (``org/app``: the path grammar, at most
+    255 characters, no domain, tag or digest), else ``UsageError`` saying what is wrong and where."""
+    _check_path(text, "", text)
+    if len(text) > PATH_MAX:
+        raise _invalid(text, f"repository path is {len(text)} characters, at most {PATH_MAX}")
+    return text
+
+
 def _split_domain(text: str) -> tuple[str, str]:
     """Domain and the rest, by distribution's splitDockerDomain rules (the domain checked here)."""
     first, slash, rest = text.partition("/")

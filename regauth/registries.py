@@ -14,15 +14,22 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from regauth import layout
 from regauth.config import Settings
 from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
-from regauth.fsutil import atomic_write, file_lock
+from regauth.fsutil import atomic_write, file_lock, read_private
+from regauth.printable import printable
+from regauth.reference import check_repository
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
-PROVIDERS = ("static", "ecr", "acr", "gcp", "env")
-_FORMAT_VERSION = 1
+PROVIDERS = layout.PROVIDERS
 _NAME_MAX = 64
+# DNS: a name of at most 253 characters, in labels of at most 63 (RFC 1035).
+_HOST_MAX = 253
+_LABEL_MAX = 63
+_OPTION_KEY_MAX = 64
+_OPTION_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 class Registry(NamedTuple):
@@ -53,17 +60,10 @@ class Registry(NamedTuple):
 
     @classmethod
     def from_json(cls, data: Any, where: Path) -> Registry:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where} is damaged: a registry entry is not an object")
-        try:
-            record = cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"{where} is damaged: bad registry entry ({exc})") from None
-        if not (
-            isinstance(record.id, str) and isinstance(record.name, str) and isinstance(record.registry, str)
-        ):
-            raise ConfigError(f"{where} is damaged: a registry entry lacks id, name or registry")
-        return record
+        problem = layout.record_problem(data)
+        if problem is not None:
+            raise ConfigError(f"{where} is damaged: {problem}; fix or move it, it was left untouched")
+        return cls(**data)
 
 
 def check_name(name: str) -> str:
@@ -76,6 +76,56 @@ def check_name(name: str) -> str:
             "'.', '_' or '-', starting and ending with a letter or digit"
         )
     return name
+
+
+def check_record(record: Registry) -> Registry:
+    """Refuse a record that could not be used safely: each rule once, for the CLI and the helper alike."""
+    check_name(record.name)
+    if record.provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {record.provider!r}: use one of {', '.join(PROVIDERS)}")
+    check_host(record.registry)
+    if record.username is not None:
+        check_username(record.username)
+    for key, value in record.options.items():
+        check_option(key, value)
+    if record.repository is not None:
+        check_repository(record.repository)
+    return record
+
+
+def check_username(username: str) -> str:
+    # Basic auth sends user:password, so a ':' would move part of the name into the password; a
+    # control character could forge a header line or a terminal line.
+    if ":" in username or not username.isprintable():
+        raise UsageError(
+            f"invalid username {printable(username)!r}: it must not contain ':' or control characters"
+        )
+    return username
+
+
+def check_host(host: str) -> str:
+    """Length limits of DNS names on a canonical ``host[:port]`` (its grammar is ``normalize_registry``'s)."""
+    name = host[: host.rindex("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    too_long = len(name) > _HOST_MAX or (
+        not name.startswith("[") and any(len(label) > _LABEL_MAX for label in name.split("."))
+    )
+    if too_long:
+        raise UsageError(
+            f"invalid registry host {host[:60]}...: a host name has at most {_HOST_MAX} characters, "
+            f"in parts of at most {_LABEL_MAX}"
+        )
+    return host
+
+
+def check_option(key: str, value: str) -> None:
+    ok = 0 < len(key) <= _OPTION_KEY_MAX and key[0].isalpha() and set(key) <= _OPTION_KEY_CHARS
+    if not ok:
+        raise UsageError(
+            f"invalid option name {printable(key)!r}: use lower-case letters, digits and '_', "
+            "starting with a letter"
+        )
+    if not value.isprintable():
+        raise UsageError(f"the value of option {key} contains control characters")
 
 
 def name_for_host(host: str) -> str:
@@ -152,9 +202,7 @@ class RegistryBook:
             del self._pending[record.secret_key]
 
     def add(self, record: Registry, secret: str | None) -> Registry:
-        check_name(record.name)
-        if record.provider not in PROVIDERS:
-            raise UsageError(f"unknown provider {record.provider!r}: use one of {', '.join(PROVIDERS)}")
+        check_record(record)
         with file_lock(self._lock_path):
             records = self._read()
             self._check_free(records, record)
@@ -170,8 +218,7 @@ class RegistryBook:
             old = next((r for r in records if r.name == name), None)
             if old is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
-            new = old._replace(**changes, updated_at=_now())
-            check_name(new.name)
+            new = check_record(old._replace(**changes, updated_at=_now()))
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
             rest = [new if r.id == old.id else r for r in records]
@@ -197,7 +244,8 @@ class RegistryBook:
 
     def upsert_static(self, server: str, username: str, secret: str) -> Registry:
         """What a credential helper ``store`` does: create or update the host's static record."""
-        host = normalize_registry(server)
+        host = check_host(normalize_registry(server))
+        check_username(username)
         with file_lock(self._lock_path):
             records = self._read()
             old = next((r for r in records if r.registry == host), None)
@@ -255,22 +303,29 @@ class RegistryBook:
         return name
 
     def _read(self) -> list[Registry]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = read_private(self.path, limit=layout.REGISTRIES_MAX_BYTES)
+        if raw is None:
             return []
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from exc
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ConfigError(
-                f"{self.path} is damaged ({exc}); fix or move it, it was left untouched"
-            ) from None
+            raise self._damaged(f"it is not JSON ({exc})") from None
+        except RecursionError:
+            raise self._damaged("it is nested too deeply to be a registries file") from None
         if not isinstance(data, dict) or not isinstance(data.get("registries"), list):
-            raise ConfigError(f"{self.path} is damaged: no 'registries' list; it was left untouched")
+            raise self._damaged("no 'registries' list")
+        version = data.get("version", layout.REGISTRIES_VERSION)
+        # type(): JSON's true is no version, though True == 1 in Python.
+        if type(version) is not int or version != layout.REGISTRIES_VERSION:
+            raise ConfigError(
+                f"{self.path} has format version {printable(str(version))[:20]}, which this regauth "
+                f"does not read (it reads {layout.REGISTRIES_VERSION}); it was left untouched"
+            )
         return [Registry.from_json(item, self.path) for item in data["registries"]]
 
+    def _damaged(self, why: str) -> ConfigError:
+        return ConfigError(f"{self.path} is damaged: {why}; fix or move it, it was left untouched")
+
     def _write(self, records: list[Registry]) -> None:
-        data = {"version": _FORMAT_VERSION, "registries": [r.to_json() for r in records]}
+        data = {"version": layout.REGISTRIES_VERSION, "registries": [r.to_json() for r in records]}
         atomic_write(self.path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)

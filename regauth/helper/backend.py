@@ -56,9 +56,10 @@ class RegauthBackend:
         }
 
     def _report(self, message: str) -> None:
-        from regauth.logs import append_log_line, redact
+        from regauth.logs import append_log_line, log_safe
 
-        self._stderr.write(f"{PROGRAM}: {redact(message)}\n")
+        # The message can carry a registry's or an SDK's text: redacted and escaped, as in the log.
+        self._stderr.write(f"{PROGRAM}: {log_safe(message)}\n")
         try:
             append_log_line(self.settings, f"{PROGRAM} get: {message}")
         except (OSError, StoreError) as exc:

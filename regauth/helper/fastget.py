@@ -21,22 +21,6 @@ from regauth.helper.gojson import go_json
 from regauth.servers import normalize_registry
 from regauth.store import aesgcm, sealed
 
-# registries.Registry's fields (a test holds the two equal): an entry with any other key is damaged.
-RECORD_FIELDS = frozenset(
-    {
-        "id",
-        "name",
-        "registry",
-        "username",
-        "provider",
-        "options",
-        "ca_file",
-        "insecure",
-        "repository",
-        "created_at",
-        "updated_at",
-    }
-)
 _QUIET_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 
 
@@ -63,13 +47,13 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     config_dir, data_dir, _, _ = layout.app_dirs(environ)
     if not _file_store_chosen(environ, data_dir):
         return None
-    record = _record_for(host, _read(os.path.join(config_dir, layout.REGISTRIES_FILE)))
+    record = _record_for(host, _read(config_dir, layout.REGISTRIES_FILE))
     if record is None:
         return None
     secret = _secret(
         f"registry/{record['id']}",
-        _read(os.path.join(data_dir, layout.SECRETS_FILE)),
-        _read(os.path.join(config_dir, layout.KEY_FILE)),
+        _read(data_dir, layout.SECRETS_FILE),
+        _read(config_dir, layout.KEY_FILE, secret=True),
     )
     if secret is None:
         return None
@@ -86,21 +70,24 @@ def _file_store_chosen(environ: Mapping[str, str], data_dir: str) -> bool:
     choice = environ.get("REGAUTH_STORE", "").strip().lower() or "auto"
     if choice == "auto":
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
-        choice = _read(os.path.join(data_dir, layout.STORE_CHOICE_FILE)).decode("utf-8").strip()
+        choice = _read(data_dir, layout.STORE_CHOICE_FILE).decode("utf-8").strip()
     return choice == "file"
 
 
 def _record_for(host: str, registries_json: bytes) -> dict[str, object] | None:
     """The host's record if it is static with a username, and the whole file is well formed."""
+    if len(registries_json) > layout.REGISTRIES_MAX_BYTES:
+        return None
     data = json.loads(registries_json.decode("utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("registries"), list):
+        return None
+    version = data.get("version", layout.REGISTRIES_VERSION)
+    if type(version) is not int or version != layout.REGISTRIES_VERSION:
         return None
     found = None
     for item in data["registries"]:
         # As registries.Registry.from_json: one damaged entry fails every lookup.
-        if not isinstance(item, dict) or not RECORD_FIELDS.issuperset(item):
-            return None
-        if not all(isinstance(item.get(field), str) for field in ("id", "name", "registry")):
+        if layout.record_problem(item) is not None:
             return None
         if item["registry"] == host and found is None:
             found = item
@@ -121,6 +108,13 @@ def _secret(key: str, blob: bytes, key_file: bytes) -> str | None:
     return secret if isinstance(secret, str) else None
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
+def _read(directory: str, name: str, *, secret: bool = False) -> bytes:
+    """The file's bytes; raises (so the get declines) where the general path would refuse the file or
+    its directory as not private, and the general path then says why."""
+    if layout.unsafe_because(os.stat(directory), directory=True) is not None:
+        raise PermissionError(directory)
+    # O_NONBLOCK: a FIFO in a file's place must not hang the get (it is then refused as no file).
+    with os.fdopen(os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        if layout.unsafe_because(os.fstat(handle.fileno()), secret=secret) is not None:
+            raise PermissionError(name)
         return handle.read()

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     if action not in texts.ACTIONS:
         out.write(texts.UNKNOWN_ACTION.format(action=action) + "\n")
         return 1
+    from regauth.coredump import disable_core_dumps
+
+    # Before the first secret is read: stdin holds one on store, the store's key is read on get.
+    disable_core_dumps()
     # Read one byte past the limit so oversized input is detected without reading all of it.
     raw = b"" if action == "list" else sys.stdin.buffer.read(texts.MAX_INPUT_BYTES + 1)
     if action == "get":
@@ -48,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = _backend()
     except RegauthError as exc:
-        out.write(f"{exc}\n")
+        from regauth.printable import printable
+
+        out.write(f"{printable(str(exc))}\n")
         return 1
     from regauth.helper.protocol import serve
 

@@ -18,19 +18,14 @@ __all__ = ["open_store", "resolve_backend"]
 
 def resolve_backend(settings: Settings) -> str:
     """Name the backend to use: the explicit setting, else the remembered or probed ``auto`` choice."""
-    from regauth.errors import StoreError
-
     if settings.store != "auto":
         return settings.store
-    try:
-        remembered = settings.store_choice_file.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        remembered = ""
-    except OSError as exc:
-        raise StoreError(f"cannot read {settings.store_choice_file}: {exc.strerror}") from exc
+    from regauth.fsutil import atomic_write, read_private
+
+    raw = read_private(settings.store_choice_file, limit=64)
+    remembered = (raw or b"").decode("utf-8", "replace").strip()
     if remembered in ("keyring", "file"):
         return remembered
-    from regauth.fsutil import atomic_write
     from regauth.store.keyring import real_keyring_available
 
     # Probing the keyring costs a few hundred ms; remembering the answer keeps later calls fast.

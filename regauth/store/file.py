@@ -12,7 +12,7 @@ from pathlib import Path
 
 from regauth.config import Settings
 from regauth.errors import StoreError
-from regauth.fsutil import atomic_write, ensure_private_dir, file_lock
+from regauth.fsutil import atomic_write, ensure_private_dir, file_lock, read_private
 from regauth.store import aesgcm, sealed
 from regauth.store.sealed import KDF_KEYFILE, KDF_SCRYPT
 
@@ -51,12 +51,9 @@ class FileStore:
             return True
 
     def _read(self) -> dict[str, str]:
-        try:
-            blob = self.path.read_bytes()
-        except FileNotFoundError:
+        blob = read_private(self.path)
+        if blob is None:
             return {}
-        except OSError as exc:
-            raise StoreError(f"cannot read the secret store {self.path}: {exc.strerror}") from exc
         try:
             kdf, salt, header, nonce, body = sealed.split(blob)
         except sealed.NotSealed as exc:
@@ -105,36 +102,39 @@ class FileStore:
         return self._key_file(create=create)
 
     def _key_file(self, *, create: bool) -> bytes:
-        try:
-            key = self.key_path.read_bytes()
-        except FileNotFoundError:
-            if not create:
-                raise StoreError(
-                    f"the secret store {self.path} exists but its key file {self.key_path} is "
-                    "missing; restore the key file or remove the store"
-                ) from None
-            return _create_key(self.key_path)
-        except OSError as exc:
-            raise StoreError(f"cannot read the key file {self.key_path}: {exc.strerror}") from exc
-        if len(key) != 32:
-            raise StoreError(f"the key file {self.key_path} is damaged (expected 32 bytes)")
-        return key
+        key = _read_key(self.key_path)
+        if key is not None:
+            return key
+        if not create:
+            raise StoreError(
+                f"the secret store {self.path} exists but its key file {self.key_path} is "
+                "missing; restore the key file or remove the store"
+            )
+        return _create_key(self.key_path)
 
     def _damaged(self, why: str) -> StoreError:
         return StoreError(f"the secret store {self.path} is damaged: {why}; it was left untouched")
+
+
+def _read_key(path: Path) -> bytes | None:
+    """The key file's 32 bytes, None if there is none; refused unless only we can read it."""
+    key = read_private(path, secret=True, limit=32)
+    if key is not None and len(key) != 32:
+        raise StoreError(f"the key file {path} is damaged (expected 32 bytes)")
+    return key
 
 
 def _create_key(path: Path) -> bytes:
     ensure_private_dir(path.parent)
     key = os.urandom(32)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         # Another process made it first (we hold the data lock, not the key's): use theirs.
-        data = path.read_bytes()
-        if len(data) != 32:
-            raise StoreError(f"the key file {path} is damaged (expected 32 bytes)") from None
-        return data
+        theirs = _read_key(path)
+        if theirs is None:
+            raise StoreError(f"the key file {path} vanished while it was being created") from None
+        return theirs
     except OSError as exc:
         raise StoreError(f"cannot create the key file {path}: {exc.strerror or exc}") from exc
     try:
