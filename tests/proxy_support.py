@@ -230,6 +230,11 @@ def cache_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def cached_blobs(root: Path) -> list[Path]:
+    """The blob files of a proxy cache dir (beside them, ``repos/`` holds who confirmed each)."""
+    return cache_files(root / "blobs")
+
+
 class ProxyProcess:
     """``regauth proxy`` run as the real console script, on a free loopback port."""
 

@@ -12,6 +12,7 @@ from proxy_support import (
     Fake,
     add_record,
     cache_files,
+    cached_blobs,
     digest_of,
     host_of,
     proxy_client,
@@ -50,7 +51,7 @@ async def test_second_pull_is_a_cache_hit(
     resp = await client.head(path)
     assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(image["layer"])
     assert _blob_requests(fake) == 1
-    (cached,) = cache_files(tmp_path / "c")
+    (cached,) = cached_blobs(tmp_path / "c")
     assert cached.name == digest.split(":")[1]
     # Blobs of private images stay private to the proxy's user.
     assert cached.stat().st_mode & 0o777 == 0o600
@@ -129,18 +130,18 @@ def test_manifest_tag_ttl() -> None:
     now = [100.0]
     cache = ManifestCache(tag_ttl=30, clock=lambda: now[0])
     headers: Any = {}
-    cache.put(("h", "r", "1.0", "a"), b"tag", headers, by_digest=False)
-    cache.put(("h", "r", "sha256:x", "a"), b"digest", headers, by_digest=True)
+    cache.put(("h", "r", "1.0", ("a",)), b"tag", headers, by_digest=False)
+    cache.put(("h", "r", "sha256:x", ("a",)), b"digest", headers, by_digest=True)
     now[0] += 29
-    assert cache.get(("h", "r", "1.0", "a")) is not None
+    assert cache.get(("h", "r", "1.0", ("a",))) is not None
     now[0] += 2
-    assert cache.get(("h", "r", "1.0", "a")) is None
+    assert cache.get(("h", "r", "1.0", ("a",))) is None
     now[0] += 10_000
-    entry = cache.get(("h", "r", "sha256:x", "a"))
+    entry = cache.get(("h", "r", "sha256:x", ("a",)))
     assert entry is not None and entry.body == b"digest"
     off = ManifestCache(tag_ttl=0)
-    off.put(("h", "r", "1.0", "a"), b"tag", headers, by_digest=False)
-    assert off.get(("h", "r", "1.0", "a")) is None
+    off.put(("h", "r", "1.0", ("a",)), b"tag", headers, by_digest=False)
+    assert off.get(("h", "r", "1.0", ("a",))) is None
 
 
 async def test_manifest_by_tag_is_cached_for_its_ttl(

@@ -14,6 +14,7 @@ from proxy_support import (
     Fake,
     add_record,
     cache_files,
+    cached_blobs,
     digest_of,
     host_of,
     proxy_client,
@@ -131,7 +132,7 @@ async def test_reset_mid_blob_cuts_the_client_and_leaves_cache_clean(
     fake.cut_blob = False
     async with client.get(path) as resp:
         assert await resp.read() == image["layer"]
-    assert len(cache_files(cache)) == 1
+    assert len(cached_blobs(cache)) == 1
 
 
 async def test_corrupt_blob_is_cut_and_never_cached(

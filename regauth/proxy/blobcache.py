@@ -3,7 +3,8 @@
 Layout: ``DIR/blobs/<algorithm>/<first two hex>/<hex>``. A blob being fetched is written to a temp
 file beside its final name while it is hashed; it is renamed into place only when the digest and the
 length match, so a failed, cut or corrupt download never lands in the cache. Access order is kept in
-memory and mirrored in the files' mtimes (touched on each hit), so it survives a restart.
+memory and mirrored in the files' mtimes (touched on each hit), so it survives a restart. Which
+upstream repositories may be answered from a cached blob is kept beside it (``confirmations.py``).
 """
 
 from __future__ import annotations
@@ -15,65 +16,102 @@ from collections import OrderedDict
 from pathlib import Path
 
 from regauth.errors import UsageError
+from regauth.proxy.confirmations import Confirmations
 
 log = logging.getLogger("regauth.proxy")
 
 _ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
-class CacheWriter:
-    """One blob on its way into the cache; ``commit`` publishes it, ``abort`` drops it."""
+class Verifier:
+    """Checks that the bytes of a blob relayed whole have the digest it was asked by.
 
-    def __init__(self, cache: BlobCache, digest: str, final: Path) -> None:
+    ``write_all`` may run in a worker thread (hashing releases the GIL); ``finish`` says whether the
+    content matched, once, after the last bytes."""
+
+    def __init__(self, digest: str) -> None:
         algorithm, _, self._hex = digest.partition(":")
         self.digest = digest
+        self._hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._hash.update(chunk)
+            self.size += len(chunk)
+
+    def finish(self) -> bool:
+        return self._hash.hexdigest() == self._hex
+
+    def abort(self) -> None:
+        """Nothing to drop: a verifier holds no file."""
+
+
+class CacheWriter(Verifier):
+    """One blob on its way into the cache, verified as it is written; ``finish`` publishes it if it
+    matched, ``abort`` drops it."""
+
+    def __init__(self, cache: BlobCache, digest: str, final: Path) -> None:
+        super().__init__(digest)
         self._cache = cache
         self._final = final
-        self._hash = hashlib.new(algorithm)
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._temp = final.with_name(f"{final.name}.tmp-{os.urandom(6).hex()}")
         fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file = os.fdopen(fd, "wb")
-        self.size = 0
         self.failed = False
         self._done = False
 
     def write(self, chunk: bytes) -> None:
+        # Hashed even once writing failed: the pull it rides on is still verified.
+        self._hash.update(chunk)
+        self.size += len(chunk)
         if self.failed:
             return
-        self._hash.update(chunk)
         try:
             self._file.write(chunk)
         except OSError as exc:
             # A full disk must not break the pull it rides on: stop caching, keep streaming.
             log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
             self.failed = True
-        self.size += len(chunk)
 
     def write_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self.write(chunk)
 
-    def commit(self) -> bool:
-        """Publish the blob if its content has the digest it was fetched as; True if published.
-
-        False with ``failed`` unset means the content did not match its digest."""
+    def finish(self) -> bool:
+        """True if the content has the digest it was fetched as; then it is published, unless writing
+        it failed (``failed``: the pull it rides on goes on uncached)."""
+        matched = super().finish()
         if self._done:
-            return False
+            return matched
         self._done = True
-        self._file.close()
-        if self.failed:
+        try:
+            self._file.close()
+        except OSError as exc:
+            # The last buffered bytes did not reach the disk (full): not cached, the pull goes on.
+            log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
+            self.failed = True
+        if not matched or self.failed:
+            if not matched:
+                log.warning("blob %s: content does not match its digest; not cached", self.digest)
             self._unlink()
             self._cache._release(self.digest)
-            return False
-        if self._hash.hexdigest() != self._hex:
-            log.warning("blob %s: content does not match its digest; not cached", self.digest)
+            return matched
+        try:
+            os.replace(self._temp, self._final)
+        except OSError as exc:
+            log.warning("blob cache: cannot publish %s: %s; not cached", self.digest, exc.strerror)
+            self.failed = True
             self._unlink()
             self._cache._release(self.digest)
-            return False
-        os.replace(self._temp, self._final)
+            return matched
         self._cache._published(self.digest, self._final, self.size)
-        return True
+        return matched
+
+    def commit(self) -> bool:
+        """``finish``, and True only if the blob is now in the cache."""
+        return self.finish() and not self.failed
 
     def abort(self) -> None:
         if self._done:
@@ -98,19 +136,31 @@ class BlobCache:
         self._writing: set[str] = set()
         self.size = 0
         self.evictions = 0
+        self.seen = Confirmations(root / "repos")
         # Blobs of private images must not become readable by other users: everything lives under a
         # directory only the proxy's user can enter, whatever the cache dir's own mode.
-        blobs = root / "blobs"
         try:
-            blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
-            blobs.chmod(0o700)
+            for sub in (root / "blobs", root / "repos"):
+                sub.mkdir(mode=0o700, parents=True, exist_ok=True)
+                sub.chmod(0o700)
             self._load()
+            self.seen.prune(self._entries)
         except OSError as exc:
             raise UsageError(f"--cache-dir {root}: cannot use it: {exc.strerror or exc}") from exc
 
     def path_for(self, digest: str) -> Path:
         algorithm, _, hex_part = digest.partition(":")
         return self.root / "blobs" / algorithm / hex_part[:2] / hex_part
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._entries
+
+    def remember(self, host: str, repository: str, digest: str, *, delivered: bool) -> None:
+        """Note that ``host`` serves ``digest`` for ``repository`` (``delivered``: it sent the whole blob,
+        verified). Only for a blob that is cached or on its way in: for others there is nothing to
+        answer from."""
+        if digest in self._entries or digest in self._writing:
+            self.seen.remember(host, repository, digest, delivered=delivered)
 
     def lookup(self, digest: str) -> Path | None:
         """The cached file for ``digest``, marked as just used; None on a miss."""
@@ -122,6 +172,7 @@ class BlobCache:
         except FileNotFoundError:
             # Removed behind our back (a cache clean-up): forget it.
             self.size -= self._entries.pop(digest)
+            self.seen.forget(digest)
             return None
         self._entries.move_to_end(digest)
         return path
@@ -159,6 +210,7 @@ class BlobCache:
             del self._entries[digest]
             self.size -= size
             self.evictions += 1
+            self.seen.forget(digest)
             # Unlinking a file being served is safe: the open descriptor keeps its data alive.
             try:
                 self.path_for(digest).unlink()

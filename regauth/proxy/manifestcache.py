@@ -1,17 +1,65 @@
-"""Manifests kept in memory: by digest until pushed out (they never change), by tag for a short TTL.
+"""Manifests kept in memory under a byte budget: by digest until pushed out, by tag for a short TTL.
 
-A tag moves when someone pushes, so a tag is answered from memory only for ``tag_ttl`` seconds; the key
-holds the client's ``Accept`` because a registry picks the manifest (index or single) by it.
+A tag moves when someone pushes, so a tag is answered from memory only for ``tag_ttl`` seconds. The key
+holds the ``Accept`` media types because a registry picks the manifest (index or single) by them, but
+only as ``accept_key`` normalises them: the manifest types the proxy knows, sorted, and ``*/*`` for
+anything else. That is also exactly what the proxy sends upstream, so an entry answers every request
+with the same key, and a client cannot multiply one manifest by sending many spellings of ``Accept``.
+Entries are weighed by their bytes; the least recently used go first once ``max_bytes`` is passed.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
+
+from regauth.distribution.client import MANIFEST_TYPES
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+ANY = "*/*"
+_KNOWN = frozenset(MANIFEST_TYPES)
+# What an entry costs besides its body and header text: the objects that hold it (measured, rounded up).
+_ENTRY_OVERHEAD = 1024
+
+AcceptKey = tuple[str, ...]
+Key = tuple[str, str, str, AcceptKey]
+
+
+def accept_key(values: Iterable[str]) -> AcceptKey:
+    """The ``Accept`` header values a client sent, as the proxy asks for them upstream: the known manifest
+    types it names (parameters dropped, ``q=0`` meaning "not this one"), sorted, plus ``*/*`` when it
+    names anything else, so that a registry may still send what the client asked for by another name."""
+    known: set[str] = set()
+    other = False
+    for value in values:
+        for item in value.split(","):
+            media_type, *params = (part.strip().lower() for part in item.split(";"))
+            if not media_type or _refused(params):
+                continue
+            if media_type in _KNOWN:
+                known.add(media_type)
+            else:
+                other = True
+    return (*sorted(known), ANY) if other else tuple(sorted(known))
+
+
+def accept_header(key: AcceptKey) -> dict[str, str]:
+    return {"Accept": ", ".join(key)} if key else {}
+
+
+def _refused(params: list[str]) -> bool:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value.strip()) == 0
+            except ValueError:
+                return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -19,26 +67,32 @@ class CachedManifest:
     body: bytes
     headers: CIMultiDict[str]
     expires_at: float | None
-
-
-Key = tuple[str, str, str, str]
+    weight: int
 
 
 class ManifestCache:
     def __init__(
-        self, tag_ttl: float, *, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic
+        self,
+        tag_ttl: float,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tag_ttl = tag_ttl
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.held = 0
         self._clock = clock
         self._entries: OrderedDict[Key, CachedManifest] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: Key) -> CachedManifest | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
         if entry.expires_at is not None and entry.expires_at <= self._clock():
-            del self._entries[key]
+            self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry
@@ -46,8 +100,24 @@ class ManifestCache:
     def put(self, key: Key, body: bytes, headers: CIMultiDict[str], *, by_digest: bool) -> None:
         if not by_digest and self.tag_ttl <= 0:
             return
+        self._drop(key)
+        weight = _weight(key, body, headers)
+        if weight > self.max_bytes:
+            return
         expires = None if by_digest else self._clock() + self.tag_ttl
-        self._entries[key] = CachedManifest(body, headers, expires)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries[key] = CachedManifest(body, headers, expires, weight)
+        self.held += weight
+        while self.held > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+
+    def _drop(self, key: Key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.held -= entry.weight
+
+
+def _weight(key: Key, body: bytes, headers: CIMultiDict[str]) -> int:
+    text = sum(len(part) for part in key[:3]) + sum(len(t) for t in key[3])
+    text += sum(len(name) + len(value) for name, value in headers.items())
+    return len(body) + text + _ENTRY_OVERHEAD
