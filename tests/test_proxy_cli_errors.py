@@ -19,8 +19,10 @@ def test_a_port_in_use_is_one_line(regauth_exe: str) -> None:
         port = taken.getsockname()[1]
         done = run(regauth_exe, "--listen", f"127.0.0.1:{port}")
     assert done.returncode == 1
+    # The first run of `regauth proxy` meets a registry on its default port: say how to move.
     assert done.stderr.strip().splitlines() == [
-        f"regauth: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f"regauth: error: cannot listen on 127.0.0.1:{port}: Address already in use (something else, "
+        "a registry perhaps, holds that port); choose another address with --listen HOST:PORT"
     ]
 
 
@@ -28,6 +30,8 @@ def test_a_port_in_use_is_one_line(regauth_exe: str) -> None:
     ("argv", "expected"),
     [
         (["--listen", "0.0.0.0:5000"], "is not a loopback address"),
+        (["--listen", "0.0.0.0:5000", "--accept-cleartext-credentials"], "set --client-token-file"),
+        (["--max-connections", "0"], "--max-connections must be at least 1"),
         (["--listen", "nonsense"], "use HOST:PORT"),
         (["--listen", "127.0.0.1:99999"], "use HOST:PORT"),
         (["--cache-dir", "/tmp/regauth-x", "--cache-max-size", "12XB"], "invalid size"),

@@ -2,7 +2,10 @@
 
 One ``ClientSession`` per application, made and closed in a cleanup context, with connect and per-read
 timeouts but no total (a large blob may stream for minutes); one distribution ``Authenticator`` on it,
-so bearer tokens are cached and fetched once per (upstream, scope) across all pulls.
+so bearer tokens are cached and fetched once per (upstream, scope) across all pulls. Its pool is capped
+per upstream host, not in total: slow pulls from one registry hold at most its own share, and the total
+is bounded by the client connections (``connections.py``), each of which holds at most one upstream
+connection at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from regauth.distribution.transport import Timeouts, make_session
 from regauth.proxy import state
 from regauth.proxy.blobcache import BlobCache
 from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
+from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
 from regauth.proxy.handlers import usable_send_buffer, v2
@@ -27,8 +31,7 @@ from regauth.proxy.routing import Upstreams
 from regauth.proxy.upstream import UpstreamClient
 from regauth.registries import RegistryBook
 
-# Enough connections for many concurrent pulls; aiohttp queues beyond it rather than failing.
-_CONNECTIONS = 256
+CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 
 
 def make_proxy_app(
@@ -38,12 +41,22 @@ def make_proxy_app(
     options: ProxyOptions,
     credentials: Credentials | None = None,
 ) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware]
+    guard = ConnectionGuard(limit=options.max_connections, header_timeout=options.header_timeout)
+    middlewares: list[Middleware] = [guard.middleware()]
+    auth: ClientAuth | None = None
     if options.client_auth:
         users = read_htpasswd(options.htpasswd) if options.htpasswd else None
-        middlewares.insert(0, ClientAuth(options.client_token, users).middleware())
+        auth = ClientAuth(
+            options.client_token, users, workers=options.bcrypt_workers, queue=options.bcrypt_queue
+        )
+        middlewares.append(auth.middleware())
+    middlewares.append(error_middleware)
     app = web.Application(middlewares=middlewares)
+    app[CONNECTIONS] = guard
     metrics = Metrics()
+    _connection_gauges(metrics, guard)
+    if auth is not None:
+        app.on_cleanup.append(lambda _app: _close(auth))
     app[state.OPTIONS] = options
     app[state.SEND_BUFFER] = usable_send_buffer(options.send_buffer)
     app[state.METRICS] = metrics
@@ -73,7 +86,12 @@ def _upstream_client(credentials: Credentials):  # type: ignore[no-untyped-def]
         timeouts = Timeouts(connect=options.connect_timeout, read=options.read_timeout, total=None)
         # A larger read buffer than the default: fewer, larger chunks per blob (measured: less CPU per
         # byte than 64 KiB).
-        session = make_session(timeouts, limit=_CONNECTIONS, read_bufsize=options.read_buffer)
+        session = make_session(
+            timeouts,
+            limit=0,
+            limit_per_host=options.upstream_connections,
+            read_bufsize=options.read_buffer,
+        )
         authenticator = Authenticator(session)
         app[state.CLIENT] = UpstreamClient(session, authenticator, credentials, metrics)
         metrics.gauge(
@@ -88,6 +106,32 @@ def _upstream_client(credentials: Credentials):  # type: ignore[no-untyped-def]
             await session.close()
 
     return context
+
+
+def _connection_gauges(metrics: Metrics, guard: ConnectionGuard) -> None:
+    metrics.gauge("regauth_proxy_client_connections", "gauge", "Open client connections.", lambda: guard.open)
+    metrics.gauge(
+        "regauth_proxy_connections_refused_total",
+        "counter",
+        "Connections answered 503 at --max-connections.",
+        lambda: guard.refused,
+    )
+    metrics.gauge(
+        "regauth_proxy_connections_evicted_total",
+        "counter",
+        "Idle connections closed to make room at --max-connections.",
+        lambda: guard.evicted,
+    )
+    metrics.gauge(
+        "regauth_proxy_header_timeouts_total",
+        "counter",
+        "Connections closed because a request head did not arrive in time.",
+        lambda: guard.header_timeouts,
+    )
+
+
+async def _close(auth: ClientAuth) -> None:
+    auth.close()
 
 
 async def _elsewhere(request: web.Request) -> web.Response:

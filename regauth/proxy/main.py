@@ -1,29 +1,41 @@
 """``regauth proxy``: options from the command line, the loopback rule, and the server's life cycle.
 
-Listens on 127.0.0.1 unless told otherwise; any other address needs client auth. SIGTERM and SIGINT
-stop accepting, let in-flight pulls finish (up to ``--shutdown-timeout``), then exit 0.
+Listens on 127.0.0.1 unless told otherwise; any other address needs client auth, and TLS for it unless
+``--accept-cleartext-credentials`` (``options.check_exposure``). Connections go through a
+``ConnectionGuard`` (a cap, a header-read timeout) and idle ones close after ``idle_timeout``. SIGTERM
+and SIGINT stop accepting, let in-flight pulls finish (up to ``--shutdown-timeout``), then exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
 from regauth.config import Settings
 from regauth.errors import UsageError
-from regauth.proxy.accesslog import ACCESS_LOG, AccessLogger
-from regauth.proxy.app import make_proxy_app
+from regauth.proxy import state
+from regauth.proxy.accesslog import ACCESS_LOG, SERVER_LOG, AccessLogger
+from regauth.proxy.app import CONNECTIONS, make_proxy_app
 from regauth.proxy.clientauth import read_token_file
-from regauth.proxy.options import ProxyOptions, is_loopback, parse_listen, parse_size
+from regauth.proxy.connections import GuardedSite
+from regauth.proxy.options import ProxyOptions, check_exposure, parse_listen, parse_size
 from regauth.registries import RegistryBook
+
+# File descriptors a client connection may need (its socket, one upstream socket or cache file), and
+# those kept for everything else (listening sockets, the store, logs, token fetches).
+_FDS_PER_CONNECTION = 2
+_FDS_SPARE = 256
 
 
 def options_from_args(args: argparse.Namespace) -> ProxyOptions:
@@ -33,6 +45,11 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         raise UsageError("--cache-max-size needs --cache-dir")
     token_file = getattr(args, "client_token_file", None)
     htpasswd = getattr(args, "htpasswd", None)
+    max_connections = getattr(args, "max_connections", None)
+    if max_connections is None:
+        max_connections = ProxyOptions.max_connections
+    if max_connections < 1:
+        raise UsageError("--max-connections must be at least 1")
     return ProxyOptions(
         cache_dir=cache_dir,
         cache_max_size=max_size,
@@ -42,23 +59,62 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         read_timeout=args.read_timeout,
         client_token=read_token_file(Path(token_file)) if token_file else None,
         htpasswd=Path(htpasswd) if htpasswd else None,
+        max_connections=max_connections,
     )
 
 
 def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     host, port = parse_listen(args.listen)
     options = options_from_args(args)
-    if not is_loopback(host) and not options.client_auth:
-        raise UsageError(
-            f"--listen {args.listen} is not a loopback address: anyone who can reach it could pull with "
-            "your credentials; set --client-token-file or --htpasswd to require client auth"
-        )
+    options = replace(options, max_connections=fit_connections(options.max_connections))
+    tls = server_tls(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
+    check_exposure(
+        args.listen,
+        host,
+        client_auth=options.client_auth,
+        tls=tls is not None,
+        cleartext=bool(getattr(args, "accept_cleartext_credentials", False)),
+    )
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
-    tls = server_tls(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
+    notice = _no_registry_notice(book, options)
     app = make_proxy_app(settings, book, options=options)
-    asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls))
+    asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls, notice=notice))
     return 0
+
+
+def _no_registry_notice(book: RegistryBook, options: ProxyOptions) -> str | None:
+    if book.all() or options.docker_hub:
+        return None
+    return (
+        "regauth proxy: no registry is configured, so every pull will be refused; add one with "
+        "`regauth registry add NAME --url HOST` (the proxy picks it up without a restart), "
+        "or pass --docker-hub to pull from Docker Hub anonymously"
+    )
+
+
+def fit_connections(wanted: int) -> int:
+    """``wanted``, after raising the soft open-files limit towards what that many connections need (up
+    to the hard limit); fewer, with a note, when the hard limit is too low. Running out of descriptors
+    would make the server fail to accept anyone, which is worse than a 503 at a known cap."""
+    needed = wanted * _FDS_PER_CONNECTION + _FDS_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError):
+        pass
+    if soft >= needed:
+        return wanted
+    fitted = max(1, (soft - _FDS_SPARE) // _FDS_PER_CONNECTION)
+    sys.stderr.write(
+        f"regauth proxy: the open-files limit ({soft}) allows {fitted} client connections, so "
+        f"--max-connections is {fitted}, not {wanted} (raise the limit with `ulimit -n`)\n"
+    )
+    return fitted
 
 
 def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -76,28 +132,61 @@ def server_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float, tls: ssl.SSLContext | None = None
-) -> None:
+async def start(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 60.0,
+    tls: ssl.SSLContext | None = None,
+) -> web.AppRunner:
+    """The app, listening on ``host:port`` behind its connection guard (the caller cleans it up)."""
+    options = app[state.OPTIONS]
     runner = web.AppRunner(
-        app, access_log_class=AccessLogger, access_log=ACCESS_LOG, shutdown_timeout=shutdown_timeout
+        app,
+        access_log_class=AccessLogger,
+        access_log=ACCESS_LOG,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=options.idle_timeout,
+        logger=SERVER_LOG,
     )
     await runner.setup()
+    site = GuardedSite(runner, host, port, guard=app[CONNECTIONS], ssl_context=tls)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(_listen_error(host, port, exc)) from exc
+    return runner
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    # asyncio puts the whole address tuple in strerror; the errno's own text reads better.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    held = " (something else, a registry perhaps, holds that port)" if exc.errno == errno.EADDRINUSE else ""
+    return f"cannot listen on {host}:{port}: {reason}{held}; choose another address with --listen HOST:PORT"
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float,
+    tls: ssl.SSLContext | None = None,
+    notice: str | None = None,
+) -> None:
+    runner = await start(app, host, port, shutdown_timeout=shutdown_timeout, tls=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=tls)
-        try:
-            await site.start()
-        except OSError as exc:
-            # asyncio puts the whole address tuple in strerror; the errno's own text reads better.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise UsageError(f"cannot listen on {host}:{port}: {reason}") from exc
         bound = ", ".join(_address(s) for s in (runner.addresses or []))
         # One line on stderr that scripts (and the tests) can wait for.
         sys.stderr.write(f"regauth proxy: listening on {bound}\n")
+        if notice:
+            sys.stderr.write(notice + "\n")
         sys.stderr.flush()
         await stop.wait()
         sys.stderr.write("regauth proxy: stopping; letting in-flight requests finish\n")

@@ -1,4 +1,5 @@
-"""What the proxy is told at start-up: the listen address, the cache, timeouts, Docker Hub, client auth.
+"""What the proxy is told at start-up: the listen address, the cache, timeouts, Docker Hub, client auth,
+and the limits that keep it standing as a network service.
 
 ``ProxyOptions`` is frozen and made once by ``main.py`` from the command line; tests build their own.
 """
@@ -51,6 +52,20 @@ class ProxyOptions:
     client_token: str | None = None
     htpasswd: Path | None = None
     max_redirects: int = 5
+    # Open client connections; beyond it the longest-idle one is closed to make room, and when none is
+    # idle the newcomer gets a 503. Each can hold one upstream connection and a cache file: two fds.
+    max_connections: int = 1024
+    # Connections to one upstream host: slow pulls from one registry cannot use up the others'.
+    upstream_connections: int = 256
+    # From a request's first byte to its last header byte (Go's ReadHeaderTimeout; nginx's
+    # client_header_timeout): a half-sent request cannot hold a connection longer.
+    header_timeout: float = 20.0
+    # An idle keep-alive connection (and one that never sends a byte) is closed after this, where
+    # aiohttp's default is an hour.
+    idle_timeout: float = 60.0
+    # Concurrent bcrypt checks, each on a worker thread; more waiting than ``bcrypt_queue`` get a 429.
+    bcrypt_workers: int = 2
+    bcrypt_queue: int = 64
 
     @property
     def client_auth(self) -> bool:
@@ -81,6 +96,25 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise UsageError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:5000")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)
+
+
+def check_exposure(listen: str, host: str, *, client_auth: bool, tls: bool, cleartext: bool) -> None:
+    """The rule for who may reach the proxy. Loopback: anything. Elsewhere: client auth always (anyone
+    who reaches it would pull with your credentials), and TLS for that auth unless the user says, with
+    ``--accept-cleartext-credentials``, that the client credential may cross the network in clear."""
+    if is_loopback(host):
+        return
+    if not client_auth:
+        raise UsageError(
+            f"--listen {listen} is not a loopback address: anyone who can reach it could pull with "
+            "your credentials; set --client-token-file or --htpasswd to require client auth"
+        )
+    if not tls and not cleartext:
+        raise UsageError(
+            f"--listen {listen} is not a loopback address and has no TLS: the client token or password "
+            "would cross the network in clear; set --tls-cert and --tls-key, or pass "
+            "--accept-cleartext-credentials if that network is trusted"
+        )
 
 
 def is_loopback(host: str) -> bool:
