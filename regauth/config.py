@@ -25,6 +25,8 @@ class Settings(NamedTuple):
     log_level: str = "WARNING"
     # REGAUTH_NO_CACHE=1: mint provider tokens afresh instead of reading the token cache.
     no_cache: bool = False
+    # REGAUTH_NO_CREDENTIALS_TTL: seconds a provider's "no ambient credentials" is remembered; 0: never.
+    no_credentials_ttl: float = 60.0
     # The whole environment, for the parts that must read variables by design (the env provider, SDK
     # credential chains); kept here so the read happens once and tests can pass their own.
     environ: Mapping[str, str] = {}  # never mutated: the shared default is safe
@@ -73,6 +75,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     level = env.get("REGAUTH_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"REGAUTH_LOG_LEVEL={level!r} is not a logging level")
+    ttl_text = env.get("REGAUTH_NO_CREDENTIALS_TTL", "").strip() or "60"
+    try:
+        no_credentials_ttl = float(ttl_text)
+    except ValueError:
+        no_credentials_ttl = -1.0
+    if not 0 <= no_credentials_ttl < float("inf"):
+        raise ConfigError(f"REGAUTH_NO_CREDENTIALS_TTL={ttl_text!r} is not a number of seconds (0 or more)")
     return Settings(
         config_dir=Path(config_dir),
         data_dir=Path(data_dir),
@@ -82,5 +91,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         passphrase=passphrase,
         log_level=level,
         no_cache=env.get("REGAUTH_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "on"),
+        no_credentials_ttl=no_credentials_ttl,
         environ=env,
     )

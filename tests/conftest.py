@@ -12,12 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from metadata_stand_in import MetadataStandIn, nothing_here
 
 from regauth.config import Settings, load_settings
 
 # Variables that would make a test read or write the real credentials of whoever runs it.
-_STRIP_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "REGAUTH_", "DOCKER_", "CLOUDSDK_", "MSI_", "IDENTITY_")
+_STRIP_PREFIXES = (
+    "AWS_",
+    "AZURE_",
+    "GOOGLE_",
+    "GCE_",
+    "REGAUTH_",
+    "DOCKER_",
+    "CLOUDSDK_",
+    "MSI_",
+    "IDENTITY_",
+    "IMDS_",
+)
 _STRIP = {
+    "NO_GCE_CHECK",
     "REGISTRY_AUTH_FILE",
     "XDG_RUNTIME_DIR",
     "HTTP_PROXY",
@@ -42,11 +55,24 @@ _STRIP = {
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
 
 
+@pytest.fixture(scope="session")
+def metadata_service() -> Iterator[MetadataStandIn]:
+    """The loopback stand-in every test's cloud SDKs ask instead of 169.254.169.254 and friends."""
+    with nothing_here() as site:
+        yield site
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metadata_service: MetadataStandIn
+) -> Iterator[Path]:
     for name in list(os.environ):
         if name.startswith(_STRIP_PREFIXES) or name in _STRIP:
             monkeypatch.delenv(name, raising=False)
+    # No packet leaves the loopback range: a credential search with no credentials asks the stand-in,
+    # which says at once that this is no cloud machine (tests/metadata_stand_in.py).
+    for name, value in metadata_service.environ().items():
+        monkeypatch.setenv(name, value)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

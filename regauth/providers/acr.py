@@ -18,15 +18,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from regauth.errors import ProviderError
 from regauth.providers.base import (
+    DISCOVERY_DEADLINE,
+    PROBE_TIMEOUT,
     Credential,
     brief,
     failure,
+    home_path,
     identity_text,
     missing_sdk,
+    no_credentials,
     option,
     quiet_sdk_logger,
 )
+from regauth.providers.deadline import within
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
 from regauth.registries import Registry, RegistryBook
 
@@ -56,6 +62,19 @@ KIND_ADVICE = {
     "or put the Azure CLI on PATH",
 }
 RECORD_ADVICE = "check the tenant, client id and secret or certificate of the record"
+# Where azure-identity's managed identity credentials ask for tokens: the IMDS address and the
+# variables that move it (AKS pod identity, App Service, Service Fabric, Arc, Cloud Shell).
+IMDS_HOST = "169.254.169.254"
+MANAGED_IDENTITY_VARS = (
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+)
+LATE_ADVICE = (
+    "a managed identity endpoint or a developer tool (az, azd, pwsh) did not answer; name the "
+    "credential in the record options (credential=secret|certificate|managed|workload|cli)"
+)
 
 
 class AcrProvider:
@@ -71,6 +90,11 @@ class AcrProvider:
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
 
+    def credential_files(self, record: Registry | None) -> tuple[str, ...]:
+        # `az login` writes its profile and MSAL token cache into the config directory.
+        config = self._env.get("AZURE_CONFIG_DIR") or home_path(self._env, ".azure")
+        return (config, f"{config}/azureProfile.json", f"{config}/msal_token_cache.json")
+
     def credential(self, host: str, record: Registry | None) -> Credential:
         kind = option(record, "credential") or "default"
         if kind not in KINDS:
@@ -79,6 +103,7 @@ class AcrProvider:
             )
         try:
             import azure.core.exceptions as az_errors
+            import azure.core.pipeline.transport as az_transport
             import azure.identity as az_identity
             import requests
         except ImportError as exc:
@@ -87,13 +112,13 @@ class AcrProvider:
         scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
         credential = None
         try:
-            credential = self._aad_credential(az_identity, kind, host, record)
-            aad = credential.get_token(scope)
+            credential = self._aad_credential(az_identity, az_transport, kind, host, record)
+            aad = self._search(credential, kind, scope, host, record)
         except az_errors.ClientAuthenticationError as exc:
             if kind == "default":
                 # The chain's own message runs to a page; the names of what it tried are the useful part.
                 what = f"no Azure credentials found (DefaultAzureCredential tried {_attempted(exc)})"
-                raise failure(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
+                raise no_credentials(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
             if isinstance(exc, az_identity.CredentialUnavailableError):
                 what = f"the {kind} credential is unavailable: {brief(exc)}"
                 raise failure(
@@ -124,7 +149,21 @@ class AcrProvider:
         expires_at = float(exp) if isinstance(exp, (int, float)) else float(aad.expires_on)
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
 
-    def _aad_credential(self, az: Any, kind: str, host: str, record: Registry | None) -> Any:
+    def _search(self, credential: Any, kind: str, scope: str, host: str, record: Registry | None) -> Any:
+        """The Entra token; for the default chain, which probes managed identity endpoints, in time."""
+        if kind != "default":
+            # A credential the record names is what the user asked to wait for.
+            return credential.get_token(scope)
+
+        def late() -> ProviderError:
+            what = f"no Azure credentials found within {DISCOVERY_DEADLINE:g}s (DefaultAzureCredential)"
+            return no_credentials(self.name, host, record, what, LATE_ADVICE)
+
+        return within(DISCOVERY_DEADLINE, lambda: credential.get_token(scope), late)
+
+    def _aad_credential(
+        self, az: Any, az_transport: Any, kind: str, host: str, record: Registry | None
+    ) -> Any:
         tenant, client = option(record, "tenant_id"), option(record, "client_id")
         common: dict[str, Any] = {}
         authority = option(record, "authority") or (acr_cloud(host) or (None, ""))[0]
@@ -135,7 +174,10 @@ class AcrProvider:
                 common["disable_instance_discovery"] = True
         if kind == "default":
             return az.DefaultAzureCredential(
-                **common, managed_identity_client_id=client, workload_identity_client_id=client
+                **common,
+                managed_identity_client_id=client,
+                workload_identity_client_id=client,
+                transport=_probing_transport(az_transport, self._env),
             )
         if kind == "managed":
             return az.ManagedIdentityCredential(client_id=client)
@@ -211,6 +253,34 @@ class AcrProvider:
                 "check that the host is an ACR login server, or set the option login_server_url",
             )
         return token
+
+
+def _probing_transport(az_transport: Any, environ: Mapping[str, str]) -> Any:
+    """azure-core's requests transport, with ``PROBE_TIMEOUT`` to connect and to read from the
+    managed identity endpoints: DefaultAzureCredential's IMDS probe sets only a 1 s connect timeout,
+    so an endpoint that accepts and never answers holds the chain for azure-core's 300 s read timeout.
+    Other requests (Entra ID, the token exchange) keep their timeouts. A real endpoint answers in
+    milliseconds, and the managed identity's retry policy retries a read that timed out."""
+    import urllib.parse
+
+    def endpoint(url: str) -> tuple[str | None, int]:
+        parts = urllib.parse.urlsplit(url if "//" in url else f"//{url}")
+        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+    probed: set[tuple[str | None, int]] = {(IMDS_HOST, 80)}
+    probed.update(endpoint(v) for name in MANAGED_IDENTITY_VARS if (v := environ.get(name, "").strip()))
+
+    class ProbingTransport(az_transport.RequestsTransport):  # type: ignore[misc, name-defined]
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            if endpoint(request.url) in probed:
+                connect = kwargs.get("connection_timeout", self.connection_config.timeout)
+                read = kwargs.get("read_timeout", self.connection_config.read_timeout)
+                if not isinstance(connect, tuple):
+                    kwargs["connection_timeout"] = min(connect, PROBE_TIMEOUT)
+                    kwargs["read_timeout"] = min(read, PROBE_TIMEOUT)
+            return super().send(request, **kwargs)
+
+    return ProbingTransport()
 
 
 def _attempted(exc: Exception) -> str:

@@ -15,6 +15,20 @@ from regauth.registries import Registry
 
 # The username Docker clients use for an OAuth2 identity (refresh) token.
 IDENTITY_TOKEN_USERNAME = "<token>"
+# How long one metadata probe may take, where an SDK lets regauth pass its transport or settings: a
+# laptop on a network that drops link-local traffic must not wait for the SDK's own 3 s to 300 s.
+PROBE_TIMEOUT = 1.0
+# How long a provider's whole search for ambient credentials may take (see ``deadline``), so that a
+# ``get`` with no credentials answers within about 3 s, SDK import included.
+DISCOVERY_DEADLINE = 2.5
+
+
+class NoAmbientCredentials(ProviderError):
+    """The provider found no credentials for this identity, or its search did not answer in time.
+
+    The one failure the routing remembers for a while (``providers.absent``): retrying it on every
+    ``get`` would repeat the same slow probes and find the same nothing.
+    """
 
 
 class Credential(NamedTuple):
@@ -53,6 +67,14 @@ class MintingProvider(Provider, Protocol):
         """
         ...
 
+    def credential_files(self, record: Registry | None) -> tuple[str, ...]:
+        """The files (and directories) the SDK finds credentials in: a login changes one of them.
+
+        Their state is part of a remembered "no credentials", so that it is forgotten at once after
+        ``aws configure``, ``az login`` or ``gcloud auth application-default login``.
+        """
+        ...
+
 
 def identity_text(
     record: Registry | None, environ: Mapping[str, str], variables: Iterable[str], *extra: str
@@ -74,6 +96,18 @@ def where(host: str, record: Registry | None) -> str:
 def failure(provider: str, host: str, record: Registry | None, what: str, todo: str) -> ProviderError:
     """The one-line provider failure: which provider, which registry, what went wrong, what to do."""
     return ProviderError(f"{provider} provider for {where(host, record)}: {what}; {todo}")
+
+
+def no_credentials(provider: str, host: str, record: Registry | None, what: str, todo: str) -> ProviderError:
+    """``failure`` for "found no credentials": remembered, so the next ``get`` answers at once."""
+    return NoAmbientCredentials(f"{provider} provider for {where(host, record)}: {what}; {todo}")
+
+
+def home_path(environ: Mapping[str, str], *parts: str) -> str:
+    """A path under the user's home directory, as the SDKs find it (HOME, else the password database)."""
+    import os
+
+    return os.path.join(environ.get("HOME") or os.path.expanduser("~"), *parts)
 
 
 def missing_sdk(provider: str, module: str, extra: str) -> ProviderError:

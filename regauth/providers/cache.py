@@ -159,7 +159,14 @@ class TokenCache:
 
 
 def clear(settings: Settings, store: SecretStore | None = None, *, host: str | None = None) -> int:
-    """Drop cached tokens (``regauth cache clear``), all or only ``host``'s; return how many."""
+    """Drop cached tokens (``regauth cache clear``), all or only ``host``'s; return how many.
+
+    Remembered "no credentials" answers go too: one is per identity, not per host, and costs only a
+    search to learn again.
+    """
+    from regauth.providers.absent import forget_all
+
+    forget_all(settings.cache_dir)
     if store is None:
         from regauth.store import open_store
 

@@ -16,7 +16,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk, option
+from regauth.errors import ProviderError
+from regauth.providers.base import (
+    DISCOVERY_DEADLINE,
+    Credential,
+    brief,
+    failure,
+    home_path,
+    identity_text,
+    missing_sdk,
+    no_credentials,
+    option,
+)
+from regauth.providers.deadline import within
 from regauth.providers.hosts import EcrHost, ecr_host
 from regauth.registries import Registry
 
@@ -58,6 +70,15 @@ class EcrProvider:
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
 
+    def credential_files(self, record: Registry | None) -> tuple[str, ...]:
+        env = self._env
+        return (
+            env.get("AWS_SHARED_CREDENTIALS_FILE") or home_path(env, ".aws", "credentials"),
+            env.get("AWS_CONFIG_FILE") or home_path(env, ".aws", "config"),
+            # `aws sso login` writes a new file here.
+            home_path(env, ".aws", "sso", "cache"),
+        )
+
     def credential(self, host: str, record: Registry | None) -> Credential:
         target = self._target(host, record)
         try:
@@ -69,11 +90,7 @@ class EcrProvider:
             session = self._session(boto3, host, record, target.region)
             data = self._authorization(session, record, target)
         except boto_errors.NoCredentialsError as exc:
-            profile = option(record, "profile")
-            tried = f"profile {profile!r}" if profile else DEFAULT_CHAIN
-            raise failure(
-                self.name, host, record, f"no AWS credentials found ({tried})", NO_CREDENTIALS_ADVICE
-            ) from exc
+            raise self._no_credentials(host, record) from exc
         except boto_errors.ProfileNotFound as exc:
             raise failure(
                 self.name, host, record, brief(exc), "fix AWS_PROFILE or the record option profile"
@@ -108,6 +125,15 @@ class EcrProvider:
 
     def _session(self, boto3: Any, host: str, record: Registry | None, region: str) -> Any:
         session = boto3.session.Session(profile_name=option(record, "profile"), region_name=region)
+        # The chain is searched here, under the deadline; botocore keeps what it finds for the clients.
+        found = within(
+            DISCOVERY_DEADLINE, session.get_credentials, lambda: self._no_credentials(host, record, late=True)
+        )
+        if found is None:
+            from botocore.exceptions import NoCredentialsError
+
+            # What a client would raise on its first call; the caller turns it into the one line.
+            raise NoCredentialsError()
         role_arn = option(record, "role_arn")
         if role_arn is None:
             return session
@@ -121,6 +147,16 @@ class EcrProvider:
             aws_session_token=creds["SessionToken"],
             region_name=region,
         )
+
+    def _no_credentials(self, host: str, record: Registry | None, *, late: bool = False) -> ProviderError:
+        profile = option(record, "profile")
+        tried = f"profile {profile!r}" if profile else DEFAULT_CHAIN
+        what = (
+            f"no AWS credentials found within {DISCOVERY_DEADLINE:g}s ({tried}; an endpoint did not answer)"
+            if late
+            else f"no AWS credentials found ({tried})"
+        )
+        return no_credentials(self.name, host, record, what, NO_CREDENTIALS_ADVICE)
 
     def _authorization(self, session: Any, record: Registry | None, target: EcrHost) -> dict[str, Any]:
         endpoint = option(record, "endpoint_url")

@@ -12,15 +12,21 @@ import calendar
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from regauth.errors import ProviderError
 from regauth.providers.base import (
+    DISCOVERY_DEADLINE,
+    PROBE_TIMEOUT,
     Credential,
     brief,
     failure,
+    home_path,
     identity_text,
     missing_sdk,
+    no_credentials,
     option,
     quiet_sdk_logger,
 )
+from regauth.providers.deadline import within
 from regauth.providers.hosts import is_gcp, is_gcr
 from regauth.registries import Registry
 
@@ -31,6 +37,10 @@ NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
     "or add the record option key_file=PATH"
 )
+# google-auth's metadata server names and the variables that move it.
+METADATA_HOSTS = ("169.254.169.254", "metadata.google.internal")
+METADATA_VARS = ("GCE_METADATA_HOST", "GCE_METADATA_ROOT", "GCE_METADATA_IP")
+LATE_ADVICE = "the metadata server did not answer; " + NO_CREDENTIALS_ADVICE
 GCR_NOTICE = (
     "{host}: Container Registry (gcr.io) is deprecated; move to Artifact Registry "
     "(LOCATION-docker.pkg.dev), see https://cloud.google.com/artifact-registry/docs/transition"
@@ -50,6 +60,11 @@ class GcpProvider:
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
 
+    def credential_files(self, record: Registry | None) -> tuple[str, ...]:
+        config = self._env.get("CLOUDSDK_CONFIG") or home_path(self._env, ".config", "gcloud")
+        adc = f"{config}/application_default_credentials.json"
+        return (config, adc, self._env.get("GOOGLE_APPLICATION_CREDENTIALS") or adc)
+
     def credential(self, host: str, record: Registry | None) -> Credential:
         if is_gcr(host):
             # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
@@ -67,10 +82,13 @@ class GcpProvider:
             if key_file is not None:
                 creds = _from_key_file(key_file, scopes)
             else:
-                creds, _ = google.auth.default(scopes=scopes)
+                creds = self._default(google.auth, g_requests, g_errors, scopes, host, record)
         except (g_errors.DefaultCredentialsError, OSError, ValueError) as exc:
-            what = f"cannot use the key file {key_file}" if key_file else "no Google credentials found"
-            raise failure(self.name, host, record, f"{what}: {brief(exc)}", NO_CREDENTIALS_ADVICE) from exc
+            if key_file is None:
+                what = f"no Google credentials found: {brief(exc)}"
+                raise no_credentials(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
+            what = f"cannot use the key file {key_file}: {brief(exc)}"
+            raise failure(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
         try:
             creds.refresh(g_requests.Request())
         except g_errors.RefreshError as exc:
@@ -90,6 +108,66 @@ class GcpProvider:
                 "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
             ) from exc
         return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
+
+    def _default(
+        self, auth: Any, g_requests: Any, g_errors: Any, scopes: list[str], host: str, record: Registry | None
+    ) -> Any:
+        """``google.auth.default``, its metadata server probes bounded, the whole search in time."""
+        request = _ProbeRequest(g_requests.Request(), g_errors, _metadata_hosts(self._env))
+
+        def late() -> ProviderError:
+            what = f"no Google credentials found within {DISCOVERY_DEADLINE:g}s"
+            return no_credentials(self.name, host, record, what, LATE_ADVICE)
+
+        creds, _ = within(DISCOVERY_DEADLINE, lambda: auth.default(scopes=scopes, request=request), late)
+        return creds
+
+
+class _ProbeRequest:
+    """A google-auth transport whose requests to the metadata server wait ``PROBE_TIMEOUT`` at most.
+
+    google-auth pings the metadata server three times, 3 s each with back-off between, before it
+    concludes it is not on Google Cloud. A ping that times out here is answered as "no metadata server"
+    (a 404 without the ``Metadata-Flavor`` header), which ends the ping loop at once. Every other
+    request passes through unchanged.
+    """
+
+    def __init__(self, inner: Any, g_errors: Any, metadata_hosts: frozenset[str]) -> None:
+        self._inner = inner
+        self._errors = g_errors
+        self._hosts = metadata_hosts
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Any = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in self._hosts and parts.hostname not in self._hosts:
+            return self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
+        bounded = PROBE_TIMEOUT if timeout is None else min(timeout, PROBE_TIMEOUT)
+        try:
+            return self._inner(url, method=method, body=body, headers=headers, timeout=bounded, **kwargs)
+        except self._errors.TransportError:
+            return _NoMetadataServer()
+
+
+class _NoMetadataServer:
+    status = 404
+    headers: dict[str, str] = {}
+    data = b""
+
+
+def _metadata_hosts(environ: Mapping[str, str]) -> frozenset[str]:
+    hosts = set(METADATA_HOSTS)
+    hosts.update(value for name in METADATA_VARS if (value := environ.get(name, "").strip()))
+    return frozenset(hosts)
 
 
 def _log_warning(message: str) -> None:

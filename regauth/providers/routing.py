@@ -2,7 +2,9 @@
 
 A record for the host wins, whatever its provider. With no record, CI variables answer for their
 registry (``env``), and cloud hosts answer from ambient cloud credentials (``ecr``, ``acr``, ``gcp``).
-Cloud tokens go through the token cache; static and env credentials are read each time.
+Cloud tokens go through the token cache; static and env credentials are read each time. A cloud
+provider's "no ambient credentials" is remembered a while (``providers.absent``), inside the token
+cache's per-key lock, so concurrent callers wait for one search and then all get its answer.
 
 Concurrency: the cache serialises minting with a ``threading.Lock`` per cache key (and a file lock
 across processes), so the sync functions are single-flight per key in one process. The async wrappers
@@ -114,11 +116,22 @@ def _credential(
         return minting.credential(host, record)
     from regauth.providers.cache import cache_key
 
-    key = cache_key(name, host, minting.identity(host, record))
+    identity = minting.identity(host, record)
+    key = cache_key(name, host, identity)
     use = use_cache and not settings.no_cache
-    return token_cache(settings, book).get_or_mint(
-        key, lambda: minting.credential(host, record), use_cache=use
-    )
+
+    def mint() -> Credential | None:
+        if not use:
+            return minting.credential(host, record)
+        from regauth.providers.absent import AbsentCache, fingerprint
+
+        # Per provider and identity, not per host: no AWS credentials for one ECR host is none for all.
+        absent = fingerprint(name, identity, minting.credential_files(record))
+        return AbsentCache(settings.cache_dir, settings.no_credentials_ttl).guard(
+            absent, lambda: minting.credential(host, record)
+        )
+
+    return token_cache(settings, book).get_or_mint(key, mint, use_cache=use)
 
 
 def _warn(settings: Settings, message: str) -> None:
