@@ -233,12 +233,21 @@ BAD_STORE_INPUT: list[tuple[str, bytes, str]] = [
     ("blank", b"  \n", "no credentials on standard input (expected a JSON object)"),
     ("invalid json", b'{"ServerURL": ', "invalid credentials JSON: "),
     (
-        "not an object: list",
+        "not an object: array",
         b'["r.example","u","s"]',
-        "invalid credentials JSON: expected an object, got list",
+        "invalid credentials JSON: expected an object, got an array",
     ),
-    ("not an object: string", b'"r.example"', "invalid credentials JSON: expected an object, got str"),
-    ("not an object: null", b"null", "invalid credentials JSON: expected an object"),
+    ("not an object: string", b'"r.example"', "invalid credentials JSON: expected an object, got a string"),
+    ("not an object: number", b"5", "invalid credentials JSON: expected an object, got a number"),
+    ("not an object: boolean", b"true", "invalid credentials JSON: expected an object, got a boolean"),
+    # Go decodes null into the struct as nothing, and then finds no server.
+    ("null", b"null", "no credentials server URL"),
+    ("NaN is not JSON", b'{"ServerURL":"r","Username":"u","x":NaN}', "NaN is not a JSON value"),
+    ("Infinity is not JSON", b'{"x":-Infinity}', "-Infinity is not a JSON value"),
+    ("nested too deeply", b'{"x":' + b"[" * 100_000, "invalid credentials JSON: nested too deeply"),
+    ("objects nested too deeply", b'{"a":' * 5_000, "invalid credentials JSON: nested too deeply"),
+    ("trailing data", b'{"ServerURL":"r","Username":"u"} {', "invalid credentials JSON: Extra data"),
+    ("number for a field", b'{"ServerURL":"r","Username":1e999}', "Username must be a string"),
     ("missing server", b'{"Username":"u","Secret":"s"}', "no credentials server URL"),
     ("empty server", b'{"ServerURL":"","Username":"u","Secret":"s"}', "no credentials server URL"),
     ("null server", b'{"ServerURL":null,"Username":"u","Secret":"s"}', "no credentials server URL"),
@@ -297,3 +306,28 @@ def test_go_json_matches_go_encoding() -> None:
     assert go_json({}) == "{}\n"
     assert go_json({"a": "<>&"}) == '{"a":"\\u003c\\u003e\\u0026"}\n'
     assert go_json({"k": "tab\tcr\r\x01"}) == '{"k":"tab\\tcr\\r\\u0001"}\n'
+
+
+# --- Go's encoding/json, field by field: what the reference helper's struct ends up holding ----------
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # Each pair is assigned in turn, whatever the spelling: the last one wins.
+        ('{"ServerURL":"r","Username":"u","secret":"a","Secret":"b","secret":"c"}', ("u", "c")),
+        ('{"ServerURL":"r","Username":"a","USERNAME":"b"}', ("b", "")),
+        # null leaves a string field as it was.
+        ('{"ServerURL":"r","Username":"u","Secret":"a","Secret":null}', ("u", "a")),
+        ('{"ServerURL":"r","Username":"u","username":null}', ("u", "")),
+        # Unicode simple folding: a long s matches "s".
+        ('{"ServerURL":"r","U\u017fername":"u","\u017fecret":"x"}', ("u", "x")),
+        # A number in a field nobody reads is skipped, however long; deep nesting within Go's limit too.
+        ('{"ServerURL":"r","Username":"u","n":' + "1" * 5000 + "}", ("u", "")),
+        ('{"ServerURL":"r","Username":"u","n":1e999,"x":' + "[" * 300 + "]" * 300 + "}", ("u", "")),
+    ],
+)
+def test_store_decodes_fields_as_go_does(payload: str, expected: tuple[str, str]) -> None:
+    backend = MemoryBackend()
+    assert run("store", payload, backend) == (0, "")
+    assert backend.entries == {"r": expected}

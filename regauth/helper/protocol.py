@@ -40,31 +40,82 @@ def decode_input(raw: bytes) -> str:
 
 
 def parse_credentials(text: str) -> tuple[str, str, str]:
-    """Decode a ``store`` payload the way Go's decoder does: field names match case-insensitively."""
+    """Decode a ``store`` payload the way Go's encoding/json fills the reference helper's struct."""
     if not text.strip():
         raise UsageError("no credentials on standard input (expected a JSON object)")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"invalid credentials JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"invalid credentials JSON: expected an object, got {type(data).__name__}")
+    data = _decode_json(text)
+    if data is None:
+        # Go decodes a top-level null into the struct as nothing at all.
+        data = _Object()
+    if not isinstance(data, _Object):
+        raise UsageError(f"invalid credentials JSON: expected an object, got {_json_kind(data)}")
     fields = {texts.FIELD_SERVER_URL: "", texts.FIELD_USERNAME: "", texts.FIELD_SECRET: ""}
     wanted = {name.lower(): name for name in fields}
-    for key, value in data.items():
-        name = wanted.get(key.lower())
+    # Pairs in order, duplicates kept: Go assigns each in turn, so the last spelling of a field wins.
+    for key, value in data:
+        name = wanted.get(_go_fold(key))
         if name is None:
             continue
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            # Go: null leaves a string field as it was.
+            continue
+        if not isinstance(value, str):
             raise UsageError(f"invalid credentials JSON: {name} must be a string")
         # Go's decoder turns a lone UTF-16 surrogate (a "\ud800" escape) into U+FFFD; kept as is,
         # it could be stored but never written back out as UTF-8.
-        fields[name] = _LONE_SURROGATE.sub("\ufffd", value or "")
+        fields[name] = _LONE_SURROGATE.sub("\ufffd", value)
     if not fields[texts.FIELD_SERVER_URL]:
         raise UsageError(texts.MISSING_SERVER_URL)
     if not fields[texts.FIELD_USERNAME]:
         raise UsageError(texts.MISSING_USERNAME)
     return fields[texts.FIELD_SERVER_URL], fields[texts.FIELD_USERNAME], fields[texts.FIELD_SECRET]
+
+
+class _Object(list[tuple[str, object]]):
+    """A JSON object as its pairs in order, told apart from a JSON array."""
+
+
+_NUMBER = object()
+
+
+def _decode_json(text: str) -> object:
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_Object,
+            # Numbers are never a field's value, so they are not converted: Go skips a 5,000-digit one
+            # where int() would refuse it.
+            parse_int=lambda _: _NUMBER,
+            parse_float=lambda _: _NUMBER,
+            parse_constant=_not_json,
+        )
+    except RecursionError:
+        # The C decoder recurses per level; Go stops at 10,000 levels, Python at about 1,000.
+        raise UsageError("invalid credentials JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise UsageError(f"invalid credentials JSON: {exc}") from None
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a boolean" if isinstance(value, bool) else "a number"
+
+
+def _not_json(word: str) -> object:
+    # NaN and Infinity are Python's extension; Go's decoder, like the JSON grammar, refuses them.
+    raise ValueError(f"{word} is not a JSON value")
+
+
+def _go_fold(key: str) -> str:
+    """``key`` folded as Go's EqualFold matches it against the ASCII field names.
+
+    Besides ASCII case, Unicode simple folding makes the long s (U+017F) an "s" and the Kelvin sign
+    (U+212A) a "k"; ``lower()`` does the second.
+    """
+    return key.lower().replace("\u017f", "s")
 
 
 def read_server_url(text: str) -> str:

@@ -1,0 +1,1 @@
+"""The fuzz targets and the atheris runner; see fuzz.py."""
