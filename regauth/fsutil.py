@@ -110,6 +110,8 @@ def _open_temp(path: Path, mode: int) -> tuple[Path, int]:
     while True:
         tmp = _temp_name(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, mode)
+        # Exactly ``mode``: a umask such as 0o277 would leave the file unreadable to its owner later.
+        os.fchmod(fd, mode)
         # The lock tells `remove_stale_temporaries` in other processes that the writer is alive.
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink:
@@ -186,7 +188,8 @@ def file_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
     ensure_private_dir(path.parent)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o600)
+        # Read-only is enough for flock, and still opens a lock file that a umask left 0400.
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | _NO_FOLLOW, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot open the lock file {path}: {_reason(exc)}") from exc
     try:
@@ -212,9 +215,12 @@ def open_append(path: Path) -> int:
     """A descriptor appending to regauth's file ``path`` (a log), created 0600; never through a link."""
     ensure_private_dir(path.parent)
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_FOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_FOLLOW, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot open {path}: {_reason(exc)}") from exc
+    # Exactly 0600 whatever the umask (0o277 would make the next open fail) or an older mode.
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def _reason(exc: OSError) -> str:

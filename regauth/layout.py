@@ -124,7 +124,7 @@ def _encodable(text: str) -> bool:
 def _shown(value: str) -> str:
     """``value`` quoted for a message: a hand-edited file's text is escaped and shortened."""
     text = value.encode("unicode_escape").decode("ascii")
-    return repr(text if len(text) <= 40 else text[:40] + "...")
+    return '"' + (text if len(text) <= 40 else text[:40] + "...") + '"'
 
 
 _JSON_TYPES = {

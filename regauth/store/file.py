@@ -138,6 +138,7 @@ def _create_key(path: Path) -> bytes:
     except OSError as exc:
         raise StoreError(f"cannot create the key file {path}: {exc.strerror or exc}") from exc
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
             handle.flush()
