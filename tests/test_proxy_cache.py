@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+from multidict import CIMultiDict
 from proxy_support import (
     MANIFEST_V2,
+    OCI_INDEX,
     Fake,
     add_record,
     cache_files,
@@ -20,8 +24,10 @@ from proxy_support import (
 )
 
 from regauth.config import Settings
+from regauth.distribution.client import MANIFEST_TYPES
+from regauth.proxy import state
 from regauth.proxy.blobcache import BlobCache
-from regauth.proxy.manifestcache import ManifestCache
+from regauth.proxy.manifestcache import ANY, DEFAULT_MAX_BYTES, ManifestCache, accept_header, accept_key
 
 
 def _blob_requests(fake: Fake) -> int:
@@ -164,3 +170,69 @@ async def test_manifest_by_tag_is_cached_for_its_ttl(
     for _ in range(2):
         await (await no_ttl.get("/v2/fake/org/app/manifests/1.0", headers=accept)).read()
     assert sum(1 for _, path, _ in fake.seen if "/manifests/" in path) == 3
+
+
+def test_accept_key_is_the_known_types_sorted() -> None:
+    oci, docker = OCI_INDEX, MANIFEST_V2
+    assert accept_key([f"{docker}, {oci}"]) == accept_key([oci, f" {docker.upper()} ;q=0.5"])
+    assert accept_key([f"{docker}, {oci}"]) == tuple(sorted((oci, docker)))
+    # Anything else is one */*, whatever it is; q=0 means "not that one".
+    assert accept_key([f"{docker}, application/x-{os.urandom(4).hex()}"]) == (docker, ANY)
+    assert accept_key([f"{docker}, {oci};q=0", "*/*;q=0"]) == (docker,)
+    assert accept_key([]) == accept_key(["*/*"]) == accept_key(["text/html;q=0"]) == (ANY,)
+    assert accept_header((docker, ANY)) == {"Accept": f"{docker}, */*"}
+
+
+def test_manifest_cache_stays_within_its_byte_budget() -> None:
+    cache = ManifestCache(tag_ttl=30, max_bytes=10_000)
+    headers: Any = CIMultiDict({"Content-Type": MANIFEST_V2})
+    for n in range(20):
+        cache.put(("h", "r", f"t{n}", ()), os.urandom(3000), headers, by_digest=False)
+        assert cache.held <= cache.max_bytes
+    assert len(cache) == 2 and cache.get(("h", "r", "t19", ())) is not None
+    assert cache.get(("h", "r", "t0", ())) is None
+    # Larger than the whole budget: not kept, and nothing else pushed out for it.
+    cache.put(("h", "r", "big", ()), os.urandom(20_000), headers, by_digest=True)
+    assert cache.get(("h", "r", "big", ())) is None and len(cache) == 2
+
+
+async def test_many_accept_headers_for_a_large_manifest_stay_within_the_budget(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """A hostile upstream serves one manifest of almost 4 MiB whatever is asked; 300 distinct Accept
+    headers must not make 300 entries (1.2 GB): they fold into the 32 keys the known types make."""
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_V2, "pad": "x" * (4 * 1024**2 - 200)})
+    body = manifest.encode()
+    accepts: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        accepts.append(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": MANIFEST_V2})
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/manifests/{ref}", serve)
+    server = await aiohttp_server(app)
+    book = add_record(settings, host_of(server), username=None)
+    client = await proxy_client(aiohttp_client, settings, book, cache_dir=tmp_path / "c")
+    cache = client.app[state.MANIFESTS]
+    headers = [_accept(n) for n in range(300)]
+    assert len(set(headers)) == 300
+    # Grouped by what they mean, so that each key is fetched once even when the budget pushes it out.
+    for accept in sorted(headers, key=lambda h: accept_key([h])):
+        async with client.get("/v2/fake/org/app/manifests/1.0", headers={"Accept": accept}) as resp:
+            assert resp.status == 200 and await resp.read() == body
+        assert cache.held <= cache.max_bytes
+    assert cache.held <= DEFAULT_MAX_BYTES and len(cache) <= DEFAULT_MAX_BYTES // len(body)
+    assert len(accepts) == len(set(accepts)) == 31
+    # What went upstream is the normalised list, never a client's own spelling.
+    assert all(accept_key([a]) == tuple(a.split(", ")) for a in accepts)
+
+
+def _accept(n: int) -> str:
+    """The n-th of many spellings: a subset of the known types (by n's low bits), in varying case and
+    order, with a unique q value, and other types every other sixteen."""
+    chosen = [t for bit, t in enumerate(MANIFEST_TYPES) if n >> bit & 1]
+    parts = [f"{t.upper() if n % 3 else t};q=0.{n:03d}1" for t in reversed(chosen)]
+    if n >> 4 & 1:
+        parts.append(f"application/x-other-{n}")
+    return ", ".join(parts) or f"text/plain;q=0, application/x-none;q=0.0{n}0"

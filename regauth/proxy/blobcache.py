@@ -157,9 +157,9 @@ class BlobCache:
 
     def remember(self, host: str, repository: str, digest: str, *, delivered: bool) -> None:
         """Note that ``host`` serves ``digest`` for ``repository`` (``delivered``: it sent the whole blob,
-        verified). Only for a blob that is cached or on its way in: for others there is nothing to
-        answer from."""
-        if digest in self._entries or digest in self._writing:
+        verified). Only for a blob that is cached, or on its way in when delivered: for others there is
+        nothing to answer from."""
+        if digest in self._entries or (delivered and digest in self._writing):
             self.seen.remember(host, repository, digest, delivered=delivered)
 
     def lookup(self, digest: str) -> Path | None:

@@ -83,8 +83,9 @@ async def _fetch(request: web.Request, target: Target, cache: BlobCache | None) 
         if resp.status not in (200, 206, 304):
             return await upstream_error(request, target, resp)
         headers = relayed_headers(resp, target)
-        if cache is not None and resp.status != 304:
-            # It has the blob for this repository; that it has these bytes is known once they match.
+        confirmed = resp.status == 206 or (resp.status == 200 and request.method == "HEAD")
+        if cache is not None and confirmed:
+            # It has the blob for this repository; that it has its bytes, only once a whole body matched.
             cache.remember(upstream.host, target.repository, digest, delivered=False)
         if request.method == "HEAD" or resp.status == 304:
             return await head(request, resp, headers)

@@ -32,7 +32,8 @@ Key = tuple[str, str, str, AcceptKey]
 def accept_key(values: Iterable[str]) -> AcceptKey:
     """The ``Accept`` header values a client sent, as the proxy asks for them upstream: the known manifest
     types it names (parameters dropped, ``q=0`` meaning "not this one"), sorted, plus ``*/*`` when it
-    names anything else, so that a registry may still send what the client asked for by another name."""
+    names anything else (or nothing), so that a registry may still send what the client asked for by
+    another name."""
     known: set[str] = set()
     other = False
     for value in values:
@@ -44,11 +45,12 @@ def accept_key(values: Iterable[str]) -> AcceptKey:
                 known.add(media_type)
             else:
                 other = True
-    return (*sorted(known), ANY) if other else tuple(sorted(known))
+    # No Accept at all means anything (RFC 9110), as */* does: one key for both.
+    return (*sorted(known), ANY) if other or not known else tuple(sorted(known))
 
 
 def accept_header(key: AcceptKey) -> dict[str, str]:
-    return {"Accept": ", ".join(key)} if key else {}
+    return {"Accept": ", ".join(key)}
 
 
 def _refused(params: list[str]) -> bool:

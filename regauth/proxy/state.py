@@ -17,7 +17,7 @@ METRICS = web.AppKey("metrics", Metrics)
 CLIENT = web.AppKey("client", UpstreamClient)
 BLOBS: web.AppKey[BlobCache | None] = web.AppKey("blobs")
 MANIFESTS: web.AppKey[ManifestCache | None] = web.AppKey("manifests")
-# The SO_SNDBUF streamed bodies get, 0 for the kernel's own (see handlers.usable_send_buffer).
+# The SO_SNDBUF streamed bodies get, 0 for the kernel's own (see relay.usable_send_buffer).
 SEND_BUFFER = web.AppKey("send_buffer", int)
 
 # Per-request notes for the access log and the metrics: what was asked and where it was answered from.
