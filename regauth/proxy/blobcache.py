@@ -86,28 +86,24 @@ class CacheWriter(Verifier):
         if self._done:
             return matched
         self._done = True
-        try:
-            self._file.close()
-        except OSError as exc:
-            # The last buffered bytes did not reach the disk (full): not cached, the pull goes on.
-            log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
-            self.failed = True
-        if not matched or self.failed:
-            if not matched:
-                log.warning("blob %s: content does not match its digest; not cached", self.digest)
-            self._unlink()
-            self._cache._release(self.digest)
-            return matched
+        self._close()
+        if not matched:
+            log.warning("blob %s: content does not match its digest; not cached", self.digest)
+        elif not self.failed and self._publish():
+            return True
+        self._unlink()
+        self._cache._release(self.digest)
+        return matched
+
+    def _publish(self) -> bool:
         try:
             os.replace(self._temp, self._final)
         except OSError as exc:
             log.warning("blob cache: cannot publish %s: %s; not cached", self.digest, exc.strerror)
             self.failed = True
-            self._unlink()
-            self._cache._release(self.digest)
-            return matched
+            return False
         self._cache._published(self.digest, self._final, self.size)
-        return matched
+        return True
 
     def commit(self) -> bool:
         """``finish``, and True only if the blob is now in the cache."""
@@ -117,9 +113,17 @@ class CacheWriter(Verifier):
         if self._done:
             return
         self._done = True
-        self._file.close()
+        self._close()
         self._unlink()
         self._cache._release(self.digest)
+
+    def _close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            # The last buffered bytes did not reach the disk (full): not cached, the pull goes on.
+            log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
+            self.failed = True
 
     def _unlink(self) -> None:
         try:
