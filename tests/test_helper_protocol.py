@@ -331,3 +331,10 @@ def test_store_decodes_fields_as_go_does(payload: str, expected: tuple[str, str]
     backend = MemoryBackend()
     assert run("store", payload, backend) == (0, "")
     assert backend.entries == {"r": expected}
+
+
+def test_go_json_output_is_valid_utf8_like_go() -> None:
+    # Go coerces strings to valid UTF-8 when it encodes; a lone surrogate must not fail the write.
+    out = go_json({"ServerURL": "r\udcff", "Secret": "a\ud800b"})
+    assert out == '{"ServerURL":"r\ufffd","Secret":"a\ufffdb"}\n'
+    out.encode("utf-8")

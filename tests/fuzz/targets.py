@@ -119,14 +119,17 @@ Runner = Callable[[str, bytes], HelperRun]
 def run_in_process(action: str, stdin: bytes) -> HelperRun:
     """``helper.main`` with real streams swapped for buffers: the whole edge, argv to exit code."""
     saved = sys.stdin, sys.stdout, sys.stderr
-    out, err = io.StringIO(), io.StringIO()
+    # Byte-backed UTF-8 like the real stdout, so a string that cannot be written fails here too.
+    out_bytes = io.BytesIO()
+    out = io.TextIOWrapper(out_bytes, encoding="utf-8", newline="\n", write_through=True)
+    err = io.StringIO()
     sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
     sys.stdout, sys.stderr = out, err
     try:
         code = helper_main.main([action])
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved
-    return HelperRun(code, out.getvalue(), err.getvalue())
+    return HelperRun(code, out_bytes.getvalue().decode("utf-8"), err.getvalue())
 
 
 def process_runner(exe: str, env: Mapping[str, str] | None = None) -> Runner:
