@@ -12,8 +12,10 @@ after a proxy or a firewall accepted it; it counts what it accepted.
 from __future__ import annotations
 
 import collections
+import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,48 +88,66 @@ def nothing_here() -> Iterator[MetadataStandIn]:
 
 
 class BlackHole:
-    """A listening socket that accepts and never answers; ``accepted`` counts the connections."""
+    """A listening socket that accepts and never answers; ``settle()`` counts the connections."""
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._held: list[socket.socket] = []
+        self._peers: list[int] = []
+        self._markers: set[int] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    @property
     def netloc(self) -> str:
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+        return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
         return f"http://{self.netloc}"
 
-    @property
-    def accepted(self) -> int:
-        with self._lock:
-            return len(self._held)
-
     def _accept(self) -> None:
-        self._listener.settimeout(0.05)
-        while not self._stop.is_set():
+        while True:
             try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
+                conn, peer = self._listener.accept()
             except OSError:
-                return
+                return  # closed
             with self._lock:
                 self._held.append(conn)
+                self._peers.append(int(peer[1]))
+
+    def settle(self, timeout: float = 30.0) -> int:
+        """How many connections the clients made so far. Connections wait in the kernel's queue until
+        accepted; a marker connection of our own, once accepted, proves every earlier one was."""
+        marker = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        mark = marker.getsockname()[1]
+        self._markers.add(mark)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with self._lock:
+                    peers = list(self._peers)
+                if mark in peers:
+                    return sum(1 for port in peers if port not in self._markers)
+                time.sleep(0.01)
+            raise AssertionError("the black hole did not accept its own marker connection")
+        finally:
+            marker.close()
 
     def start(self) -> BlackHole:
         self._thread.start()
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        # shutdown() wakes the accept() in the thread; close() alone may not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._thread.join()
         with self._lock:
             for conn in self._held:
                 conn.close()

@@ -6,22 +6,50 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 CANARY = "canary-secret-service-7f3a"
 
 
-@pytest.fixture(scope="module")
-def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Start a session bus and an unlocked gnome-keyring on it; yield the environment to reach them."""
-    home = tmp_path_factory.mktemp("keyring-home")
-    for sub in (".cache", ".local/share", "run"):
-        (home / sub).mkdir(parents=True)
+# Where a keyring daemon and a session bus read and write: every one of them inside the daemon's home.
+XDG_DIRS = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_RUNTIME_DIR": "run",
+}
+
+
+class SecretService(NamedTuple):
+    address: str
+    home: Path
+    pids: tuple[str, ...]
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def start_secret_service(home: Path, base_env: Mapping[str, str]) -> SecretService:
+    """A session bus and an unlocked gnome-keyring on it, whose files all live under ``home``.
+
+    gnome-keyring writes ``keyrings/login.keyring`` under $XDG_DATA_HOME: the variables of whoever runs
+    the tests (a module-scoped fixture starts before the autouse isolation) must not reach it.
+    """
+    env = {name: value for name, value in base_env.items() if not name.startswith("XDG_")}
+    env["HOME"] = str(home)
+    for var, sub in XDG_DIRS.items():
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(home / sub)
     (home / "run").chmod(0o700)
-    env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run")}
     bus = subprocess.run(
         ["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
         capture_output=True,
@@ -49,15 +77,34 @@ def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         ),
         None,
     )
+    return SecretService(address, home, tuple(p for p in (daemon_pid, pid) if p))
+
+
+@pytest.fixture(scope="module")
+def secret_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Start a session bus and an unlocked gnome-keyring on it; yield the environment to reach them."""
+    service = start_secret_service(tmp_path_factory.mktemp("keyring-home"), os.environ)
     try:
-        yield {"DBUS_SESSION_BUS_ADDRESS": address, "keyring_home": str(home)}
+        yield {"DBUS_SESSION_BUS_ADDRESS": service.address, "keyring_home": str(service.home)}
     finally:
-        for p in (daemon_pid, pid):
-            if p:
-                try:
-                    os.kill(int(p), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        service.stop()
+
+
+def test_the_keyring_daemon_writes_only_under_its_own_home(tmp_path: Path, helper_exe: str) -> None:
+    """With the runner's XDG variables set (as on a desktop), the login keyring still lands in the
+    daemon's temporary home and the runner's data directory stays untouched."""
+    runner_data = tmp_path / "runner-data"
+    runner_data.mkdir()
+    base = {**os.environ, "XDG_DATA_HOME": str(runner_data), "XDG_CONFIG_HOME": str(runner_data)}
+    service = start_secret_service(tmp_path / "keyring-home", base)
+    try:
+        env = {**os.environ, "REGAUTH_STORE": "keyring", "DBUS_SESSION_BUS_ADDRESS": service.address}
+        payload = json.dumps({"ServerURL": "xdg.example", "Username": "bob", "Secret": CANARY})
+        assert helper(helper_exe, "store", payload, env).returncode == 0
+    finally:
+        service.stop()
+    assert list(runner_data.rglob("*")) == []
+    assert list((service.home / ".local/share/keyrings").glob("*.keyring")) != []
 
 
 def helper(exe: str, action: str, stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
