@@ -26,6 +26,21 @@ def test_a_port_in_use_is_one_line(regauth_exe: str) -> None:
     ]
 
 
+def test_the_default_port_in_use_names_listen(regauth_exe: str) -> None:
+    """`regauth proxy` with no options, on a machine where a registry holds 127.0.0.1:5000."""
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 5000))
+            taken.listen()
+        except OSError:
+            pass  # something on this machine holds it already, which is the case under test
+        done = run(regauth_exe)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on 127.0.0.1:5000" in lines[0], done.stderr
+    assert "--listen HOST:PORT" in lines[0] and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -25,7 +25,7 @@ from proxy_support import (
 from regauth.cli import main
 from regauth.config import Settings
 from regauth.errors import UsageError
-from regauth.proxy.options import is_loopback, parse_listen, parse_size
+from regauth.proxy.options import check_exposure, is_loopback, parse_listen, parse_size
 
 
 async def test_metrics(aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path) -> None:
@@ -112,6 +112,37 @@ def test_non_loopback_bind_needs_client_auth(settings: Settings, capsys: pytest.
     assert main(["proxy", "--listen", "0.0.0.0:0"]) == 1
     err = capsys.readouterr().err
     assert "not a loopback address" in err and "--client-token-file" in err
+
+
+def test_non_loopback_client_auth_needs_tls_or_an_explicit_cleartext_flag(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("a-client-token-of-some-length\n")
+    assert main(["proxy", "--listen", "0.0.0.0:0", "--client-token-file", str(token)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in clear" in err[0]
+    assert "--tls-cert" in err[0] and "--accept-cleartext-credentials" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "client_auth", "tls", "cleartext", "refused"),
+    [
+        ("127.0.0.1", False, False, False, None),
+        ("::1", True, False, False, None),
+        ("0.0.0.0", False, True, True, "--client-token-file"),
+        ("192.0.2.7", True, False, False, "--accept-cleartext-credentials"),
+        ("192.0.2.7", True, True, False, None),
+        ("192.0.2.7", True, False, True, None),
+    ],
+)
+def test_exposure_rule(host: str, client_auth: bool, tls: bool, cleartext: bool, refused: str | None) -> None:
+    """Loopback: anything. Elsewhere: client auth always, and TLS unless cleartext is accepted."""
+    if refused is None:
+        check_exposure(f"{host}:5000", host, client_auth=client_auth, tls=tls, cleartext=cleartext)
+        return
+    with pytest.raises(UsageError, match=refused):
+        check_exposure(f"{host}:5000", host, client_auth=client_auth, tls=tls, cleartext=cleartext)
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 finished request; and aiohttp's own server log, kept to one line per event.
 
 A line never holds a header value, query values that look like secrets are redacted, and everything a
-client chose (the path, the method) is written as sent on the wire, through ``printable``: a ``%0a``
-in a path stays ``%0a`` (the path is never percent-decoded here) and a raw control character becomes
-``\\x..``, so no request can forge a line. A request aiohttp could not parse (a TLS handshake on
-the plain-HTTP port, a broken header) gets aiohttp's 400 and one short line, never a traceback.
+client chose (the path, the method) goes through ``printable``: a ``%0a`` in a path, decoded to a
+newline, is written ``\\x0a`` on the same line, so no request can forge a line. A request aiohttp
+could not parse (a TLS handshake on the plain-HTTP port, a broken header) gets aiohttp's 400 and one
+short line, never a traceback.
 """
 
 from __future__ import annotations
@@ -55,12 +55,13 @@ class AccessLogger(AbstractAccessLogger):
         if not self.logger.isEnabledFor(logging.INFO):
             return
         upstream = request.get(state.UPSTREAM, "-")
+        path = request.path + (f"?{request.query_string}" if request.query_string else "")
         self.logger.info(
             "%s %s %s %d %d %.3fs upstream=%s from=%s",
             request.remote or "-",
             printable(request.method),
-            # raw_path: as sent, percent-escapes and query included, so nothing decoded reaches the line.
-            printable(redact(request.raw_path)),
+            # Decoded (readable), then escaped: a %0a in the path shows as \x0a on the same line.
+            printable(redact(path)),
             response.status,
             sent,
             time,

@@ -66,7 +66,6 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
 def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     host, port = parse_listen(args.listen)
     options = options_from_args(args)
-    options = replace(options, max_connections=fit_connections(options.max_connections))
     tls = server_tls(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
     check_exposure(
         args.listen,
@@ -75,6 +74,7 @@ def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
         tls=tls is not None,
         cleartext=bool(getattr(args, "accept_cleartext_credentials", False)),
     )
+    options = replace(options, max_connections=fit_connections(options.max_connections))
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
     notice = _no_registry_notice(book, options)
@@ -179,6 +179,7 @@ async def serve(
     runner = await start(app, host, port, shutdown_timeout=shutdown_timeout, tls=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_one_line)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
@@ -193,6 +194,18 @@ async def serve(
         sys.stderr.flush()
     finally:
         await runner.cleanup()
+
+
+def _one_line(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """What asyncio reports outside any request (an accept() out of descriptors, a transport error),
+    as one line: its own handler prints a traceback per event."""
+    exc = context.get("exception")
+    reason = ""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = f": {exc.strerror}"
+    elif isinstance(exc, BaseException):
+        reason = f": {type(exc).__name__}"
+    SERVER_LOG.error("%s%s", context.get("message", "event loop error"), reason)
 
 
 def _address(address: object) -> str:
