@@ -139,6 +139,18 @@ def _add_proxy_parser(commands: Any) -> None:
     proxy.add_argument("--htpasswd", metavar="FILE", help="require a user of this bcrypt htpasswd file")
     proxy.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
     proxy.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    proxy.add_argument(
+        "--accept-cleartext-credentials",
+        action="store_true",
+        help="allow a non-loopback --listen with client auth but no TLS (the token crosses in clear)",
+    )
+    proxy.add_argument(
+        "--max-connections",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="open client connections at most; idle ones are closed for room, then 503 (default 1024)",
+    )
     proxy.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     proxy.add_argument(
         "--read-timeout", type=float, default=60.0, metavar="SECONDS", help="longest wait between two reads"
