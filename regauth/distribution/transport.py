@@ -112,10 +112,15 @@ class Timeouts:
 
 
 def make_session(
-    timeouts: Timeouts | None = None, *, limit: int = 100, read_bufsize: int = 2**16
+    timeouts: Timeouts | None = None,
+    *,
+    limit: int = 100,
+    limit_per_host: int = 0,
+    read_bufsize: int = 2**16,
 ) -> aiohttp.ClientSession:
-    """A session for any number of upstreams (TLS is chosen per request). The caller closes it."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60)
+    """A session for any number of upstreams (TLS is chosen per request). The caller closes it.
+    ``limit_per_host`` caps each host's share of the pool (0: only ``limit``, which 0 lifts)."""
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host, ttl_dns_cache=60)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=(timeouts or Timeouts()).client_timeout(),
