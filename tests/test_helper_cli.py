@@ -158,7 +158,8 @@ BAD_INPUT: list[tuple[str, list[str], bytes, str]] = [
     ("store invalid json", ["store"], b'{"ServerURL":"r.example",', "invalid credentials JSON"),
     ("store json list", ["store"], b'["r.example","u","p"]', "expected an object"),
     ("store json number", ["store"], b"42", "expected an object"),
-    ("store json null", ["store"], b"null", "expected an object"),
+    # Go decodes null into a struct as nothing at all, so the server URL is what is missing.
+    ("store json null", ["store"], b"null", texts.MISSING_SERVER_URL),
     ("store missing server", ["store"], b'{"Username":"u","Secret":"p"}', texts.MISSING_SERVER_URL),
     ("store missing username", ["store"], b'{"ServerURL":"r.example","Secret":"p"}', texts.MISSING_USERNAME),
     ("store server number", ["store"], b'{"ServerURL":1,"Username":"u","Secret":"p"}', "must be a string"),
