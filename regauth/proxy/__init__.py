@@ -3,11 +3,13 @@
 main.py           run_proxy: options, the loopback rule, serving, SIGTERM
 app.py            make_proxy_app: routes, middlewares, the shared state (state.py)
 routing.py        request -> upstream + repository (prefix host or NAME, ns, Docker Hub); no open proxy
-handlers.py       /v2/, manifests, blobs, tags: streaming relay, cache use
+handlers.py       /v2/, manifests, tags; blobs.py: blobs, from the cache only where the upstream serves them
+relay.py          streaming an upstream response (blobs verified as they pass), relayed refusals
 upstream.py       requests with the provider's credential via distribution's Authenticator
 credentials.py    provider credentials, kept briefly, one lookup at a time
 blobcache.py      content-addressed, digest-verified blob cache with LRU eviction
-manifestcache.py  manifests in memory: by digest, and by tag for a short TTL
+confirmations.py  which upstream repositories delivered or confirmed a cached blob (kept beside it)
+manifestcache.py  manifests in memory within a byte budget: by digest, by tag for a short TTL
 errors.py         the registry error JSON and the error middleware
 clientauth.py     client auth (token or htpasswd) for non-loopback binds
 metrics.py        Prometheus text; accesslog.py: one secret-free line per request

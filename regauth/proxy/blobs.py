@@ -30,10 +30,9 @@ async def blob(request: web.Request, target: Target) -> web.StreamResponse:
     if cache is None:
         return await _fetch(request, target, None)
     if target.reference in cache:
-        served = await _from_cache(request, target, cache)
-        if served is not None:
-            metrics.hit("blob")
-            return served
+        answer = await _from_cache(request, target, cache)
+        if answer is not None:
+            return answer
     metrics.miss("blob")
     return await _fetch(request, target, cache)
 
@@ -53,6 +52,7 @@ async def _from_cache(request: web.Request, target: Target, cache: BlobCache) ->
     if path is None:
         return None
     request[state.SOURCE] = "cache"
+    request.app[state.METRICS].hit("blob")
     headers = {**API_VERSION_HEADER, "Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
     headers["Content-Type"] = "application/octet-stream"
     return web.FileResponse(path, chunk_size=request.app[state.OPTIONS].chunk_size, headers=headers)

@@ -119,7 +119,8 @@ async def _stream_through(
         if hashing is not None:
             await hashing
             hashing = None
-        # Less than _HASH_MIN: cheaper here than a thread hand-off (small blobs never leave the loop).
+        # What is left is under _HASH_MIN (or _HASH_MAX if the worker was busy): cheaper hashed here
+        # than handed off, and small blobs never leave the loop.
         sink.write_all(batch)
         if not sink.finish():
             raise _mismatch(request, sink)
