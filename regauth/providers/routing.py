@@ -138,9 +138,10 @@ def _warn(settings: Settings, message: str) -> None:
     """A warning a person must see: through logging (stderr unless configured) and into the log file."""
     import logging
 
-    from regauth.logs import append_log_line
+    from regauth.logs import append_log_line, log_safe
 
-    logging.getLogger("regauth.providers").warning("%s", message)
+    # Escaped here too: without a configured handler (the helper's get) logging prints it raw.
+    logging.getLogger("regauth.providers").warning("%s", log_safe(message))
     append_log_line(settings, f"regauth: warning: {message}")
 
 
