@@ -100,6 +100,10 @@ async def test_idle_and_half_sent_connections_do_not_stop_a_pull(
             assert proxy.guard.evicted >= 300 - max_connections
             assert await closed_by_peer(idle[0][0])
         assert proxy.guard.refused == 0
+        async with aiohttp.ClientSession() as session, session.get(f"{proxy.url}/metrics") as resp:
+            metrics = set((await resp.text()).splitlines())
+        assert f"regauth_proxy_connections_evicted_total {proxy.guard.evicted}" in metrics
+        assert "regauth_proxy_connections_refused_total 0" in metrics
         close_all([w for _, w in idle + half])
 
 

@@ -137,3 +137,25 @@ async def _wait_listening(log_path: Path, process: subprocess.Popen[bytes]) -> N
         assert process.poll() is None, log_path.read_text()
         await asyncio.sleep(0.05)
     raise AssertionError(f"the proxy did not start: {log_path.read_text()}")
+
+
+def test_skopeo_trying_https_first_leaves_one_line(
+    regauth_exe: str, settings: Settings, tmp_path: Path
+) -> None:
+    """skopeo with --tls-verify=false tries HTTPS before plain HTTP, as podman does."""
+    add_record(settings, "127.0.0.1:9", username=None)
+    proxy = ProxyProcess(regauth_exe, tmp_path)
+    try:
+        proxy.wait_ready()
+        subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{proxy.host}/nowhere/app:1.0"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        _wait_for_line(proxy, "/v2/nowhere/app/manifests/1.0")
+    finally:
+        assert proxy.stop() == 0, proxy.log()
+    lines = _lines_after_start(proxy)
+    assert len([line for line in lines if "malformed request" in line]) == 1, lines
+    assert "Traceback" not in proxy.log() and "Unhandled exception" not in proxy.log()

@@ -262,10 +262,15 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
+        # A TLS handshake comes before the guard sees the connection: bound it like a request head.
+        handshake = (
+            self._guard.header_timeout if self._ssl_context and self._guard.header_timeout > 0 else None
+        )
         self._server = await asyncio.get_running_loop().create_server(
             self._guard.protocol_factory(server),
             self._host,
             self._port,
             ssl=self._ssl_context,
             backlog=self._backlog,
+            ssl_handshake_timeout=handshake,
         )
