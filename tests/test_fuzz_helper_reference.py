@@ -48,13 +48,16 @@ def reference() -> Iterator[Run]:
         "PASSWORD_STORE_DIR": str(root / "store"),
         "LANG": "C.UTF-8",
     }
-    quiet = {"env": env, "check": True, "capture_output": True, "timeout": TIMEOUT}
+
+    def setup(*argv: str) -> str:
+        return subprocess.run(argv, env=env, check=True, capture_output=True, timeout=TIMEOUT).stdout.decode()
+
     uid = "regauth test <test@regauth.invalid>"
-    batch = ["gpg", "--batch", "--passphrase", "", "--pinentry-mode", "loopback"]
-    subprocess.run([*batch, "--quick-gen-key", uid, "future-default", "default", "never"], **quiet)
-    keys = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys", uid], **quiet).stdout.decode()
+    gen_key = ("gpg", "--batch", "--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key")
+    setup(*gen_key, uid, "future-default", "default", "never")
+    keys = setup("gpg", "--batch", "--with-colons", "--list-keys", uid)
     fingerprint = next(line.split(":")[9] for line in keys.splitlines() if line.startswith("fpr:"))
-    subprocess.run(["pass", "init", fingerprint], **quiet)
+    setup("pass", "init", fingerprint)
 
     def run(action: str, stdin: bytes) -> tuple[int, str]:
         proc = subprocess.run(
