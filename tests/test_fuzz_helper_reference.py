@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fuzz.targets import run_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,3 +201,27 @@ def test_deliberate_differences(reference: Run, payload: bytes) -> None:
     """The reference accepts these; regauth refuses them with one line rather than guess."""
     assert go_fields(reference, payload) is not None
     assert regauth_fields(payload) is None
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b"r.example",
+        b"r.example\n",
+        b" \tr.example\r\n",
+        "\u00a0r.example\u2028\u0085".encode(),
+        "r.example\u3000\u2029".encode(),
+    ],
+)
+def test_get_trims_its_input_as_the_reference(reference: Run, stdin: bytes) -> None:
+    """Go's TrimSpace and Python's strip agree on these; the answer is the same bytes."""
+    payload = json.dumps({"ServerURL": "r.example", "Username": "u<&>", "Secret": "s\u00e9"}).encode()
+    assert reference("store", payload) == (0, "")
+    seed = run_in_process("store", payload)
+    assert (seed.code, seed.out) == (0, "")
+    try:
+        ours = run_in_process("get", stdin)
+        assert (ours.code, ours.out) == reference("get", stdin)
+        assert ours.code == 0
+    finally:
+        reference("erase", b"r.example")
