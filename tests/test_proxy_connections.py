@@ -114,7 +114,7 @@ async def test_a_half_sent_request_and_an_idle_connection_are_closed(
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
     book = add_record(settings, host_of(server), name="b", username=None)
-    async with served_proxy(settings, book, header_timeout=0.5, idle_timeout=1.0) as proxy:
+    async with served_proxy(settings, book, header_timeout=0.3, idle_timeout=3.0) as proxy:
         half_reader, half = await connect(proxy.port)
         half.write(HALF_SENT)
         await half.drain()
