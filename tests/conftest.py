@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from metadata_stand_in import MetadataStandIn, nothing_here
+from network_guard import install, site_dir
 
 from regauth.config import Settings, load_settings
 
@@ -53,6 +54,34 @@ _STRIP = {
 }
 # The interpreter's own scripts dir: console scripts there skip the pyenv shim's start-up cost.
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
+
+
+@pytest.fixture(scope="session")
+def network_guard_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No test sends a packet outside the loopback range: stopped and recorded in this process and in
+    every Python child that inherits PYTHONPATH (tests/network_guard.py)."""
+    root = tmp_path_factory.mktemp("network-guard")
+    log = root / "stopped.log"
+    log.touch()
+    install(log)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETWORK_GUARD_LOG", str(log))
+        patch.setenv(
+            "PYTHONPATH",
+            os.pathsep.join(filter(None, [str(site_dir(root / "site")), os.environ.get("PYTHONPATH")])),
+        )
+        yield log
+
+
+@pytest.fixture(autouse=True)
+def no_packet_leaves_loopback(network_guard_log: Path) -> Iterator[None]:
+    before = network_guard_log.stat().st_size
+    yield
+    with network_guard_log.open() as log:
+        log.seek(before)
+        stopped = log.read()
+    if stopped:
+        pytest.fail(f"this test tried to reach beyond the loopback range:\n{stopped}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

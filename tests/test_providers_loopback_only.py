@@ -2,8 +2,8 @@
 installed helper in the autouse environment, under a guard that stops and records any connection,
 datagram or name lookup for a non-loopback address.
 
-The guard is a ``sitecustomize`` on PYTHONPATH that installs an audit hook (PEP 578): the hook runs
-before the socket call, and raising there means the packet is never sent.
+The guard (tests/network_guard.py) is an audit hook, here in a ``sitecustomize`` of the test's own, so
+that the test reads what it stopped; conftest puts the same guard on every test session.
 """
 
 from __future__ import annotations
@@ -15,45 +15,9 @@ from pathlib import Path
 
 import pytest
 from metadata_stand_in import AZURE_TOKEN_PATH, MetadataStandIn
+from network_guard import site_dir
 
 from regauth.helper.texts import NOT_FOUND
-
-GUARD = """
-import ipaddress, os, socket, sys
-
-_LOG = os.environ["NETWORK_GUARD_LOG"]
-_NAMES = {None, "", b"", "localhost", b"localhost"}
-
-
-def _loopback(host):
-    if host in _NAMES:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode()
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _hook(event, args):
-    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
-        sock, address = args[0], args[-1]
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
-            return
-        host = address[0]
-    elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex"):
-        host = args[0]
-    else:
-        return
-    if not _loopback(host):
-        with open(_LOG, "a") as log:
-            log.write(f"{event} {host!r}\\n")
-        raise PermissionError(f"network guard: {event} for {host!r} is outside the loopback range")
-
-
-sys.addaudithook(_hook)
-"""
 
 CASES = [
     # (host, what the stand-in must have been asked, the provider's one-line cause)
@@ -76,17 +40,18 @@ CASES = [
 
 
 def guarded(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    site = tmp_path / "guard"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(GUARD)
+    site = site_dir(tmp_path / "guard")
     log = tmp_path / "network-guard.log"
     log.touch()
     env = {**os.environ, "PYTHONPATH": str(site), "NETWORK_GUARD_LOG": str(log)}
     return env, log
 
 
-def test_the_guard_stops_a_packet_to_a_non_loopback_address(tmp_path: Path) -> None:
-    env, log = guarded(tmp_path)
+def test_every_python_child_inherits_the_guard(tmp_path: Path) -> None:
+    """The session's guard (conftest) is on PYTHONPATH; only its log is this test's own here."""
+    log = tmp_path / "stopped.log"
+    log.touch()
+    env = {**os.environ, "NETWORK_GUARD_LOG": str(log)}
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): nothing would answer, and the guard sends nothing anyway.
     code = (
         "import socket\n"
