@@ -87,7 +87,7 @@ def _put(cache: BlobCache, data: bytes) -> str:
     digest = digest_of(data)
     writer = cache.begin(digest, len(data))
     assert writer is not None
-    writer.write(data)
+    writer.update(data)
     assert writer.commit()
     return digest
 
@@ -98,7 +98,7 @@ def test_writer_publishes_only_a_matching_digest(tmp_path: Path) -> None:
     wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
     writer = cache.begin(wrong, len(data))
     assert writer is not None
-    writer.write(data)
+    writer.update(data)
     assert not writer.commit()
     assert cache.lookup(wrong) is None and cache_files(tmp_path) == []
     # A second writer for a digest being written is refused: one download lands, not two.

@@ -24,10 +24,11 @@ _ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 class Verifier:
-    """Checks that the bytes of a blob relayed whole have the digest it was asked by.
+    """Checks that the bytes of a blob relayed whole have the digest it was asked by; ``finish`` says
+    whether the content matched, after the last bytes."""
 
-    ``write_all`` may run in a worker thread (hashing releases the GIL); ``finish`` says whether the
-    content matched, once, after the last bytes."""
+    # Hashing alone never blocks: the relay runs it on the loop (see relay._stream_hashed).
+    threaded = False
 
     def __init__(self, digest: str) -> None:
         algorithm, _, self._hex = digest.partition(":")
@@ -35,10 +36,13 @@ class Verifier:
         self._hash = hashlib.new(algorithm)
         self.size = 0
 
+    def update(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
     def write_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
-            self._hash.update(chunk)
-            self.size += len(chunk)
+            self.update(chunk)
 
     def finish(self) -> bool:
         return self._hash.hexdigest() == self._hex
@@ -49,7 +53,10 @@ class Verifier:
 
 class CacheWriter(Verifier):
     """One blob on its way into the cache, verified as it is written; ``finish`` publishes it if it
-    matched, ``abort`` drops it."""
+    matched, ``abort`` drops it. Its writes may block on the disk: the relay calls ``write_all`` in a
+    worker thread (hashing and writing release the GIL)."""
+
+    threaded = True
 
     def __init__(self, cache: BlobCache, digest: str, final: Path) -> None:
         super().__init__(digest)
@@ -62,10 +69,9 @@ class CacheWriter(Verifier):
         self.failed = False
         self._done = False
 
-    def write(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes) -> None:
         # Hashed even once writing failed: the pull it rides on is still verified.
-        self._hash.update(chunk)
-        self.size += len(chunk)
+        super().update(chunk)
         if self.failed:
             return
         try:
@@ -74,10 +80,6 @@ class CacheWriter(Verifier):
             # A full disk must not break the pull it rides on: stop caching, keep streaming.
             log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
             self.failed = True
-
-    def write_all(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.write(chunk)
 
     def finish(self) -> bool:
         """True if the content has the digest it was fetched as; then it is published, unless writing
