@@ -222,3 +222,46 @@ def test_stderr_of_the_first_get_is_the_only_trace(helper_exe: str, hole: BlackH
     )
     assert proc.stdout == NOT_FOUND + "\n"
     assert "within 2.5s" in one_line(proc.stderr)
+
+
+def test_a_credential_process_slower_than_the_deadline_is_waited_for(
+    helper_exe: str, hole: BlackHole, monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    """A profile's credential_process (aws-vault, a key that waits for a touch) is the user's own
+    program: the search deadline does not cut it short."""
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        moto_host, moto_port = moto.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{moto_host}:{moto_port}")
+        for name, value in _ecr_imds(hole).items():
+            monkeypatch.setenv(name, value)
+        script = isolated_env / "slow-credentials"
+        answer = '{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing"}'
+        # Longer than DISCOVERY_DEADLINE (2.5 s), as a person touching a key would be.
+        script.write_text(f"#!/bin/sh\nsleep 4\necho '{answer}'\n")
+        script.chmod(0o755)
+        config = isolated_env / ".aws" / "config"
+        config.parent.mkdir()
+        config.write_text(f"[default]\ncredential_process = {script}\n")
+        code, out, err = get(helper_exe, ECR)
+    finally:
+        moto.stop()
+    assert code == 0, out + err
+    assert json.loads(out)["Secret"] == "123456789012-auth-token"
+
+
+def test_a_named_managed_identity_is_bounded_too(
+    helper_exe: str, hole: BlackHole, monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    for name, value in _acr_imds(hole).items():
+        monkeypatch.setenv(name, value)
+    record = Registry(id="", name="acr", registry=ACR, provider="acr", options={"credential": "managed"})
+    RegistryBook.for_settings(settings).add(record, None)
+    cause = f"acr provider for registry 'acr' ({ACR}): no Azure credentials found within 2.5s"
+    code, out, err = get(helper_exe, ACR)
+    assert (code, out) == (1, NOT_FOUND + "\n") and cause in one_line(err)
+    asked = hole.settle()
+    code, out, err = get(helper_exe, ACR)
+    assert (code, out) == (1, NOT_FOUND + "\n") and one_line(err).endswith(REMEMBERED)
+    assert asked >= 1 and hole.settle() == asked

@@ -71,6 +71,8 @@ MANAGED_IDENTITY_VARS = (
     "IMDS_ENDPOINT",
     "MSI_ENDPOINT",
 )
+# The kinds that ask a managed identity endpoint, which may accept a connection and never answer.
+PROBING_KINDS = ("default", "managed")
 LATE_ADVICE = (
     "a managed identity endpoint or a developer tool (az, azd, pwsh) did not answer; name the "
     "credential in the record options (credential=secret|certificate|managed|workload|cli)"
@@ -150,14 +152,16 @@ class AcrProvider:
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
 
     def _search(self, credential: Any, kind: str, scope: str, host: str, record: Registry | None) -> Any:
-        """The Entra token; for the default chain, which probes managed identity endpoints, in time."""
-        if kind != "default":
-            # A credential the record names is what the user asked to wait for.
+        """The Entra token; from a managed identity endpoint (the default chain's or a named one), in time."""
+        if kind not in PROBING_KINDS:
+            # A credential the record names (a secret, `az`) is what the user asked to wait for.
             return credential.get_token(scope)
 
         def late() -> ProviderError:
-            what = f"no Azure credentials found within {DISCOVERY_DEADLINE:g}s (DefaultAzureCredential)"
-            return no_credentials(self.name, host, record, what, LATE_ADVICE)
+            chain = "DefaultAzureCredential" if kind == "default" else "the managed identity endpoint"
+            what = f"no Azure credentials found within {DISCOVERY_DEADLINE:g}s ({chain})"
+            advice = LATE_ADVICE if kind == "default" else KIND_ADVICE["managed"]
+            return no_credentials(self.name, host, record, what, advice)
 
         return within(DISCOVERY_DEADLINE, lambda: credential.get_token(scope), late)
 
@@ -180,7 +184,9 @@ class AcrProvider:
                 transport=_probing_transport(az_transport, self._env),
             )
         if kind == "managed":
-            return az.ManagedIdentityCredential(client_id=client)
+            return az.ManagedIdentityCredential(
+                client_id=client, transport=_probing_transport(az_transport, self._env)
+            )
         if kind == "cli":
             return az.AzureCliCredential(tenant_id=tenant or "")
         if kind == "workload":

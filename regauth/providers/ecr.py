@@ -124,11 +124,21 @@ class EcrProvider:
         )
 
     def _session(self, boto3: Any, host: str, record: Registry | None, region: str) -> Any:
-        session = boto3.session.Session(profile_name=option(record, "profile"), region_name=region)
+        import botocore.session
+
+        core = botocore.session.Session(profile=option(record, "profile"))
+        session = boto3.session.Session(botocore_session=core, region_name=region)
+
         # The chain is searched here, under the deadline; botocore keeps what it finds for the clients.
-        found = within(
-            DISCOVERY_DEADLINE, session.get_credentials, lambda: self._no_credentials(host, record, late=True)
-        )
+        # A profile's credential_process is the user's own program (aws-vault, a hardware key that
+        # waits for a touch): what they asked to wait for, so it gets no deadline.
+        def late() -> ProviderError:
+            return self._no_credentials(host, record, late=True)
+
+        if "credential_process" in core.get_scoped_config():
+            found = session.get_credentials()
+        else:
+            found = within(DISCOVERY_DEADLINE, session.get_credentials, late)
         if found is None:
             from botocore.exceptions import NoCredentialsError
 
