@@ -17,7 +17,7 @@ from proxy_support import add_record, cache_files, cached_blobs, digest_of, host
 
 from regauth.config import Settings
 
-LARGE = 3 * 1024 * 1024 + 17  # more than one hashing batch, so the worker thread hashes part of it
+LARGE = 3 * 1024 * 1024 + 17  # more than one batch of the cache writer's worker thread
 
 
 @dataclass
