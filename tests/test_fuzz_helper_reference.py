@@ -8,7 +8,9 @@ answers is learnt from it (store, list, get, erase), never assumed.
 
 Deliberate differences, kept out of the generated inputs and pinned below: regauth refuses bytes that
 are not UTF-8 (Go replaces them), data after the JSON object (Go reads the first value and ignores
-the rest), and raw line breaks (Go's line scanner drops them before decoding).
+the rest), and raw line breaks (Go's line scanner drops them before decoding); it accepts a line
+longer than 64 KiB, up to its 1 MiB input limit (Go's scanner stops at 64 KiB: a large identity
+token would not fit).
 """
 
 from __future__ import annotations
@@ -201,6 +203,12 @@ def test_deliberate_differences(reference: Run, payload: bytes) -> None:
     """The reference accepts these; regauth refuses them with one line rather than guess."""
     assert go_fields(reference, payload) is not None
     assert regauth_fields(payload) is None
+
+
+def test_a_line_longer_than_go_scans_is_accepted(reference: Run) -> None:
+    payload = json.dumps({"ServerURL": "r", "Username": "u", "Secret": "s" * 70_000}).encode()
+    assert reference("store", payload) == (1, "bufio.Scanner: token too long\n")
+    assert regauth_fields(payload) == ("r", "u", "s" * 70_000)
 
 
 @pytest.mark.parametrize(
