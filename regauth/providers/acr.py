@@ -8,6 +8,9 @@ Microsoft one is used with instance discovery off, as for Azure Stack or ADFS), 
 scope of the registry's cloud by default) and ``login_server_url`` (where ``/oauth2/exchange`` lives;
 ``https://<registry>`` by default). The client secret, or the certificate's password, is the record's
 secret in the secret store (``--password-stdin``), never an option.
+
+The ``default`` and ``managed`` credentials ask managed identity endpoints: through a transport that
+bounds each request to them (``probes``), under the search ``deadline``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from typing import Any
 from regauth.errors import ProviderError
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
-    PROBE_TIMEOUT,
     Credential,
     brief,
     failure,
@@ -34,6 +36,7 @@ from regauth.providers.base import (
 )
 from regauth.providers.deadline import within
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
+from regauth.providers.probes import azure_transport
 from regauth.registries import Registry, RegistryBook
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
@@ -62,15 +65,6 @@ KIND_ADVICE = {
     "or put the Azure CLI on PATH",
 }
 RECORD_ADVICE = "check the tenant, client id and secret or certificate of the record"
-# Where azure-identity's managed identity credentials ask for tokens: the IMDS address and the
-# variables that move it (AKS pod identity, App Service, Service Fabric, Arc, Cloud Shell).
-IMDS_HOST = "169.254.169.254"
-MANAGED_IDENTITY_VARS = (
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "IDENTITY_ENDPOINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-)
 # The kinds that ask a managed identity endpoint, which may accept a connection and never answer.
 PROBING_KINDS = ("default", "managed")
 LATE_ADVICE = (
@@ -181,11 +175,11 @@ class AcrProvider:
                 **common,
                 managed_identity_client_id=client,
                 workload_identity_client_id=client,
-                transport=_probing_transport(az_transport, self._env),
+                transport=azure_transport(az_transport, self._env),
             )
         if kind == "managed":
             return az.ManagedIdentityCredential(
-                client_id=client, transport=_probing_transport(az_transport, self._env)
+                client_id=client, transport=azure_transport(az_transport, self._env)
             )
         if kind == "cli":
             return az.AzureCliCredential(tenant_id=tenant or "")
@@ -259,34 +253,6 @@ class AcrProvider:
                 "check that the host is an ACR login server, or set the option login_server_url",
             )
         return token
-
-
-def _probing_transport(az_transport: Any, environ: Mapping[str, str]) -> Any:
-    """azure-core's requests transport, with ``PROBE_TIMEOUT`` to connect and to read from the
-    managed identity endpoints: DefaultAzureCredential's IMDS probe sets only a 1 s connect timeout,
-    so an endpoint that accepts and never answers holds the chain for azure-core's 300 s read timeout.
-    Other requests (Entra ID, the token exchange) keep their timeouts. A real endpoint answers in
-    milliseconds, and the managed identity's retry policy retries a read that timed out."""
-    import urllib.parse
-
-    def endpoint(url: str) -> tuple[str | None, int]:
-        parts = urllib.parse.urlsplit(url if "//" in url else f"//{url}")
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-    probed: set[tuple[str | None, int]] = {(IMDS_HOST, 80)}
-    probed.update(endpoint(v) for name in MANAGED_IDENTITY_VARS if (v := environ.get(name, "").strip()))
-
-    class ProbingTransport(az_transport.RequestsTransport):  # type: ignore[misc, name-defined]
-        def send(self, request: Any, **kwargs: Any) -> Any:
-            if endpoint(request.url) in probed:
-                connect = kwargs.get("connection_timeout", self.connection_config.timeout)
-                read = kwargs.get("read_timeout", self.connection_config.read_timeout)
-                if not isinstance(connect, tuple):
-                    kwargs["connection_timeout"] = min(connect, PROBE_TIMEOUT)
-                    kwargs["read_timeout"] = min(read, PROBE_TIMEOUT)
-            return super().send(request, **kwargs)
-
-    return ProbingTransport()
 
 
 def _attempted(exc: Exception) -> str:

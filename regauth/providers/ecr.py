@@ -6,6 +6,10 @@ with ``role_session_name`` and ``external_id``), ``region`` and ``registry_id`` 
 spell them, such as a pull-through proxy), ``endpoint_url`` (an ECR API endpoint; boto3 also honours
 ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_ECR`` by itself).
 
+The credential chain is searched under ``deadline`` (a container or instance metadata endpoint
+that never answers must not hold a pull), except a profile's ``credential_process``, which is the
+user's own program and may wait for them.
+
 An ``expiresAt`` that is already past when the token arrives (a skewed clock; moto's fixed 2015 date)
 is taken as a token valid for ``PAST_EXPIRY_TTL`` from now, so it is cached briefly, never forever.
 """

@@ -4,6 +4,9 @@ The credential is ``google.auth.default`` (GOOGLE_APPLICATION_CREDENTIALS, gclou
 default credentials, the metadata server), or the key file the record option ``key_file`` names (a
 service-account key or an ``authorized_user`` file). The username
 is ``oauth2accesstoken``. Record option ``scope`` overrides the cloud-platform scope.
+
+``google.auth.default`` runs under the search ``deadline``, its metadata server pings bounded by
+the request it is given (``probes``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import Any
 from regauth.errors import ProviderError
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
-    PROBE_TIMEOUT,
     Credential,
     brief,
     failure,
@@ -28,6 +30,7 @@ from regauth.providers.base import (
 )
 from regauth.providers.deadline import within
 from regauth.providers.hosts import is_gcp, is_gcr
+from regauth.providers.probes import GoogleProbeRequest, google_metadata_hosts
 from regauth.registries import Registry
 
 USERNAME = "oauth2accesstoken"
@@ -37,9 +40,6 @@ NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
     "or add the record option key_file=PATH"
 )
-# google-auth's metadata server names and the variables that move it.
-METADATA_HOSTS = ("169.254.169.254", "metadata.google.internal")
-METADATA_VARS = ("GCE_METADATA_HOST", "GCE_METADATA_ROOT", "GCE_METADATA_IP")
 LATE_ADVICE = "the metadata server did not answer; " + NO_CREDENTIALS_ADVICE
 GCR_NOTICE = (
     "{host}: Container Registry (gcr.io) is deprecated; move to Artifact Registry "
@@ -113,7 +113,7 @@ class GcpProvider:
         self, auth: Any, g_requests: Any, g_errors: Any, scopes: list[str], host: str, record: Registry | None
     ) -> Any:
         """``google.auth.default``, its metadata server probes bounded, the whole search in time."""
-        request = _ProbeRequest(g_requests.Request(), g_errors, _metadata_hosts(self._env))
+        request = GoogleProbeRequest(g_requests.Request(), g_errors, google_metadata_hosts(self._env))
 
         def late() -> ProviderError:
             what = f"no Google credentials found within {DISCOVERY_DEADLINE:g}s"
@@ -121,53 +121,6 @@ class GcpProvider:
 
         creds, _ = within(DISCOVERY_DEADLINE, lambda: auth.default(scopes=scopes, request=request), late)
         return creds
-
-
-class _ProbeRequest:
-    """A google-auth transport whose requests to the metadata server wait ``PROBE_TIMEOUT`` at most.
-
-    google-auth pings the metadata server three times, 3 s each with back-off between, before it
-    concludes it is not on Google Cloud. A ping that times out here is answered as "no metadata server"
-    (a 404 without the ``Metadata-Flavor`` header), which ends the ping loop at once. Every other
-    request passes through unchanged.
-    """
-
-    def __init__(self, inner: Any, g_errors: Any, metadata_hosts: frozenset[str]) -> None:
-        self._inner = inner
-        self._errors = g_errors
-        self._hosts = metadata_hosts
-
-    def __call__(
-        self,
-        url: str,
-        method: str = "GET",
-        body: Any = None,
-        headers: Any = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        import urllib.parse
-
-        parts = urllib.parse.urlsplit(url)
-        if parts.netloc not in self._hosts and parts.hostname not in self._hosts:
-            return self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
-        bounded = PROBE_TIMEOUT if timeout is None else min(timeout, PROBE_TIMEOUT)
-        try:
-            return self._inner(url, method=method, body=body, headers=headers, timeout=bounded, **kwargs)
-        except self._errors.TransportError:
-            return _NoMetadataServer()
-
-
-class _NoMetadataServer:
-    status = 404
-    headers: dict[str, str] = {}
-    data = b""
-
-
-def _metadata_hosts(environ: Mapping[str, str]) -> frozenset[str]:
-    hosts = set(METADATA_HOSTS)
-    hosts.update(value for name in METADATA_VARS if (value := environ.get(name, "").strip()))
-    return frozenset(hosts)
 
 
 def _log_warning(message: str) -> None:
