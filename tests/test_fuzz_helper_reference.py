@@ -233,3 +233,28 @@ def test_get_trims_its_input_as_the_reference(reference: Run, stdin: bytes) -> N
         assert ours.code == 0
     finally:
         reference("erase", b"r.example")
+
+
+_ANY_SECRET = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\b\f"), min_size=1, max_size=40
+)
+# Printable ASCII without "/" (a path in pass) and ":" (refused in a username by regauth).
+_PLAIN_USERNAME = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/:"), min_size=1
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(_ANY_SECRET, _PLAIN_USERNAME)
+def test_get_answers_the_same_bytes_as_the_reference(reference: Run, secret: str, username: str) -> None:
+    """go_json against Go itself. (Go before 1.22, as in this reference, writes \\b and \\f as
+    \\u0008 and \\u000c; since 1.22 as \\b and \\f, which is what regauth writes.)"""
+    payload = json.dumps({"ServerURL": "r.example", "Username": username, "Secret": secret}).encode()
+    assert reference("store", payload) == (0, "")
+    stored = run_in_process("store", payload)
+    assert (stored.code, stored.out) == (0, "")
+    try:
+        ours = run_in_process("get", b"r.example")
+        assert (ours.code, ours.out) == reference("get", b"r.example")
+    finally:
+        reference("erase", b"r.example")

@@ -306,6 +306,8 @@ def test_go_json_matches_go_encoding() -> None:
     assert go_json({}) == "{}\n"
     assert go_json({"a": "<>&"}) == '{"a":"\\u003c\\u003e\\u0026"}\n'
     assert go_json({"k": "tab\tcr\r\x01"}) == '{"k":"tab\\tcr\\r\\u0001"}\n'
+    # Go 1.22 and later; the Debian reference helper (older Go) writes \u0008 and \u000c.
+    assert go_json({"k": "\b\f"}) == '{"k":"\\b\\f"}\n'
 
 
 # --- Go's encoding/json, field by field: what the reference helper's struct ends up holding ----------

@@ -9,6 +9,9 @@ from collections.abc import Mapping
 def go_json(value: Mapping[str, str]) -> str:
     """A map of strings as Go's encoding/json writes it: compact, HTML characters escaped, a newline.
 
+    Backspace and form feed come out as ``\\b`` and ``\\f``, as Go writes them since 1.22 (before,
+    ``\\u0008`` and ``\\u000c``; a JSON reader takes either).
+
     Like Go, the output is valid UTF-8 whatever the strings hold: a lone surrogate (what a Python string
     has where Go's would hold an invalid byte) becomes U+FFFD instead of failing the write to stdout.
     """
