@@ -223,7 +223,11 @@ def _check_loader(settings: Settings, content: bytes) -> None:
         assert all(isinstance(v, str) for v in json.loads(listed).values())
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A few hundred in the suite; FUZZ_EXAMPLES=20000 for a longer search (the README has the command).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+
+
+@hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content=_FILES)
 def test_the_loader_gives_records_or_its_own_error(content: bytes) -> None:
     settings = load_settings()
