@@ -3,6 +3,9 @@ its own, a realm on another host, a token server that never stops. Each asserts 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from typing import Any
 
 from aiohttp import web
@@ -105,3 +108,22 @@ async def test_a_token_server_that_never_stops_does_not_take_the_proxy_down(
     assert streamed[0] < 64 * 1024 * 1024
     resp = await client.get("/v2/")
     assert resp.status == 200
+
+
+async def test_a_registries_file_damaged_while_the_proxy_runs_keeps_the_last_good_records(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, caplog: Any
+) -> None:
+    fake = Fake(auth="basic")
+    fake.add_image()
+    registry = await start_fake(aiohttp_server, fake)
+    book = add_record(settings, host_of(registry))
+    client = await proxy_client(aiohttp_client, settings, book)
+    assert (await client.get("/v2/fake/org/app/manifests/1.0")).status == 200
+    book.path.write_text('{"version": 1, "registries": [{"name": 123}]}')
+    os.utime(book.path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    await asyncio.sleep(1.1)  # the proxy looks at the file at most once a second
+    for _ in range(2):
+        resp = await client.get("/v2/fake/org/app/manifests/1.0")
+        assert resp.status == 200, await resp.text()
+    damaged = [r for r in caplog.records if "still serving the registries read before" in r.getMessage()]
+    assert len(damaged) == 1 and str(book.path) in damaged[0].getMessage()

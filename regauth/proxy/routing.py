@@ -13,13 +13,14 @@ A record's name wins over a host of the same spelling (a record named like a hos
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
 
 from regauth.distribution.transport import Upstream as Transport
 from regauth.distribution.transport import make_ssl_context
-from regauth.errors import UsageError
+from regauth.errors import ConfigError, UsageError
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import DOCKER_HUB, normalize_registry
@@ -28,6 +29,8 @@ _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})")
 _RELOAD_EVERY = 1.0
+
+log = logging.getLogger("regauth.proxy")
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,14 @@ class Upstreams:
         except FileNotFoundError:
             stamp = 0
         if stamp != self._stamp:
-            records = self._book.all()
+            try:
+                records = self._book.all()
+            except ConfigError as exc:
+                # A file damaged while the proxy runs (a bad hand edit) must not turn every pull into a
+                # 500: keep serving the last good records, and say so once per change of the file.
+                log.error("%s; still serving the registries read before", exc)
+                self._stamp = stamp
+                return
             self._by_name = {r.name: r for r in records}
             self._by_host = {r.registry: r for r in records}
             self._made = {}
