@@ -235,16 +235,17 @@ def test_get_trims_its_input_as_the_reference(reference: Run, stdin: bytes) -> N
         reference("erase", b"r.example")
 
 
+# Any text but what the pass backend changes: it trims the secret file's surrounding white space.
 _ANY_SECRET = st.text(
-    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\b\f"), min_size=1, max_size=40
-)
-# Printable ASCII without "/" (a path in pass) and ":" (refused in a username by regauth).
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\b\f\r\n"), min_size=1, max_size=40
+).filter(lambda s: s == s.strip())
+# Printable ASCII without "/" or a name of dots (pass makes a file of it) and ":" (refused by regauth).
 _PLAIN_USERNAME = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/:"), min_size=1
-)
+).filter(lambda s: s.strip(".") != "")
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(_ANY_SECRET, _PLAIN_USERNAME)
 def test_get_answers_the_same_bytes_as_the_reference(reference: Run, secret: str, username: str) -> None:
     """go_json against Go itself. (Go before 1.22, as in this reference, writes \\b and \\f as
