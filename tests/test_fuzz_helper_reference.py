@@ -8,7 +8,8 @@ answers is learnt from it (store, list, get, erase), never assumed.
 
 Deliberate differences, kept out of the generated inputs and pinned below: regauth refuses bytes that
 are not UTF-8 (Go replaces them), data after the JSON object (Go reads the first value and ignores
-the rest), and raw line breaks (Go's line scanner drops them before decoding); it accepts a line
+the rest), and raw line breaks (Go's line scanner drops them before decoding, in ``get``'s server
+too); it accepts a line
 longer than 64 KiB, up to its 1 MiB input limit (Go's scanner stops at 64 KiB: a large identity
 token would not fit).
 """
@@ -236,6 +237,20 @@ def test_get_trims_its_input_as_the_reference(reference: Run, stdin: bytes) -> N
 
 
 # Any text but what the pass backend changes: it trims the secret file's surrounding white space.
+def test_get_refuses_a_server_split_over_lines(reference: Run) -> None:
+    """Deliberate: Go's line scanner joins "r.exa" and "mple" into "r.example"; regauth names no such
+    host and says so on one line rather than answer for a server the client did not write."""
+    payload = json.dumps({"ServerURL": "r.example", "Username": "u", "Secret": "s"}).encode()
+    assert reference("store", payload) == (0, "")
+    assert run_in_process("store", payload).code == 0
+    try:
+        assert reference("get", b"r.exa\nmple")[0] == 0
+        ours = run_in_process("get", b"r.exa\nmple")
+        assert ours.code == 1 and ours.out.count("\n") == 1
+    finally:
+        reference("erase", b"r.example")
+
+
 _ANY_SECRET = st.text(
     alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\b\f\r\n"), min_size=1, max_size=40
 ).filter(lambda s: s == s.strip())
