@@ -1,17 +1,16 @@
-"""The helper's ``store`` decoding, fuzzed against the reference: Debian's Go ``docker-credential-pass``.
+"""The helper fuzzed against the reference: Debian's Go ``docker-credential-pass``.
 
-Whatever JSON a client sends, regauth accepts it exactly when the reference helper does, and reads
-the same three fields from it (Go's encoding/json: field names folded, the last spelling wins, null
-leaves a field alone, numbers of any size skipped, NaN refused). The reference runs against a real
-``pass`` store with a throw-away GnuPG key in a scratch directory; it is the oracle, so what it
-answers is learnt from it (store, list, get, erase), never assumed.
+Whatever JSON a client sends to ``store``, regauth accepts it exactly when the reference helper does,
+and reads the same three fields from it (Go's encoding/json: field names folded, the last spelling
+wins, null leaves a field alone, numbers of any size skipped, NaN refused); ``get`` answers the same
+bytes. The reference runs against a real ``pass`` store with a throw-away GnuPG key in a scratch
+directory; it is the oracle, so what it answers is learnt from it (store, list, get, erase).
 
 Deliberate differences, kept out of the generated inputs and pinned below: regauth refuses bytes that
 are not UTF-8 (Go replaces them), data after the JSON object (Go reads the first value and ignores
 the rest), and raw line breaks (Go's line scanner drops them before decoding, in ``get``'s server
-too); it accepts a line
-longer than 64 KiB, up to its 1 MiB input limit (Go's scanner stops at 64 KiB: a large identity
-token would not fit).
+too); it accepts a line longer than 64 KiB, up to its 1 MiB input limit (Go's scanner stops at 64
+KiB: a large identity token would not fit).
 """
 
 from __future__ import annotations
