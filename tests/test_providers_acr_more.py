@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import trustme
+from metadata_stand_in import black_hole
 from providers_support import StandIn, fake_jwt, stand_in, write_ca
 from test_providers_acr import TENANT, Exchange
 
@@ -384,3 +385,26 @@ def test_exchange_trusts_the_records_ca_file(
     book.update(without.name, {"ca_file": ca_file})
     cred = credential_for(settings, book, reg.netloc, use_cache=False)
     assert cred is not None and cred.username == USERNAME
+
+
+def test_a_silent_managed_identity_endpoint_does_not_hide_az_login(
+    az: FakeAz, registry: tuple[Exchange, StandIn], helper_exe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default chain's managed identity endpoint accepts and never answers: that part of the chain
+    is cut short, and the developer tools after it (here ``az``, logged in) still answer."""
+    _, reg = registry
+    add_record(RegistryBook.for_settings(load_settings()), reg.netloc)
+    with black_hole() as hole:
+        monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", hole.url)
+        proc = helper_get(helper_exe, reg.netloc)
+        asked = hole.settle()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["Username"] == USERNAME and proc.stderr == ""
+    assert asked >= 1 and len(az.calls) == 1
+
+
+def test_the_default_chain_names_every_credential_it_tried(helper_exe: str) -> None:
+    proc = helper_get(helper_exe, "myreg.azurecr.io")
+    (line,) = proc.stderr.splitlines()
+    for name in ("EnvironmentCredential", "ManagedIdentityCredential", "AzureCliCredential"):
+        assert name in line, line

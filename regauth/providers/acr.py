@@ -10,7 +10,8 @@ scope of the registry's cloud by default) and ``login_server_url`` (where ``/oau
 secret in the secret store (``--password-stdin``), never an option.
 
 The ``default`` and ``managed`` credentials ask managed identity endpoints: through a transport that
-bounds each request to them (``probes``), under the search ``deadline``.
+bounds each request to them (``probes``), under the search ``deadline`` (for ``default``, the part of
+the chain before the developer tools: ``azure_chain``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from regauth.errors import ProviderError
+from regauth.providers.azure_chain import DefaultChain
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
     Credential,
@@ -43,6 +45,7 @@ USERNAME = "00000000-0000-0000-0000-000000000000"
 KINDS = ("default", "secret", "certificate", "managed", "workload", "cli")
 PUBLIC_AUTHORITIES = {authority for _, authority, _ in ACR_CLOUDS} | {"login.microsoftonline.de"}
 IDENTITY_VARS = (
+    "AZURE_TOKEN_CREDENTIALS",
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
     "AZURE_AUTHORITY_HOST",
@@ -65,11 +68,10 @@ KIND_ADVICE = {
     "or put the Azure CLI on PATH",
 }
 RECORD_ADVICE = "check the tenant, client id and secret or certificate of the record"
-# The kinds that ask a managed identity endpoint, which may accept a connection and never answer.
-PROBING_KINDS = ("default", "managed")
 LATE_ADVICE = (
-    "a managed identity endpoint or a developer tool (az, azd, pwsh) did not answer; name the "
-    "credential in the record options (credential=secret|certificate|managed|workload|cli)"
+    "a managed identity endpoint did not answer and no developer tool (az, pwsh, azd) is logged in; "
+    "run `az login`, or name the credential in the record options "
+    "(credential=secret|certificate|managed|workload|cli)"
 )
 
 
@@ -108,7 +110,7 @@ class AcrProvider:
         scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
         credential = None
         try:
-            credential = self._aad_credential(az_identity, az_transport, kind, host, record)
+            credential = self._aad_credential(az_identity, az_errors, az_transport, kind, host, record)
             aad = self._search(credential, kind, scope, host, record)
         except az_errors.ClientAuthenticationError as exc:
             if kind == "default":
@@ -146,21 +148,24 @@ class AcrProvider:
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
 
     def _search(self, credential: Any, kind: str, scope: str, host: str, record: Registry | None) -> Any:
-        """The Entra token; from a managed identity endpoint (the default chain's or a named one), in time."""
-        if kind not in PROBING_KINDS:
-            # A credential the record names (a secret, `az`) is what the user asked to wait for.
+        """The Entra token; from a named managed identity in time (the default chain keeps its own)."""
+        if kind != "managed":
+            # The default chain bounds its own search; any other credential the record names (a
+            # secret, `az`) is what the user asked to wait for.
             return credential.get_token(scope)
+        return within(DISCOVERY_DEADLINE, lambda: credential.get_token(scope), self._late(kind, host, record))
 
+    def _late(self, kind: str, host: str, record: Registry | None) -> Callable[[], ProviderError]:
         def late() -> ProviderError:
             chain = "DefaultAzureCredential" if kind == "default" else "the managed identity endpoint"
             what = f"no Azure credentials found within {DISCOVERY_DEADLINE:g}s ({chain})"
             advice = LATE_ADVICE if kind == "default" else KIND_ADVICE["managed"]
             return no_credentials(self.name, host, record, what, advice)
 
-        return within(DISCOVERY_DEADLINE, lambda: credential.get_token(scope), late)
+        return late
 
     def _aad_credential(
-        self, az: Any, az_transport: Any, kind: str, host: str, record: Registry | None
+        self, az: Any, az_errors: Any, az_transport: Any, kind: str, host: str, record: Registry | None
     ) -> Any:
         tenant, client = option(record, "tenant_id"), option(record, "client_id")
         common: dict[str, Any] = {}
@@ -171,7 +176,11 @@ class AcrProvider:
             if authority.split("://")[-1].split("/")[0] not in PUBLIC_AUTHORITIES:
                 common["disable_instance_discovery"] = True
         if kind == "default":
-            return az.DefaultAzureCredential(
+            return DefaultChain(
+                az,
+                az_errors,
+                self._env,
+                self._late(kind, host, record),
                 **common,
                 managed_identity_client_id=client,
                 workload_identity_client_id=client,
