@@ -7,13 +7,13 @@ hypothesis feeds them a few hundred inputs, and long adversarial inputs show the
 from __future__ import annotations
 
 import pytest
-from fuzz.targets import check_challenge, line_events
+from fuzz.targets import check_challenge, examples, line_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regauth.distribution.challenge import parse_challenges
 
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = settings(max_examples=examples(300), deadline=None)
 
 # Pieces of the grammar and of its usual mistakes, so random soups reach the parser's corners.
 _FRAGMENTS = st.sampled_from(

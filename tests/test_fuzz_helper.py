@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fuzz.targets import ACTIONS, KEEP, KEEP_SERVER, check_helper, process_runner, reaches_a_cloud
+from fuzz.targets import ACTIONS, KEEP, KEEP_SERVER, check_helper, examples, process_runner, reaches_a_cloud
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regauth.helper import texts
 
-FUZZ = settings(max_examples=150, deadline=None)
+FUZZ = settings(max_examples=examples(150, cost=3), deadline=None)
 
 _SERVER_PIECES = st.sampled_from(
     [
@@ -145,7 +145,7 @@ def test_hostile_input_through_the_installed_script(action: str, stdin: bytes, h
     assert result is not None and result.err == ""
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8, cost=50), deadline=None)
 @given(st.sampled_from(ACTIONS), st.one_of(st.binary(max_size=100), _STORE_INPUT))
 def test_random_input_through_the_installed_script(action: str, stdin: bytes) -> None:
     from conftest import SCRIPTS_DIR

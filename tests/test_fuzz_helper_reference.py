@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fuzz.targets import run_in_process
+from fuzz.targets import examples, run_in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -159,7 +159,9 @@ def _valid_utf8(raw: bytes) -> bool:
     return True
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=examples(20, cost=30), deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+)
 @given(_PAYLOAD)
 def test_store_decodes_what_the_reference_decodes(reference: Run, payload: bytes) -> None:
     assert regauth_fields(payload) == go_fields(reference, payload)
@@ -259,7 +261,7 @@ _PLAIN_USERNAME = st.text(
 ).filter(lambda s: s.strip(".") != "")
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20, cost=30), deadline=None)
 @given(_ANY_SECRET, _PLAIN_USERNAME)
 def test_get_answers_the_same_bytes_as_the_reference(reference: Run, secret: str, username: str) -> None:
     """go_json against Go itself. (Go before 1.22, as in this reference, writes \\b and \\f as

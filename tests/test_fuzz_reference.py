@@ -7,14 +7,14 @@ agreement with distribution's grammar is in ``test_reference.py``.
 from __future__ import annotations
 
 import pytest
-from fuzz.targets import MESSAGE_MAX, check_reference, line_events
+from fuzz.targets import MESSAGE_MAX, check_reference, examples, line_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regauth.errors import UsageError
 from regauth.reference import parse_reference
 
-FUZZ = settings(max_examples=300, deadline=None)
+FUZZ = settings(max_examples=examples(300), deadline=None)
 
 _FRAGMENTS = st.sampled_from(
     [

@@ -35,6 +35,13 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 MESSAGE_MAX = 400
 
 
+def examples(default: int, *, cost: int = 1) -> int:
+    """Hypothesis examples for a property: ``default`` in the suite, more with ``FUZZ_EXAMPLES=N``
+    (divided by ``cost`` for a property that starts processes, so one N suits every file)."""
+    wanted = os.environ.get("FUZZ_EXAMPLES", "").strip()
+    return max(default, int(wanted) // cost) if wanted.isdigit() else default
+
+
 # --- WWW-Authenticate --------------------------------------------------------------------------------
 
 
