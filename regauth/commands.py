@@ -17,18 +17,19 @@ from regauth.errors import UsageError, ValidationError
 from regauth.printable import printable
 from regauth.providers.base import Credential
 from regauth.reference import check_repository
-from regauth.registries import Registry, RegistryBook, check_record
+from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record
 from regauth.servers import normalize_registry
 
 if TYPE_CHECKING:
     # Only for the annotation: importing it loads aiohttp, which no command but a validation needs.
-    pass
+    from regauth.distribution.validate import ValidationResult
 
 MAX_SECRET_BYTES = 64 * 1024
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     provider = args.provider or "static"
+    _check_scheme(args.url, bool(args.insecure))
     record = Registry(
         id="",
         name=args.name,
@@ -42,6 +43,8 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) ->
     )
     # Before anything is read or sent: a bad username or repository must not reach the registry.
     check_record(record)
+    _check_option_keys(record)
+    _check_secret_wanted(args, record)
     secret = _read_secret(args, needed=provider == "static" and args.username is not None)
     if not args.no_validate:
         _validate_or_raise(settings, book, record, secret, args.repository)
@@ -52,8 +55,10 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) ->
 
 def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
     old = book.get(args.name)
-    changes: dict[str, Any] = {}
+    # Changed with `regauth registry`, the record is the user's own: a logout keeps its settings.
+    changes: dict[str, Any] = {"origin": ORIGIN_CLI}
     if args.url is not None:
+        _check_scheme(args.url, old.insecure if args.insecure is None else args.insecure)
         changes["registry"] = normalize_registry(args.url)
     if args.rename is not None:
         changes["name"] = args.rename
@@ -66,7 +71,9 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
     if args.provider is not None:
         changes["provider"] = args.provider
     if args.option:
-        changes["options"] = {**old.options, **_parse_options(args.option)}
+        merged = {**old.options, **_parse_options(args.option)}
+        # `--option KEY=` takes the option away (it is the same as unset to every provider).
+        changes["options"] = {key: value for key, value in merged.items() if value}
     if args.ca_file is not None:
         changes["ca_file"] = _ca_file(args.ca_file) if args.ca_file else None
     if args.insecure is not None:
@@ -74,6 +81,9 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
     if args.repository is not None:
         changes["repository"] = args.repository or None
     new = check_record(old._replace(**changes))
+    if args.option or args.provider is not None:
+        _check_option_keys(new)
+    _check_secret_wanted(args, new)
     # A new username with the old password is almost never right: ask for the secret again.
     needs_secret = (
         new.provider == "static"
@@ -137,13 +147,46 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
     records = book.all() if args.all else [book.get(args.name)]
     if not records:
         raise UsageError("no registries configured")
-    failed = 0
+    results = []
     for record in records:
         result = _validate(settings, book, record, None, args.repository or record.repository)
-        # The message carries the registry's own text, which must not drive the terminal.
-        print(f"{'ok  ' if result.ok else 'FAIL'} {printable(result.message)}")
-        failed += not result.ok
-    return 1 if failed else 0
+        advice = None if result.ok else _advice(result, record, f"regauth registry update {record.name}")
+        results.append((record, result, advice))
+        if not args.json:
+            # The message carries the registry's own text, which must not drive the terminal.
+            line = result.message + (f"; {advice}" if advice else "")
+            print(f"{'ok  ' if result.ok else 'FAIL'} {printable(line)}")
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": record.name,
+                        "registry": record.registry,
+                        "ok": result.ok,
+                        "outcome": str(result.outcome),
+                        "message": result.message,
+                        "advice": advice,
+                    }
+                    for record, result, advice in results
+                ],
+                indent=2,
+            )
+        )
+    return 1 if any(not result.ok for _, result, _ in results) else 0
+
+
+def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+    from regauth.which import answer_for
+
+    answer = answer_for(settings, book, args.target)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        for key, value in answer.items():
+            if value is not None:
+                print(f"{key + ':':<10} {printable(str(value))}")
+    return 0 if answer["answered_by"] != "nothing" else 1
 
 
 def cmd_cache_clear(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
@@ -164,11 +207,11 @@ def cmd_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
 
 def _validate(
     settings: Settings, book: RegistryBook, record: Registry, secret: str | None, repository: str | None
-):  # type: ignore[no-untyped-def]
+) -> ValidationResult:
     from regauth.distribution.validate import validate_sync
 
     credential = _credential(settings, book, record, secret)
-    return validate_sync(record, credential, repository)
+    return validate_sync(record.target(), credential, repository, label=record.label)
 
 
 def _validate_or_raise(
@@ -176,9 +219,25 @@ def _validate_or_raise(
 ) -> None:
     result = _validate(settings, book, record, secret, repository)
     if not result.ok:
-        raise ValidationError(
-            f"{result.message}; nothing was saved (--no-validate skips the check)", outcome=result.outcome
-        )
+        advice = _advice(result, record, "") or "--no-validate skips the check"
+        raise ValidationError(f"{result.message}; nothing was saved ({advice})", outcome=result.outcome)
+
+
+def _advice(result: ValidationResult, record: Registry, command: str) -> str | None:
+    """Which flag fixes a failed check, if one does; ``command`` is what to run it with (none: this one).
+
+    The transport says what happened in its own terms; the remedy is named here, in the flags of the
+    command line, which the proxy and the credential helper do not have.
+    """
+    from regauth.distribution.errors import Outcome
+
+    if result.outcome is not Outcome.TLS_ERROR or record.insecure:
+        return None
+    run = f"`{command} --ca-file PEM`" if command else "`--ca-file PEM`"
+    if record.ca_file:
+        return f"check that {record.ca_file} holds the CA that signed its certificate, or name it with {run}"
+    plain = f"`{command} --insecure`" if command else "`--insecure`"
+    return f"a registry with a private CA: name the CA with {run}; a plain-HTTP registry: {plain}"
 
 
 def _credential(
@@ -205,6 +264,49 @@ def _forget_tokens(settings: Settings, book: RegistryBook, record: Registry) -> 
     from regauth.providers.cache import clear
 
     clear(settings, book.store, host=record.registry)
+
+
+def _check_scheme(url: str, insecure: bool) -> None:
+    # Said before anything is sent: over HTTPS, a plain-HTTP registry fails with a puzzling TLS error.
+    if url.strip().lower().startswith("http://") and not insecure:
+        raise UsageError(
+            f"{url.strip()} is plain HTTP: add `--insecure` to allow it (for this registry only)"
+        )
+
+
+def _check_secret_wanted(args: argparse.Namespace, record: Registry) -> None:
+    # A static record without a username is anonymous and keeps no secret: one given would be lost.
+    if args.password_stdin and record.anonymous:
+        raise UsageError(
+            "--password-stdin needs --username: a static registry without a username is anonymous and "
+            "keeps no secret"
+        )
+
+
+def known_option_keys(provider: str) -> frozenset[str]:
+    """The record options ``provider`` reads: its own (declared in its module) and every record's."""
+    import importlib
+
+    from regauth.distribution.realms import REALM_HOSTS_OPTION
+
+    module = importlib.import_module(f"regauth.providers.{provider}")
+    return frozenset(module.OPTION_KEYS) | {REALM_HOSTS_OPTION}
+
+
+def _check_option_keys(record: Registry) -> None:
+    known = known_option_keys(record.provider)
+    unknown = sorted(set(record.options) - known)
+    if not unknown:
+        return
+    import difflib
+
+    key = unknown[0]
+    close = difflib.get_close_matches(key, known, n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(
+        f"unknown option {key!r} for the {record.provider} provider{guess}; it knows: "
+        f"{', '.join(sorted(known))}"
+    )
 
 
 def _read_secret(args: argparse.Namespace, *, needed: bool) -> str | None:

@@ -27,6 +27,9 @@ class Settings(NamedTuple):
     no_cache: bool = False
     # REGAUTH_NO_CREDENTIALS_TTL: seconds a provider's "no ambient credentials" is remembered; 0: never.
     no_credentials_ttl: float = 60.0
+    # REGAUTH_CERTS_DIRS (paths joined by ':'): where the container clients keep the CAs they trust per
+    # registry (``HOST[:PORT]/ca.crt``), searched in this order when a login creates a record.
+    certs_dirs: tuple[Path, ...] = ()
     # The whole environment, for the parts that must read variables by design (the env provider, SDK
     # credential chains); kept here so the read happens once and tests can pass their own.
     environ: Mapping[str, str] = {}  # never mutated: the shared default is safe
@@ -83,6 +86,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not 0 <= no_credentials_ttl < float("inf"):
         raise ConfigError(f"REGAUTH_NO_CREDENTIALS_TTL={ttl_text!r} is not a number of seconds (0 or more)")
     return Settings(
+        certs_dirs=_certs_dirs(env),
         config_dir=Path(config_dir),
         data_dir=Path(data_dir),
         cache_dir=Path(cache_dir),
@@ -93,4 +97,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         no_cache=env.get("REGAUTH_NO_CACHE", "").strip().lower() in ("1", "true", "yes", "on"),
         no_credentials_ttl=no_credentials_ttl,
         environ=env,
+    )
+
+
+def _certs_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The clients' per-registry CA directories, in containers-certs.d(5)'s order: the user's own first."""
+    text = env.get("REGAUTH_CERTS_DIRS")
+    if text is not None:
+        return tuple(Path(part) for part in text.split(os.pathsep) if os.path.isabs(part))
+    home = env.get("HOME") or os.path.expanduser("~")
+    return (
+        Path(home, ".config/containers/certs.d"),
+        Path("/etc/containers/certs.d"),
+        Path("/etc/docker/certs.d"),
     )

@@ -49,6 +49,7 @@ RECORD_TYPES: Mapping[str, tuple[type, ...]] = {
     "repository": _OPT_STR,
     "created_at": _STR,
     "updated_at": _STR,
+    "origin": _OPT_STR,
 }
 _REQUIRED = ("id", "name", "registry")
 

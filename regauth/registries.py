@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from regauth import layout
 from regauth.config import Settings
@@ -23,6 +23,9 @@ from regauth.reference import check_repository
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
+if TYPE_CHECKING:
+    from regauth.distribution.target import RegistryTarget
+
 PROVIDERS = layout.PROVIDERS
 _NAME_MAX = 64
 # DNS: a name of at most 253 characters, in labels of at most 63 (RFC 1035).
@@ -30,6 +33,10 @@ _HOST_MAX = 253
 _LABEL_MAX = 63
 _OPTION_KEY_MAX = 64
 _OPTION_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+# How a record came to be, which decides what a logout may take away: the user's own configuration
+# (`regauth registry add`, or a later `registry update`) stays, a credential helper's `store` goes.
+ORIGIN_CLI = "cli"
+ORIGIN_HELPER = "helper"
 
 
 class Registry(NamedTuple):
@@ -44,6 +51,8 @@ class Registry(NamedTuple):
     repository: str | None = None
     created_at: str = ""
     updated_at: str = ""
+    # ORIGIN_CLI or ORIGIN_HELPER; None in files written before regauth recorded it.
+    origin: str | None = None
 
     @property
     def secret_key(self) -> str:
@@ -52,6 +61,30 @@ class Registry(NamedTuple):
     @property
     def anonymous(self) -> bool:
         return self.provider == "static" and self.username is None
+
+    @property
+    def user_configured(self) -> bool:
+        """Whether the user configured this record, so that a logout drops only its login.
+
+        A record from before origins were kept counts as configured when it holds more than a login.
+        """
+        if self.origin is not None:
+            return self.origin == ORIGIN_CLI
+        return bool(self.ca_file or self.insecure or self.options or self.repository)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``registry 'ghcr' (ghcr.io)``."""
+        return f"registry {self.name!r} ({self.registry})"
+
+    def target(self) -> RegistryTarget:
+        """What the Registry V2 client talks to for this record (imported here only: it loads yarl and
+        ssl, which a helper ``get`` does not need)."""
+        from regauth.distribution.target import RegistryTarget
+
+        return RegistryTarget.for_registry(
+            self.registry, insecure=self.insecure, ca_file=self.ca_file, options=self.options
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = self._asdict()
@@ -143,6 +176,7 @@ class RegistryBook:
 
     def __init__(self, settings: Settings, open_store: Callable[[], SecretStore]) -> None:
         self.path = settings.registries_file
+        self._certs_dirs = settings.certs_dirs
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._open_store = open_store
         self._store: SecretStore | None = None
@@ -207,12 +241,17 @@ class RegistryBook:
             records = self._read()
             self._check_free(records, record)
             now = _now()
-            record = record._replace(id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now)
+            record = record._replace(
+                id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now, origin=ORIGIN_CLI
+            )
             self._commit(records + [record], record, secret)
         return record
 
     def update(self, name: str, changes: Mapping[str, Any], secret: str | None = None) -> Registry:
-        """Change fields of ``name``; a ``secret`` of None keeps the stored one."""
+        """Change fields of ``name``; a ``secret`` of None keeps the stored one.
+
+        ``changes`` may set ``origin``: `regauth registry update` makes the record the user's own.
+        """
         with file_lock(self._lock_path):
             records = self._read()
             old = next((r for r in records if r.name == name), None)
@@ -234,13 +273,37 @@ class RegistryBook:
             record = next((r for r in records if r.name == name), None)
             if record is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
-            # A damaged store must fail the remove before anything changes, not after the record is gone.
-            self.store.get(record.secret_key)
-            self._write([r for r in records if r.id != record.id])
-            # The record goes first: a secret with no record is unreachable, a record with no secret
-            # would answer with a wrong credential.
-            self.store.delete(record.secret_key)
+            self._drop(records, record)
         return record
+
+    def _drop(self, records: list[Registry], record: Registry) -> None:
+        # A damaged store must fail the remove before anything changes, not after the record is gone.
+        self.store.get(record.secret_key)
+        self._write([r for r in records if r.id != record.id])
+        # The record goes first: a secret with no record is unreachable, a record with no secret
+        # would answer with a wrong credential.
+        self.store.delete(record.secret_key)
+
+    def erase_login(self, server: str) -> tuple[Registry, bool] | None:
+        """What a credential helper ``erase`` does: (the record, whether it was kept), or None.
+
+        A record the user configured keeps everything but its username and secret; one that a
+        ``store`` made is removed whole. Records of other providers are left alone (kept, unchanged).
+        """
+        host = normalize_registry(server)
+        with file_lock(self._lock_path):
+            records = self._read()
+            old = next((r for r in records if r.registry == host), None)
+            if old is None:
+                return None
+            if old.provider != "static" or old.anonymous:
+                return old, True
+            if not old.user_configured:
+                self._drop(records, old)
+                return old, False
+            new = old._replace(username=None, updated_at=_now())
+            self._commit([new if r.id == old.id else r for r in records], new, None)
+        return new, True
 
     def upsert_static(self, server: str, username: str, secret: str) -> Registry:
         """What a credential helper ``store`` does: create or update the host's static record."""
@@ -255,14 +318,19 @@ class RegistryBook:
                     f"remove it first (regauth registry remove {old.name})"
                 )
             if old is None:
+                from regauth.clientcerts import client_ca
+
                 now = _now()
                 new = Registry(
                     id=os.urandom(8).hex(),
                     name=self._free_name(records, host),
                     registry=host,
                     username=username,
+                    # The CA the client trusts for the host: it just logged in with it.
+                    ca_file=client_ca(self._certs_dirs, host),
                     created_at=now,
                     updated_at=now,
+                    origin=ORIGIN_HELPER,
                 )
                 records = records + [new]
             else:

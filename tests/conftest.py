@@ -114,6 +114,8 @@ def isolated_env(
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.setenv("REGAUTH_STORE", "file")
+    # The clients' CA directories (/etc/docker/certs.d, ...) are the machine's: a test names its own.
+    monkeypatch.setenv("REGAUTH_CERTS_DIRS", str(home / "certs.d"))
     monkeypatch.setenv("PATH", f"{SCRIPTS_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
     yield home
 

@@ -134,12 +134,12 @@ def test_record_flags_are_stored(regauth, tmp_path: Path) -> None:  # type: igno
         "--repository",
         "a/b",
         "--option",
-        "region=eu-west-1",
+        "realm_hosts=auth.example.com",
     )
     assert (code, err) == (0, "")
     record = book().get("local")
     assert record.registry == "127.0.0.1:5000" and record.insecure and record.ca_file == str(ca)
-    assert record.repository == "a/b" and dict(record.options) == {"region": "eu-west-1"}
+    assert record.repository == "a/b" and dict(record.options) == {"realm_hosts": "auth.example.com"}
 
 
 BAD_ADDS = [

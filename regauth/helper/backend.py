@@ -12,6 +12,15 @@ from regauth.providers.routing import credential_for
 from regauth.registries import RegistryBook
 from regauth.servers import server_url_for
 
+# Per cloud provider: the username its short-lived registry tokens come with (another username, as
+# GCP's _json_key or an ACR admin user, holds a lasting secret), whose credentials mint them, and how
+# long one usually lasts.
+_CLOUD_TOKENS = {
+    "ecr": ("AWS", "AWS", "12 hours"),
+    "acr": ("00000000-0000-0000-0000-000000000000", "Azure", "3 hours"),
+    "gcp": ("oauth2accesstoken", "Google Cloud", "1 hour"),
+}
+
 
 class RegauthBackend:
     def __init__(self, settings: Settings, book: RegistryBook, *, stderr: IO[str] | None = None) -> None:
@@ -20,7 +29,10 @@ class RegauthBackend:
         self._stderr = stderr or sys.stderr
 
     def store(self, server_url: str, username: str, secret: str) -> None:
-        self.book.upsert_static(server_url, username, secret)
+        new_host = self.book.for_host(server_url) is None
+        record = self.book.upsert_static(server_url, username, secret)
+        if new_host:
+            self._note_cloud_login(record.registry, record.name, username)
 
     def get(self, server_url: str) -> tuple[str, str]:
         try:
@@ -35,17 +47,21 @@ class RegauthBackend:
         return credential.username, credential.secret
 
     def erase(self, server_url: str) -> None:
-        record = self.book.for_host(server_url)
-        if record is None:
-            # docker logout erases several spellings of one server; absent ones are not an error.
+        erased = self.book.erase_login(server_url)
+        # None: docker logout erases several spellings of one server; absent ones are not an error.
+        if erased is None:
             return
+        record, kept = erased
         if record.provider != "static":
             self._stderr.write(
                 f"{PROGRAM}: {record.registry} uses the {record.provider} provider (registry "
                 f"{record.name!r}); left in place, remove it with `regauth registry remove {record.name}`\n"
             )
-            return
-        self.book.remove(record.name)
+        elif kept:
+            self._stderr.write(
+                f"{PROGRAM}: logged out of {record.registry}: its username and secret are gone; registry "
+                f"{record.name!r} keeps its settings (`regauth registry remove {record.name}` removes it)\n"
+            )
 
     def list(self) -> dict[str, str]:
         # Only records that a `get` will answer: legacy `docker build` aborts on one failing get.
@@ -54,6 +70,21 @@ class RegauthBackend:
             for r in self.book.all()
             if r.provider == "static" and r.username is not None
         }
+
+    def _note_cloud_login(self, host: str, name: str, username: str) -> None:
+        """A token login stored for a cloud registry works until it expires: say so, and what lasts."""
+        from regauth.providers.hosts import ambient_cloud
+
+        provider = ambient_cloud(host)
+        if provider is None or _CLOUD_TOKENS[provider][0] != username:
+            return
+        _, cloud, lifetime = _CLOUD_TOKENS[provider]
+        self._stderr.write(
+            f"{PROGRAM}: note: stored the login for {host} as registry {name!r}; its token expires "
+            f"(usually after {lifetime}), and pulls then fail until you log in again. To have "
+            f"regauth mint fresh tokens from your {cloud} credentials instead, log out "
+            f"(`docker logout {host}`) or `regauth registry remove {name}`\n"
+        )
 
     def _report(self, message: str) -> None:
         from regauth.logs import append_log_line, log_safe

@@ -43,6 +43,19 @@ from regauth.registries import Registry, RegistryBook
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
 KINDS = ("default", "secret", "certificate", "managed", "workload", "cli")
+# The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
+OPTION_KEYS = frozenset(
+    {
+        "credential",
+        "tenant_id",
+        "client_id",
+        "certificate_file",
+        "token_file",
+        "authority",
+        "scope",
+        "login_server_url",
+    }
+)
 PUBLIC_AUTHORITIES = {authority for _, authority, _ in ACR_CLOUDS} | {"login.microsoftonline.de"}
 IDENTITY_VARS = (
     "AZURE_TOKEN_CREDENTIALS",

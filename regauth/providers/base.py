@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+# Re-exported: the providers' vocabulary, defined below distribution so the V2 client needs no provider.
+from regauth.distribution.credential import IDENTITY_TOKEN_USERNAME as IDENTITY_TOKEN_USERNAME
+from regauth.distribution.credential import Credential as Credential
 from regauth.errors import ProviderError
 from regauth.registries import Registry
 
-# The username Docker clients use for an OAuth2 identity (refresh) token.
-IDENTITY_TOKEN_USERNAME = "<token>"
 # How long one metadata probe may take, where an SDK lets regauth pass its transport or settings: a
 # laptop on a network that drops link-local traffic must not wait for the SDK's own 3 s to 300 s.
 PROBE_TIMEOUT = 1.0
@@ -29,20 +30,6 @@ class NoAmbientCredentials(ProviderError):
     The one failure the routing remembers for a while (``providers.absent``): retrying it on every
     ``get`` would repeat the same slow probes and find the same nothing.
     """
-
-
-class Credential(NamedTuple):
-    username: str
-    secret: str
-    # Unix time after which the secret is no longer valid; None for static secrets.
-    expires_at: float | None = None
-
-    def __repr__(self) -> str:
-        return f"Credential(username={self.username!r}, secret='***', expires_at={self.expires_at!r})"
-
-    @property
-    def is_identity_token(self) -> bool:
-        return self.username == IDENTITY_TOKEN_USERNAME
 
 
 class Provider(Protocol):
@@ -111,9 +98,12 @@ def home_path(environ: Mapping[str, str], *parts: str) -> str:
 
 
 def missing_sdk(provider: str, module: str, extra: str) -> ProviderError:
+    from regauth.install import extra_install_command
+
+    # The command fits how regauth was installed: it is not on the package index, so never regauth[x].
     return ProviderError(
         f"the {provider} provider needs the {module} package, which is not installed: "
-        f"pip install 'regauth[{extra}]'"
+        f"{extra_install_command(extra)}"
     )
 
 

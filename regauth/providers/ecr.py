@@ -37,6 +37,10 @@ from regauth.providers.hosts import EcrHost, ecr_host
 from regauth.registries import Registry
 
 PAST_EXPIRY_TTL = 600.0
+# The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
+OPTION_KEYS = frozenset(
+    {"profile", "role_arn", "role_session_name", "external_id", "region", "registry_id", "endpoint_url"}
+)
 # The variables that select an AWS identity or endpoint; hashed into the cache key.
 IDENTITY_VARS = (
     "AWS_PROFILE",

@@ -20,6 +20,8 @@ GHCR = "ghcr.io"
 GITLAB_CI_USERNAME = "gitlab-ci-token"
 # GitHub accepts any username beside a token; this is the one its docs use for app tokens.
 GITHUB_DEFAULT_USERNAME = "x-access-token"
+# The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
+OPTION_KEYS = frozenset({"secret_env", "username_env", "username"})
 
 
 class EnvProvider:

@@ -35,6 +35,8 @@ from regauth.registries import Registry
 
 USERNAME = "oauth2accesstoken"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
+OPTION_KEYS = frozenset({"key_file", "scope"})
 IDENTITY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "CLOUDSDK_CORE_ACCOUNT")
 NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "

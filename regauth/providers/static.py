@@ -6,6 +6,10 @@ from regauth.errors import NotFoundError
 from regauth.providers.base import Credential
 from regauth.registries import Registry, RegistryBook
 
+# A static record has a username and a secret, and no option of its own (only the ones every record
+# takes, such as the token realms' ``realm_hosts``).
+OPTION_KEYS: frozenset[str] = frozenset()
+
 
 class StaticProvider:
     name = "static"

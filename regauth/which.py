@@ -1,0 +1,93 @@
+"""``regauth registry which HOST|IMAGE``: who answers a credential request for a host, never the secret.
+
+It follows the credential helper's routing (``providers.routing``): the host's record, else the CI
+variables (``env``), else a cloud provider from the host's name. Nothing is minted or sent: it says
+where the answer would come from, so it is safe to run anywhere and prints no secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regauth.config import Settings
+from regauth.reference import parse_reference
+from regauth.registries import Registry, RegistryBook
+from regauth.servers import normalize_registry
+
+_CLOUDS = {"ecr": "AWS", "acr": "Azure", "gcp": "Google Cloud"}
+
+
+def split_target(text: str) -> tuple[str, str | None]:
+    """(canonical host, normalised image reference or None) for a host, a server URL or an image.
+
+    As ``docker login`` takes a host and ``docker pull`` an image: a URL, or a name with no ``/`` that
+    has a ``.``, a ``:PORT`` or is ``localhost``, is a host; anything else an image (``ubuntu`` is
+    ``docker.io/library/ubuntu``).
+    """
+    text = text.strip()
+    if "://" in text or ("/" not in text and _host_like(text)):
+        return normalize_registry(text), None
+    ref = parse_reference(text)
+    return normalize_registry(ref.domain), str(ref.with_default_tag())
+
+
+def answer_for(settings: Settings, book: RegistryBook, target: str) -> dict[str, Any]:
+    host, image = split_target(target)
+    answer: dict[str, Any] = {"target": target, "registry": host, "image": image}
+    record = book.for_host(host)
+    if record is not None:
+        return {**answer, **_from_record(book, record)}
+    from regauth.providers.routing import route_ambient
+
+    provider = route_ambient(settings, host)
+    if provider is None:
+        return {
+            **answer,
+            "answered_by": "nothing",
+            "credential": "none: no record or provider answers for it, so pulls are anonymous "
+            f"(add one with `regauth registry add NAME --url {host}`)",
+        }
+    if provider == "env":
+        credential = (
+            "a CI token from the environment (GITHUB_TOKEN for ghcr.io, CI_JOB_TOKEN for $CI_REGISTRY)"
+        )
+    else:
+        credential = (
+            f"a token minted from the ambient {_CLOUDS[provider]} credentials, cached in the "
+            f"{book.store.name} store until it expires"
+        )
+    return {**answer, "answered_by": "provider", "provider": provider, "credential": credential}
+
+
+def _from_record(book: RegistryBook, record: Registry) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "answered_by": "record",
+        "record": record.name,
+        "provider": record.provider,
+        "username": record.username,
+    }
+    if record.provider == "static":
+        if record.anonymous:
+            found["credential"] = "none: the record is anonymous"
+        elif book.secret(record) is not None:
+            found["credential"] = f"its username and secret, kept in the {book.store.name} store"
+        else:
+            found["credential"] = (
+                f"missing: the {book.store.name} store has no secret for it "
+                f"(set one with `regauth registry update {record.name} --password-stdin`)"
+            )
+    elif record.provider == "env":
+        found["credential"] = "a token from the environment variable the record names"
+    else:
+        found["credential"] = (
+            f"a token minted from {_CLOUDS[record.provider]} credentials as the record's options say, "
+            f"cached in the {book.store.name} store until it expires"
+        )
+    return found
+
+
+def _host_like(text: str) -> bool:
+    name, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if colon and port.isdigit():
+        return True
+    return "." in text or text == "localhost" or text.startswith("[")
