@@ -340,3 +340,11 @@ def test_go_json_output_is_valid_utf8_like_go() -> None:
     out = go_json({"ServerURL": "r\udcff", "Secret": "a\ud800b"})
     assert out == '{"ServerURL":"r\ufffd","Secret":"a\ufffdb"}\n'
     out.encode("utf-8")
+
+
+def test_unknown_action_is_printed_escaped() -> None:
+    # argv is the user's, but a terminal must not run what it holds.
+    assert run("\x1b[2Jok\r", "", MemoryBackend()) == (
+        1,
+        "docker-credential-regauth: unknown action: \\x1b[2Jok\\x0d\n",
+    )

@@ -13,6 +13,7 @@ from typing import IO, Protocol
 from regauth.errors import NotFoundError, RegauthError, UsageError
 from regauth.helper import texts
 from regauth.helper.gojson import go_json
+from regauth.printable import printable
 
 # json.loads has already joined valid surrogate pairs, so any surrogate left is a lone one.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -156,4 +157,4 @@ def _run(action: str, raw_input: bytes, backend: CredentialBackend) -> str:
     if action == "erase":
         backend.erase(read_server_url(text))
         return ""
-    raise UsageError(texts.UNKNOWN_ACTION.format(action=action))
+    raise UsageError(texts.UNKNOWN_ACTION.format(action=printable(action)))
