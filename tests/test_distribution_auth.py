@@ -16,10 +16,11 @@ from support.registry import RegistryFixture
 from regauth.distribution.auth import Authenticator
 from regauth.distribution.challenge import Challenge, parse_challenges
 from regauth.distribution.client import RegistryClient
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
+from regauth.distribution.target import RegistryTarget
 from regauth.distribution.token import TokenResponse, fetch_token, parse_issued_at, realm_url
-from regauth.distribution.transport import Upstream, make_session, make_ssl_context
-from regauth.providers.base import Credential
+from regauth.distribution.transport import make_session
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 SCOPE = "repository:test/app:pull"
@@ -39,8 +40,8 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def upstream_of(fx: RegistryFixture) -> Upstream:
-    return Upstream(fx.host, fx.url, make_ssl_context(fx.ca_file))
+def upstream_of(fx: RegistryFixture) -> RegistryTarget:
+    return RegistryTarget(fx.host, fx.url, fx.ca_file)
 
 
 def cred(fx: RegistryFixture) -> Credential:
@@ -197,14 +198,16 @@ async def test_get_with_offline_token(
 # --- fake token servers ----------------------------------------------------------------------------
 
 
-async def _fake_realm(aiohttp_server: ServerFactory, status: int, body: Any) -> tuple[Upstream, Challenge]:
+async def _fake_realm(
+    aiohttp_server: ServerFactory, status: int, body: Any
+) -> tuple[RegistryTarget, Challenge]:
     async def token(request: web.Request) -> web.Response:
         return web.json_response(body, status=status)
 
     app = web.Application()
     app.router.add_get("/token", token)
     server = await aiohttp_server(app)
-    upstream = Upstream(f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}")
     (challenge,) = parse_challenges(f'Bearer realm="http://127.0.0.1:{server.port}/token",service="svc"')
     return upstream, challenge
 
@@ -246,7 +249,7 @@ async def test_token_server_failures(
 
 
 async def test_basic_challenge(session: aiohttp.ClientSession) -> None:
-    upstream = Upstream("h:1", "https://h:1", make_ssl_context())
+    upstream = RegistryTarget("h:1", "https://h:1", None)
     (basic,) = parse_challenges('Basic realm="r"')
     auth = Authenticator(session)
     assert await auth.authorize(upstream, None, [basic]) is None
@@ -264,13 +267,13 @@ async def test_basic_challenge(session: aiohttp.ClientSession) -> None:
 def test_plain_http_realm_is_refused_for_an_https_registry() -> None:
     (challenge,) = parse_challenges('Bearer realm="http://auth.example/token"')
     with pytest.raises(UpstreamError) as caught:
-        realm_url(Upstream("r.example", "https://r.example", make_ssl_context()), challenge, None)
+        realm_url(RegistryTarget("r.example", "https://r.example", None), challenge, None)
     assert caught.value.outcome is Outcome.REALM_REFUSED
     # Anonymous, from an insecure registry: nothing to leak.
-    assert realm_url(Upstream("r.example", "http://r.example", False), challenge, None).host == "auth.example"
+    assert realm_url(RegistryTarget("r.example", "http://r.example"), challenge, None).host == "auth.example"
     for bad in ('Bearer service="x"', 'Bearer realm="ftp://x/token"', 'Bearer realm="http://[::1"'):
         with pytest.raises(UpstreamError):
-            realm_url(Upstream("r", "https://r", make_ssl_context()), parse_challenges(bad)[0], None)
+            realm_url(RegistryTarget("r", "https://r", None), parse_challenges(bad)[0], None)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ from support.registry import RegistryFixture
 from support.tls import PKI
 
 from regauth.distribution.client import RegistryClient
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.distribution.transport import DOCKER_HUB_API, Upstream, make_session, make_ssl_context, send
-from regauth.providers.base import Credential
+from regauth.distribution.target import DOCKER_HUB_API, RegistryTarget, make_ssl_context
+from regauth.distribution.transport import make_session, send
 from regauth.registries import Registry
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -33,19 +34,19 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def client_for(session: aiohttp.ClientSession, fx: RegistryFixture) -> RegistryClient:
     record = Registry(id="i", name="n", registry=fx.host, ca_file=fx.ca_file, insecure=fx.ca_file is None)
     credential = Credential(fx.username, fx.password) if fx.username and fx.password else None
-    return RegistryClient(session, Upstream.from_record(record), credential)
+    return RegistryClient(session, Registry.target(record), credential)
 
 
 # --- upstreams ---------------------------------------------------------------------------------------
 
 
 def test_upstream_from_record(tmp_path: Path) -> None:
-    hub = Upstream.from_record(Registry(id="i", name="n", registry="docker.io"))
+    hub = Registry.target(Registry(id="i", name="n", registry="docker.io"))
     assert (hub.host, hub.base_url, hub.secure) == ("docker.io", f"https://{DOCKER_HUB_API}", True)
-    plain = Upstream.from_record(Registry(id="i", name="n", registry="reg.local:5000", insecure=True))
+    plain = Registry.target(Registry(id="i", name="n", registry="reg.local:5000", insecure=True))
     assert (plain.base_url, plain.secure) == ("http://reg.local:5000", False)
     with pytest.raises(UpstreamError):
-        Upstream.from_record(Registry(id="i", name="n", registry="docker.io", insecure=True))
+        Registry.target(Registry(id="i", name="n", registry="docker.io", insecure=True))
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     with pytest.raises(UpstreamError) as caught:
@@ -95,7 +96,7 @@ async def test_redirect_to_another_host_drops_authorization(
     storage = await _storage(aiohttp_server, storage_seen)
     # Another port: another origin (plain HTTP goes only to an insecure registry's own host).
     registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", registry_seen)
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     client = RegistryClient(session, upstream, Credential("u", "p"))
     data = b"".join([chunk async for chunk in client.get_blob("a", BLOB_DIGEST)])
     assert data == BLOB
@@ -108,7 +109,7 @@ async def test_redirect_on_the_same_origin_keeps_authorization(
 ) -> None:
     seen: list[str | None] = []
     registry = await _registry(aiohttp_server, "/local/blob", seen)
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     async with send(
         session,
         upstream,
@@ -123,7 +124,7 @@ async def test_redirect_on_the_same_origin_keeps_authorization(
 async def test_blob_digest_mismatch(session: aiohttp.ClientSession, aiohttp_server: ServerFactory) -> None:
     storage = await _storage(aiohttp_server, [], body=b"tampered")
     registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", [])
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     client = RegistryClient(session, upstream, Credential("u", "p"))
     with pytest.raises(UpstreamError, match="failed verification"):
         async for _ in client.get_blob("a", BLOB_DIGEST):
@@ -143,8 +144,8 @@ async def test_redirect_loops_and_downgrades_are_refused(
     app.router.add_get("/loop", loop)
     app.router.add_get("/downgrade", downgrade)
     server = await aiohttp_server(app, ssl=test_pki.server_context())
-    upstream = Upstream(
-        f"127.0.0.1:{server.port}", f"https://127.0.0.1:{server.port}", test_pki.client_context()
+    upstream = RegistryTarget(
+        f"127.0.0.1:{server.port}", f"https://127.0.0.1:{server.port}", str(test_pki.ca_file)
     )
     with pytest.raises(UpstreamError, match="redirects"):
         async with send(session, upstream, "GET", upstream.url("/loop")):

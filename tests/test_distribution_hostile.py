@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,19 +22,19 @@ from aiohttp.test_utils import TestServer
 from support.tls import PKI
 from yarl import URL
 
+from regauth.distribution import validate as validation
 from regauth.distribution.client import RegistryClient
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
 from regauth.distribution.realms import check_realm
+from regauth.distribution.target import RegistryTarget
 from regauth.distribution.transport import (
     TOKEN_BODY_MAX,
-    Upstream,
     make_session,
-    make_ssl_context,
     map_errors,
     send,
 )
-from regauth.distribution.validate import validate
-from regauth.providers.base import Credential
+from regauth.distribution.validate import ValidationResult
 from regauth.registries import Registry
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -140,7 +141,7 @@ async def test_an_insecure_registry_sends_no_credential_in_clear_to_another_host
 
 def test_the_realm_rule_by_domain() -> None:
     def allowed(registry: str, realm: str, realm_hosts: frozenset[str] = frozenset()) -> bool:
-        upstream = Upstream(registry, f"https://{registry}", True, realm_hosts)
+        upstream = RegistryTarget(registry, f"https://{registry}", None, realm_hosts)
         try:
             check_realm(upstream, URL(realm), credentialed=True)
         except UpstreamError as exc:
@@ -213,7 +214,7 @@ async def test_a_token_server_that_never_stops_is_cut_at_its_cap(
     realm_seen = Seen()
     realm_server = await aiohttp_server(_endless(realm_seen))
     registry = await aiohttp_server(_bearer_registry(f"http://127.0.0.1:{realm_server.port}/t", Seen()))
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     client = RegistryClient(session, upstream, Credential("user", SECRET))
     with pytest.raises(UpstreamError, match="token response of more than"):
         await client.tags_list("a")
@@ -236,7 +237,7 @@ async def test_registry_bodies_that_never_end_are_cut(
 ) -> None:
     seen = Seen()
     registry = await aiohttp_server(_endless(seen, status, {"Content-Type": "application/json"}))
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     client = RegistryClient(session, upstream, None)
     with pytest.raises(UpstreamError, match=f"{what} of more than"):
         if call == "tags":
@@ -275,7 +276,7 @@ async def test_redirects_into_the_local_network_are_refused(
     aiohttp_server: ServerFactory, session: aiohttp.ClientSession, location: str, message: str
 ) -> None:
     registry = await aiohttp_server(_redirecting(location, Seen()))
-    upstream = Upstream(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}", False)
+    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     with pytest.raises(UpstreamError, match=message):
         async with send(session, upstream, "GET", upstream.url("/v2/a/blobs/x")):
             pass
@@ -289,10 +290,10 @@ async def test_an_https_registry_cannot_redirect_to_plain_http(
     registry = await _tls_server(
         aiohttp_server, _redirecting(f"http://127.0.0.1:{storage.port}/b", Seen()), test_pki
     )
-    upstream = Upstream(
+    upstream = RegistryTarget(
         f"127.0.0.1:{registry.port}",
         f"https://127.0.0.1:{registry.port}",
-        make_ssl_context(str(test_pki.ca_file)),
+        str(test_pki.ca_file),
     )
     with pytest.raises(UpstreamError, match="plain HTTP"):
         async with send(session, upstream, "GET", upstream.url("/v2/a/blobs/x")):
@@ -308,10 +309,10 @@ async def test_a_registry_on_loopback_may_redirect_to_loopback(
     registry = await _tls_server(
         aiohttp_server, _redirecting(f"https://localhost:{storage.port}/b", Seen()), test_pki
     )
-    upstream = Upstream(
+    upstream = RegistryTarget(
         f"127.0.0.1:{registry.port}",
         f"https://127.0.0.1:{registry.port}",
-        make_ssl_context(str(test_pki.ca_file)),
+        str(test_pki.ca_file),
     )
     async with send(
         session, upstream, "GET", upstream.url("/v2/a/blobs/x"), headers={"Authorization": "Basic x"}
@@ -328,3 +329,10 @@ def test_an_unresolvable_host_is_named() -> None:
         raise cause
     assert str(caught.value) == "cannot resolve nowhere.invalid"
     assert caught.value.outcome is Outcome.UNREACHABLE
+
+
+async def validate(
+    record: Registry, credential: Credential | None, repository: str | None = None, **options: Any
+) -> ValidationResult:
+    """Validate a record as the CLI does: its target, named by its label."""
+    return await validation.validate(record.target(), credential, repository, label=record.label, **options)

@@ -14,10 +14,11 @@ from aiohttp.test_utils import TestServer
 from support.registry import RegistryFixture, free_port
 from support.tls import PKI
 
+from regauth.distribution import validate as validation
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome
-from regauth.distribution.validate import ValidationResult, validate, validate_sync
+from regauth.distribution.validate import ValidationResult, validate_sync
 from regauth.errors import ValidationError
-from regauth.providers.base import Credential
 from regauth.registries import Registry
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -77,7 +78,8 @@ async def test_token_valid(registry_token: RegistryFixture) -> None:
 
 def test_validate_sync(registry_htpasswd: RegistryFixture) -> None:
     fx = registry_htpasswd
-    result = validate_sync(record(fx), cred(fx), fx.repository)
+    saved = record(fx)
+    result = validate_sync(saved.target(), cred(fx), fx.repository, label=saved.label)
     check(result, Outcome.VALID, fx.password)
     result.raise_for_outcome()
 
@@ -259,3 +261,10 @@ async def test_rate_limited_on_pull(aiohttp_server: ServerFactory) -> None:
     server = await aiohttp_server(_app({"/v2/": v2, "/v2/library/alpine/tags/list": limited}))
     result = await validate(record(host=f"127.0.0.1:{server.port}", insecure=True), None, "library/alpine")
     check(result, Outcome.RATE_LIMITED)
+
+
+async def validate(
+    record: Registry, credential: Credential | None, repository: str | None = None, **options: Any
+) -> ValidationResult:
+    """Validate a record as the CLI does: its target, named by its label."""
+    return await validation.validate(record.target(), credential, repository, label=record.label, **options)

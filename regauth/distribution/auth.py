@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import aiohttp
 
 from regauth.distribution.challenge import Challenge, find
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
 from regauth.distribution.singleflight import SingleFlight
+from regauth.distribution.target import RegistryTarget
 from regauth.distribution.token import CLIENT_ID, TokenResponse, basic_authorization, fetch_token
-from regauth.distribution.transport import Upstream
-from regauth.providers.base import Credential
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class _Cached:
 class Authenticator:
     """Answer registry challenges; cache bearer tokens; one token fetch per key at a time.
 
-    API (all methods take the ``Upstream`` the request went to, and the ``Credential`` to use, or
+    API (all methods take the ``RegistryTarget`` the request went to, and the ``Credential`` to use, or
     None for anonymous access; ``scope`` is e.g. ``"repository:library/alpine:pull"``, several
     separated by spaces, or None for a token with no access, as ``docker login`` asks)::
 
@@ -77,7 +77,7 @@ class Authenticator:
 
     async def authorize(
         self,
-        upstream: Upstream,
+        upstream: RegistryTarget,
         credential: Credential | None,
         challenges: Sequence[Challenge],
         scope: str | None = None,
@@ -98,7 +98,7 @@ class Authenticator:
         )
 
     def cached(
-        self, upstream: Upstream, credential: Credential | None, scope: str | None = None
+        self, upstream: RegistryTarget, credential: Credential | None, scope: str | None = None
     ) -> str | None:
         challenge = self._challenges.get(upstream.host)
         if challenge is None:
@@ -111,12 +111,14 @@ class Authenticator:
         entry = self._tokens.get(self._key(challenge, credential, scope))
         return entry.header if entry is not None and entry.fresh_until > self.clock() else None
 
-    def invalidate(self, upstream: Upstream, credential: Credential | None, scope: str | None = None) -> None:
+    def invalidate(
+        self, upstream: RegistryTarget, credential: Credential | None, scope: str | None = None
+    ) -> None:
         challenge = self._challenges.get(upstream.host)
         if challenge is not None and challenge.scheme == "bearer":
             self._tokens.pop(self._key(challenge, credential, scope), None)
 
-    def _basic(self, upstream: Upstream, credential: Credential | None) -> str | None:
+    def _basic(self, upstream: RegistryTarget, credential: Credential | None) -> str | None:
         if credential is None:
             return None
         if credential.is_identity_token:
@@ -127,7 +129,7 @@ class Authenticator:
         return basic_authorization(credential.username, credential.secret)
 
     async def _bearer(
-        self, upstream: Upstream, credential: Credential | None, challenge: Challenge, scope: str | None
+        self, upstream: RegistryTarget, credential: Credential | None, challenge: Challenge, scope: str | None
     ) -> str:
         key = self._key(challenge, credential, scope)
         entry = self._tokens.get(key)
@@ -142,7 +144,7 @@ class Authenticator:
     async def _mint(
         self,
         key: TokenKey,
-        upstream: Upstream,
+        upstream: RegistryTarget,
         credential: Credential | None,
         challenge: Challenge,
         scope: str | None,

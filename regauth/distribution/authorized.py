@@ -23,16 +23,17 @@ from yarl import URL
 
 from regauth.distribution.auth import Authenticator
 from regauth.distribution.challenge import parse_headers
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.distribution.transport import SMALL_BODY_MAX, Upstream, read_capped, send
-from regauth.providers.base import Credential
+from regauth.distribution.target import RegistryTarget
+from regauth.distribution.transport import SMALL_BODY_MAX, read_capped, send
 
 
 class Unauthorized(UpstreamError):
     """The registry answered 401 and the credential (or its absence) could do no better. ``offered``
     says whether an ``Authorization`` was sent; ``body`` is the registry's error body (capped)."""
 
-    def __init__(self, upstream: Upstream, scope: str | None, offered: bool, body: bytes) -> None:
+    def __init__(self, upstream: RegistryTarget, scope: str | None, offered: bool, body: bytes) -> None:
         what = "the credential" if offered else "anonymous access"
         super().__init__(
             f"{upstream.host} refused {what} for {scope or 'login'} (401)", Outcome.NO_PULL_PERMISSION, 401
@@ -45,7 +46,7 @@ class Unauthorized(UpstreamError):
 async def authorized(
     session: aiohttp.ClientSession,
     authenticator: Authenticator,
-    upstream: Upstream,
+    upstream: RegistryTarget,
     credential: Credential | None,
     method: str,
     path: str,
@@ -79,7 +80,7 @@ async def authorized(
     raise Unauthorized(upstream, scope, header is not None, body)
 
 
-def _refuse_foreign_denial(upstream: Upstream, resp: aiohttp.ClientResponse, origin: URL) -> None:
+def _refuse_foreign_denial(upstream: RegistryTarget, resp: aiohttp.ClientResponse, origin: URL) -> None:
     if resp.status in (401, 403) and resp.url.origin() != origin:
         raise UpstreamError(
             f"{upstream.host} redirected to {resp.url.host}, which answered {resp.status}; that is not the "

@@ -17,9 +17,10 @@ import aiohttp
 from regauth.distribution.auth import Authenticator
 from regauth.distribution.authorized import Unauthorized, authorized
 from regauth.distribution.challenge import Challenge, parse_headers
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
-from regauth.distribution.transport import SMALL_BODY_MAX, Upstream, read_capped, send
-from regauth.providers.base import Credential
+from regauth.distribution.target import RegistryTarget
+from regauth.distribution.transport import SMALL_BODY_MAX, read_capped, send
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
@@ -65,7 +66,7 @@ class RegistryClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        upstream: Upstream,
+        upstream: RegistryTarget,
         credential: Credential | None,
         *,
         authenticator: Authenticator | None = None,
@@ -174,7 +175,7 @@ class RegistryClient:
         raise response_error(self.upstream, resp.status, body, repository)
 
 
-def response_error(upstream: Upstream, status: int, body: bytes, repository: str) -> UpstreamError:
+def response_error(upstream: RegistryTarget, status: int, body: bytes, repository: str) -> UpstreamError:
     """The ``UpstreamError`` for a registry's non-success answer about ``repository``."""
     errors = parse_error_body(body)
     detail = describe(errors)
@@ -192,7 +193,7 @@ def response_error(upstream: Upstream, status: int, body: bytes, repository: str
     return UpstreamError(f"{upstream.host} answered {status} for {repository}{suffix}", outcome, status)
 
 
-def rate_limited(upstream: Upstream, body: bytes) -> UpstreamError:
+def rate_limited(upstream: RegistryTarget, body: bytes) -> UpstreamError:
     """``rate limited by docker.io (toomanyrequests): You have reached your pull rate limit...``"""
     errors = parse_error_body(body)
     code = errors[0].code.lower() if errors else "429"

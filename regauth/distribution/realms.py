@@ -26,7 +26,7 @@ from regauth.distribution.errors import Outcome, UpstreamError
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
 
-    from regauth.distribution.transport import Upstream
+    from regauth.distribution.target import RegistryTarget
 
 REALM_HOSTS_OPTION = "realm_hosts"
 
@@ -36,7 +36,7 @@ def parse_realm_hosts(value: str | None) -> frozenset[str]:
     return frozenset(part.lower() for part in (value or "").replace(",", " ").split())
 
 
-def check_realm(upstream: Upstream, realm: URL, credentialed: bool) -> None:
+def check_realm(upstream: RegistryTarget, realm: URL, credentialed: bool) -> None:
     """Raise ``UpstreamError`` (``realm_refused``) unless ``realm`` may be asked for a token, with a
     credential when ``credentialed``."""
     registry, registry_host = upstream.host, upstream.hostname.lower()

@@ -23,10 +23,11 @@ import aiohttp
 from yarl import URL
 
 from regauth.distribution.challenge import Challenge
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
 from regauth.distribution.realms import check_realm
-from regauth.distribution.transport import TOKEN_BODY_MAX, Upstream, read_capped, send
-from regauth.providers.base import Credential
+from regauth.distribution.target import RegistryTarget
+from regauth.distribution.transport import TOKEN_BODY_MAX, read_capped, send
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def basic_authorization(username: str, secret: str) -> str:
 
 async def fetch_token(
     session: aiohttp.ClientSession,
-    upstream: Upstream,
+    upstream: RegistryTarget,
     challenge: Challenge,
     credential: Credential | None,
     scope: str | None,
@@ -99,7 +100,7 @@ async def fetch_token(
 @dataclass(frozen=True)
 class _Ask:
     session: aiohttp.ClientSession
-    upstream: Upstream
+    upstream: RegistryTarget
     realm: URL
     service: str | None
     scopes: list[str]
@@ -108,7 +109,7 @@ class _Ask:
     credential: Credential | None
 
 
-def realm_url(upstream: Upstream, challenge: Challenge, credential: Credential | None) -> URL:
+def realm_url(upstream: RegistryTarget, challenge: Challenge, credential: Credential | None) -> URL:
     """The challenge's realm, once ``realms.check_realm`` allows it to be asked (with ``credential``)."""
     if not challenge.realm:
         raise UpstreamError(f"{upstream.host} sent a Bearer challenge with no realm", Outcome.NOT_V2)

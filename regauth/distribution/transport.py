@@ -1,8 +1,8 @@
-"""How regauth reaches a registry: the upstream address, TLS, timeouts, redirects, and error mapping.
+"""How regauth reaches a registry (a ``target.RegistryTarget``): sessions, timeouts, redirects, capped
+reads and error mapping.
 
-* HTTPS only; plain HTTP only for a record marked ``insecure`` (the host is named in that record, so it
-  never spreads to other hosts, and Docker Hub is never insecure).
-* A record's ``ca_file`` is trusted on top of the system roots, in an ``ssl.SSLContext`` per upstream.
+* TLS as the target says: HTTPS with the system roots and the record's CA, plain HTTP only for a record
+  marked ``insecure`` (the host is named in that record, so it never spreads to other hosts).
 * Every request has connect, read and total timeouts.
 * Redirects are followed by hand: ``Authorization`` is sent only to the origin it was meant for, never
   to the blob storage a registry redirects to; a request body (a token form, which holds a credential)
@@ -24,79 +24,22 @@ import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
-from ssl import SSLContext
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
 from regauth.distribution.addresses import check_redirect_host
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.distribution.realms import REALM_HOSTS_OPTION, parse_realm_hosts
-from regauth.registries import Registry
-from regauth.servers import DOCKER_HUB
+from regauth.distribution.target import RegistryTarget
 
 log = logging.getLogger(__name__)
 
-# Docker Hub's API lives on another host than its name.
-DOCKER_HUB_API = "registry-1.docker.io"
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Caps for bodies read whole: an error body or a ping is a few KiB, a token response well under 1 MiB.
 SMALL_BODY_MAX = 64 * 1024
 TOKEN_BODY_MAX = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A registry to talk to: ``host`` is the canonical ``host[:port]``, ``base_url`` has no trailing
-    slash; ``ssl`` is the context to verify it with, or False for plain HTTP."""
-
-    host: str
-    base_url: str
-    ssl: SSLContext | bool = field(repr=False)
-    # Token realm hosts other than its own and its domain's that may receive the credential.
-    realm_hosts: frozenset[str] = frozenset()
-
-    @property
-    def secure(self) -> bool:
-        return self.ssl is not False
-
-    @property
-    def hostname(self) -> str:
-        """The host regauth connects to (``registry-1.docker.io`` for ``docker.io``), without a port."""
-        return URL(self.base_url).host or self.host
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
-
-    def context_for(self, url: URL) -> SSLContext | bool:
-        """The TLS setting for ``url``: the upstream's context for HTTPS (it holds the system roots
-        too), none for plain HTTP."""
-        if url.scheme != "https":
-            return False
-        return self.ssl if isinstance(self.ssl, SSLContext) else True
-
-    @classmethod
-    def from_record(cls, record: Registry) -> Upstream:
-        host = DOCKER_HUB_API if record.registry == DOCKER_HUB else record.registry
-        realm_hosts = parse_realm_hosts(record.options.get(REALM_HOSTS_OPTION))
-        if record.insecure:
-            if record.registry == DOCKER_HUB:
-                raise UpstreamError("Docker Hub is never reached over plain HTTP", Outcome.TLS_ERROR)
-            return cls(record.registry, f"http://{host}", False, realm_hosts)
-        return cls(record.registry, f"https://{host}", make_ssl_context(record.ca_file), realm_hosts)
-
-
-def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_file:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-            raise UpstreamError(f"cannot load CA file {ca_file}: {reason}", Outcome.TLS_ERROR) from exc
-    return context
 
 
 @dataclass(frozen=True)
@@ -134,7 +77,7 @@ def make_session(
 @contextlib.asynccontextmanager
 async def send(
     session: aiohttp.ClientSession,
-    upstream: Upstream,
+    upstream: RegistryTarget,
     method: str,
     url: str,
     *,
@@ -182,7 +125,7 @@ async def send(
     raise UpstreamError(f"{upstream.host}: more than {MAX_REDIRECTS} redirects", Outcome.NOT_V2)
 
 
-async def _redirect_target(current: URL, location: str, upstream: Upstream) -> URL:
+async def _redirect_target(current: URL, location: str, upstream: RegistryTarget) -> URL:
     try:
         target = current.join(URL(location))
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Check a registry record and its credential against the registry, as `docker login` (and a pull) would.
+"""Check a registry and its credential against the registry, as `docker login` (and a pull) would.
 
 Without a repository: the registry is reachable, speaks Registry V2, and accepts the credential (a
 token for no scope from its realm, or ``/v2/`` with basic auth). With a repository: the credential may
@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from regauth.distribution.challenge import find
 from regauth.distribution.client import API_VERSION, Ping, RegistryClient, rate_limited
+from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
-from regauth.distribution.transport import SMALL_BODY_MAX, Timeouts, Upstream, make_session, read_capped, send
+from regauth.distribution.target import RegistryTarget
+from regauth.distribution.transport import SMALL_BODY_MAX, Timeouts, make_session, read_capped, send
 from regauth.errors import ValidationError
-from regauth.providers.base import Credential
-from regauth.registries import Registry
 
 __all__ = ["Outcome", "ValidationResult", "validate", "validate_sync"]
 
@@ -42,12 +42,17 @@ class ValidationResult:
 
 
 async def validate(
-    record: Registry, credential: Credential | None, repository: str | None = None, *, timeout: float = 10.0
+    upstream: RegistryTarget,
+    credential: Credential | None,
+    repository: str | None = None,
+    *,
+    label: str | None = None,
+    timeout: float = 10.0,
 ) -> ValidationResult:
-    """Validate ``record`` with ``credential`` (None: anonymous); ``timeout`` bounds the whole check."""
-    label = f"registry {record.name!r} ({record.registry})"
+    """Validate ``upstream`` with ``credential`` (None: anonymous); ``label`` names it in the message
+    (its host by default); ``timeout`` bounds the whole check."""
+    label = label or upstream.host
     try:
-        upstream = Upstream.from_record(record)
         timeouts = Timeouts(connect=timeout, read=timeout, total=timeout)
         async with make_session(timeouts) as session:
             client = RegistryClient(session, upstream, credential)
@@ -60,10 +65,15 @@ async def validate(
 
 
 def validate_sync(
-    record: Registry, credential: Credential | None, repository: str | None = None, *, timeout: float = 10.0
+    upstream: RegistryTarget,
+    credential: Credential | None,
+    repository: str | None = None,
+    *,
+    label: str | None = None,
+    timeout: float = 10.0,
 ) -> ValidationResult:
     """``validate`` for synchronous callers (the CLI): runs its own event loop."""
-    return asyncio.run(validate(record, credential, repository, timeout=timeout))
+    return asyncio.run(validate(upstream, credential, repository, label=label, timeout=timeout))
 
 
 async def _check(client: RegistryClient, repository: str | None) -> str:
@@ -76,7 +86,7 @@ async def _check(client: RegistryClient, repository: str | None) -> str:
     return summary
 
 
-def _check_v2(upstream: Upstream, ping: Ping) -> None:
+def _check_v2(upstream: RegistryTarget, ping: Ping) -> None:
     if ping.status == 200:
         if ping.api_version == API_VERSION or _is_json_object(ping.body):
             return

@@ -13,13 +13,13 @@ A record's name wins over a host of the same spelling (a record named like a hos
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
 from dataclasses import dataclass
 
-from regauth.distribution.transport import Upstream as Transport
-from regauth.distribution.transport import make_ssl_context
+from regauth.distribution.target import RegistryTarget
 from regauth.errors import ConfigError, UsageError
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
 from regauth.registries import Registry, RegistryBook
@@ -35,10 +35,10 @@ log = logging.getLogger("regauth.proxy")
 
 @dataclass(frozen=True)
 class Upstream:
-    """A configured upstream: the distribution ``Transport`` (host, base URL, TLS) and its record, if any
+    """A configured upstream: the distribution ``RegistryTarget`` (host, base URL, TLS) and its record, if any
     (Docker Hub enabled with no record is reached anonymously)."""
 
-    transport: Transport
+    transport: RegistryTarget
     record: Registry | None = None
 
     @property
@@ -130,16 +130,16 @@ class Upstreams:
             if record.registry == DOCKER_HUB:
                 made = Upstream(self._hub_transport(record), record)
             else:
-                made = Upstream(Transport.from_record(record), record)
+                made = Upstream(record.target(), record)
             self._made[key] = made
         return made
 
-    def _hub_transport(self, record: Registry | None) -> Transport:
+    def _hub_transport(self, record: Registry | None) -> RegistryTarget:
         # The URL is an option so that tests can stand a local server in for Docker Hub.
-        if self._hub_url.startswith("http://"):
-            return Transport(DOCKER_HUB, self._hub_url.rstrip("/"), False)
-        ca_file = record.ca_file if record else None
-        return Transport(DOCKER_HUB, self._hub_url.rstrip("/"), make_ssl_context(ca_file))
+        hub = RegistryTarget.for_registry(
+            DOCKER_HUB, ca_file=record.ca_file if record else None, options=record.options if record else None
+        )
+        return dataclasses.replace(hub, base_url=self._hub_url.rstrip("/"))
 
 
 def kind_of(tail: str) -> str:
