@@ -45,7 +45,8 @@ def _dist(site: Path, direct_url: dict[str, object] | None) -> None:
     (info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: regauth\nVersion: 0.1.0\nProvides-Extra: aws\nProvides-Extra: azure\n"
         'Requires-Dist: aiohttp>=3.9\nRequires-Dist: boto3>=1.28; extra == "aws"\n'
-        'Requires-Dist: azure-identity>=1.15; extra == "azure"\nRequires-Dist: requests>=2.31; extra == "azure"\n'
+        'Requires-Dist: azure-identity>=1.15; extra == "azure"\n'
+        'Requires-Dist: requests>=2.31; extra == "azure"\n'
     )
     if direct_url is not None:
         (info / "direct_url.json").write_text(json.dumps(direct_url))
