@@ -28,3 +28,13 @@ def _escape(char: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """``text`` double-quoted for a one-line message: escaped as ``printable`` does and to ASCII (a
+    look-alike letter in a host name shows as what it is), and shortened past ``limit`` characters, so
+    that a megabyte of input cannot become a megabyte of error line."""
+    shown = printable(text).encode("ascii", "backslashreplace").decode("ascii").replace('"', '\\"')
+    if len(shown) > limit:
+        shown = f"{shown[: limit // 2]}...{shown[-12:]}"
+    return f'"{shown}"'

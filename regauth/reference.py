@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from regauth.errors import UsageError
+from regauth.printable import quoted
 from regauth.servers import DOCKER_HUB
 
 # --- Image references -------------------------------------------------------------------------------
@@ -253,8 +254,4 @@ def _invalid(text: str, detail: str) -> UsageError:
 
 
 def _q(value: str) -> str:
-    """``value`` double-quoted for a one-line message: escaped if unprintable, shortened if long."""
-    shown = value if value.isascii() and value.isprintable() else value.encode("unicode_escape").decode()
-    if len(shown) > 80:
-        shown = f"{shown[:40]}...{shown[-12:]}"
-    return f'"{shown}"'
+    return quoted(value)

@@ -1,11 +1,12 @@
 """Server addresses as clients spell them, and the canonical registry host that is the credential key.
 
-On the credential helper's hot path: it imports nothing but regauth's errors.
+On the credential helper's hot path: it imports nothing but regauth's errors and ``printable``.
 """
 
 from __future__ import annotations
 
 from regauth.errors import UsageError
+from regauth.printable import quoted
 
 DOCKER_HUB = "docker.io"
 # What the Docker CLI sends for Docker Hub, and so what `list` must give back for it.
@@ -28,12 +29,12 @@ def normalize_registry(server: str) -> str:
         scheme, _, text = text.partition("://")
         scheme = scheme.lower()
         if scheme not in ("http", "https"):
-            raise UsageError(f"unsupported scheme {scheme!r} in server address {server!r}")
+            raise UsageError(f"unsupported scheme {quoted(scheme)} in server address {quoted(server)}")
     text = text.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     text = text.rpartition("@")[2]
     host, port = _split_port(text, server)
     if not host:
-        raise UsageError(f"no registry host in server address {server!r}")
+        raise UsageError(f"no registry host in server address {quoted(server)}")
     host = host.lower()
     _check_host(host, server)
     if port and ((port == "443" and scheme != "http") or (port == "80" and scheme == "http")):
@@ -52,16 +53,16 @@ def _split_port(text: str, original: str) -> tuple[str, str]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise UsageError(f"unterminated IPv6 address in server address {original!r}")
+            raise UsageError(f"unterminated IPv6 address in server address {quoted(original)}")
         host, rest = text[: end + 1], text[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise UsageError(f"unexpected {rest!r} after IPv6 address in {original!r}")
+            raise UsageError(f"unexpected {quoted(rest)} after IPv6 address in {quoted(original)}")
         sep, port = rest[:1], rest[1:]
     else:
         host, sep, port = text.partition(":")
     # isascii: str.isdigit() is true for "²" (int() fails) and "５" (a non-ASCII port).
     if sep and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise UsageError(f"invalid port {port!r} in server address {original!r}")
+        raise UsageError(f"invalid port {quoted(port)} in server address {quoted(original)}")
     return host, port
 
 
@@ -69,10 +70,10 @@ def _check_host(host: str, original: str) -> None:
     if host.startswith("["):
         body = host[1:-1]
         if not body or any(c not in "0123456789abcdef:." for c in body):
-            raise UsageError(f"invalid IPv6 address {host!r} in server address {original!r}")
+            raise UsageError(f"invalid IPv6 address {quoted(host)} in server address {quoted(original)}")
         return
     for label in host.split("."):
         if not label or label.startswith("-") or label.endswith("-"):
-            raise UsageError(f"invalid host name {host!r} in server address {original!r}")
+            raise UsageError(f"invalid host name {quoted(host)} in server address {quoted(original)}")
         if any(not (c.isascii() and (c.isalnum() or c in "-_")) for c in label):
-            raise UsageError(f"invalid host name {host!r} in server address {original!r}")
+            raise UsageError(f"invalid host name {quoted(host)} in server address {quoted(original)}")

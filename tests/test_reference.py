@@ -168,7 +168,7 @@ INVALID: list[tuple[str, str]] = [
     ("0123456789abcdef" * 4, "image ID"),
     ("a b", 'contains " "'),
     (" ubuntu", 'contains " "'),
-    ("ubuntu\n", 'contains "\\n"'),
+    ("ubuntu\n", 'contains "\\x0a"'),
     ("caf\u00e9", 'contains "\\xe9"'),
     ("a$b", 'contains "$"'),
     ("my_reg.local/app", 'registry host "my_reg.local" has an invalid name part "my_reg"'),
@@ -461,3 +461,11 @@ def test_normalize_registry_raises_only_usage_error(server: str) -> None:
     except UsageError:
         return
     assert host and host.isascii() and host == host.lower()
+
+
+def test_a_huge_server_address_makes_a_short_error() -> None:
+    # A megabyte on the helper's stdin must not come back as a megabyte (twice) on its error line.
+    with pytest.raises(UsageError) as info:
+        normalize_registry("\x00" * 1_000_000)
+    message = str(info.value)
+    assert len(message) < 300 and message.isascii() and message.isprintable()

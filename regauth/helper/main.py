@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"{texts.PROGRAM} ({texts.PACKAGE}) {__version__}\n")
         return 0
     if action not in texts.ACTIONS:
-        out.write(texts.UNKNOWN_ACTION.format(action=action) + "\n")
+        from regauth.printable import printable
+
+        out.write(texts.UNKNOWN_ACTION.format(action=printable(action)) + "\n")
         return 1
     from regauth.coredump import disable_core_dumps
 
