@@ -183,9 +183,10 @@ def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
+        width = max(len(key) for key in answer) + 2
         for key, value in answer.items():
             if value is not None:
-                print(f"{key + ':':<10} {printable(str(value))}")
+                print(f"{key + ':':<{width}}{printable(str(value))}")
     return 0 if answer["answered_by"] != "nothing" else 1
 
 

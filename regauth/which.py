@@ -14,6 +14,8 @@ from regauth.reference import parse_reference
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import normalize_registry
 
+# Every answer has these keys, in this order (None where one does not apply), for scripts.
+FIELDS = ("target", "registry", "image", "answered_by", "record", "provider", "username", "credential")
 _CLOUDS = {"ecr": "AWS", "acr": "Azure", "gcp": "Google Cloud"}
 
 
@@ -21,8 +23,8 @@ def split_target(text: str) -> tuple[str, str | None]:
     """(canonical host, normalised image reference or None) for a host, a server URL or an image.
 
     As ``docker login`` takes a host and ``docker pull`` an image: a URL, or a name with no ``/`` that
-    has a ``.``, a ``:PORT`` or is ``localhost``, is a host; anything else an image (``ubuntu`` is
-    ``docker.io/library/ubuntu``).
+    ends in ``:PORT``, or has a ``.`` and no ``:``, or is ``localhost``, is a host; anything else an
+    image (``ubuntu:22.04`` is ``docker.io/library/ubuntu:22.04``).
     """
     text = text.strip()
     if "://" in text or ("/" not in text and _host_like(text)):
@@ -33,7 +35,8 @@ def split_target(text: str) -> tuple[str, str | None]:
 
 def answer_for(settings: Settings, book: RegistryBook, target: str) -> dict[str, Any]:
     host, image = split_target(target)
-    answer: dict[str, Any] = {"target": target, "registry": host, "image": image}
+    answer: dict[str, Any] = dict.fromkeys(FIELDS)
+    answer.update(target=target, registry=host, image=image)
     record = book.for_host(host)
     if record is not None:
         return {**answer, **_from_record(book, record)}
@@ -87,7 +90,10 @@ def _from_record(book: RegistryBook, record: Registry) -> dict[str, Any]:
 
 
 def _host_like(text: str) -> bool:
-    name, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
-    if colon and port.isdigit():
+    if text.startswith("["):
         return True
-    return "." in text or text == "localhost" or text.startswith("[")
+    name, colon, after = text.rpartition(":")
+    if colon:
+        # host:5000 is a host, ubuntu:22.04 an image with a tag.
+        return after.isdigit()
+    return "." in text or text == "localhost"
