@@ -208,7 +208,8 @@ def _add_registry_parser(commands: Any) -> None:
         description="Say which record or provider answers a credential request for a host or an image "
         "reference, and where its credential comes from, without printing it or asking any server. "
         "A name with no '/' that ends in a :PORT, or has a '.' and no ':', or is localhost, is a host; "
-        "anything else an image (ubuntu:22.04 is docker.io/library/ubuntu:22.04). Exit status 1 when nothing answers.",
+        "anything else an image (ubuntu:22.04 is docker.io/library/ubuntu:22.04). "
+        "Exit status 1 when nothing answers.",
         epilog=_examples(
             "regauth registry which ghcr.io",
             "regauth registry which ubuntu:22.04",
