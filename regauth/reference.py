@@ -132,6 +132,32 @@ def check_repository(text: str) -> str:
     return text
 
 
+def check_tag(tag: str) -> str:
+    """``tag`` if it is a tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``), else ``UsageError``."""
+    _check_tag(tag, tag)
+    return tag
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` if it is ``algorithm:hex`` with a supported algorithm and its length of lower-case hex,
+    else ``UsageError``."""
+    _check_digest(digest, digest)
+    return digest
+
+
+def is_digest(text: str) -> bool:
+    try:
+        _check_digest(text, text)
+    except UsageError:
+        return False
+    return True
+
+
+def pull_scope(repository: str) -> str:
+    """The token scope that pulls ``repository`` (distribution's resource scope grammar)."""
+    return f"repository:{repository}:pull"
+
+
 def _split_domain(text: str) -> tuple[str, str]:
     """Domain and the rest, by distribution's splitDockerDomain rules (the domain checked here)."""
     first, slash, rest = text.partition("/")

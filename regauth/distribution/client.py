@@ -21,6 +21,8 @@ from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
 from regauth.distribution.target import RegistryTarget
 from regauth.distribution.transport import SMALL_BODY_MAX, read_capped, send
+from regauth.printable import quoted
+from regauth.reference import is_digest, pull_scope
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
@@ -34,10 +36,6 @@ MANIFEST_TYPES = (
 MANIFEST_MAX = 4 * 1024 * 1024
 TAGS_MAX = 4 * 1024 * 1024
 _NOT_FOUND_CODES = {"NAME_UNKNOWN": "repository", "MANIFEST_UNKNOWN": "manifest", "BLOB_UNKNOWN": "blob"}
-
-
-def pull_scope(repository: str) -> str:
-    return f"repository:{repository}:pull"
 
 
 @dataclass(frozen=True)
@@ -141,10 +139,10 @@ class RegistryClient:
     ) -> AsyncIterator[bytes]:
         """Stream a blob (following the redirect to its storage); raises at the end on a digest
         mismatch, so a consumer must not commit the data before the iterator is exhausted."""
+        if not is_digest(digest):
+            raise UpstreamError(f"unsupported digest {quoted(digest)}", Outcome.NOT_V2)
         algorithm, _, expected = digest.partition(":")
-        if algorithm != "sha256" or not expected:
-            raise UpstreamError(f"unsupported digest {digest[:80]!r}", Outcome.NOT_V2)
-        hasher = hashlib.sha256()
+        hasher = hashlib.new(algorithm)
         path = f"/v2/{repository}/blobs/{digest}"
         async with self.request("GET", path, scope=pull_scope(repository), repository=repository) as resp:
             await self._check(resp, repository)

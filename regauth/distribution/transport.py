@@ -143,12 +143,18 @@ async def _redirect_target(current: URL, location: str, upstream: RegistryTarget
 
 
 async def read_capped(
-    response: aiohttp.ClientResponse, limit: int, what: str = "response", *, within: float = 30.0
+    response: aiohttp.ClientResponse,
+    limit: int,
+    what: str = "response",
+    *,
+    within: float = 30.0,
+    truncate: bool = False,
 ) -> bytes:
-    """The whole body, or ``UpstreamError`` once it passes ``limit`` bytes or ``within`` seconds (the
-    rest is not read, and the connection is closed rather than drained)."""
+    """The whole body, or once it passes ``limit`` bytes or ``within`` seconds an ``UpstreamError``
+    (or, with ``truncate``, its first ``limit`` bytes). The rest is never read: the connection is
+    closed rather than drained."""
     length = response.content_length
-    if length is not None and length > limit:
+    if length is not None and length > limit and not truncate:
         response.close()
         raise _too_large(response, what, limit)
     try:
@@ -159,7 +165,9 @@ async def read_capped(
         raise
     if len(body) > limit:
         response.close()
-        raise _too_large(response, what, limit)
+        if not truncate:
+            raise _too_large(response, what, limit)
+        body = body[:limit]
     return body
 
 

@@ -23,10 +23,11 @@ from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
 from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
-from regauth.proxy.handlers import usable_send_buffer, v2
+from regauth.proxy.handlers import v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
 from regauth.proxy.options import ProxyOptions
+from regauth.proxy.relay import usable_send_buffer
 from regauth.proxy.routing import Upstreams
 from regauth.proxy.upstream import UpstreamClient
 from regauth.registries import RegistryBook

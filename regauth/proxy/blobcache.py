@@ -17,10 +17,9 @@ from pathlib import Path
 
 from regauth.errors import UsageError
 from regauth.proxy.confirmations import Confirmations
+from regauth.reference import DIGEST_HEX_LENGTHS
 
 log = logging.getLogger("regauth.proxy")
-
-_ALGORITHMS = ("sha256", "sha384", "sha512")
 
 
 class Verifier:
@@ -225,7 +224,7 @@ class BlobCache:
 
     def _load(self) -> None:
         found: list[tuple[int, str, int]] = []
-        for algorithm in _ALGORITHMS:
+        for algorithm in DIGEST_HEX_LENGTHS:
             base = self.root / "blobs" / algorithm
             if not base.is_dir():
                 continue

@@ -13,6 +13,9 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from regauth.distribution.client import MANIFEST_MAX
+from regauth.distribution.errors import UpstreamError
+from regauth.distribution.transport import read_capped
 from regauth.proxy import state
 from regauth.proxy.blobs import blob
 from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault
@@ -20,15 +23,12 @@ from regauth.proxy.manifestcache import accept_header, accept_key
 from regauth.proxy.relay import (
     bytes_response,
     head,
-    read_at_most,
     relayed_headers,
     stream,
     upstream_error,
 )
-from regauth.proxy.relay import usable_send_buffer as usable_send_buffer
 from regauth.proxy.routing import Target, kind_of, parse_target
 
-MANIFEST_MAX = 4 * 1024 * 1024
 _FORWARDED = ("Accept", "Range", "If-Range", "If-None-Match")
 
 
@@ -104,12 +104,10 @@ async def _tags(request: web.Request, target: Target) -> web.StreamResponse:
 
 
 async def _read_manifest(resp: aiohttp.ClientResponse, host: str) -> bytes:
-    if resp.content_length is not None and resp.content_length > MANIFEST_MAX:
-        raise UpstreamFault(502, f"{host} sent a manifest larger than {MANIFEST_MAX} bytes")
-    body = await read_at_most(resp, MANIFEST_MAX)
-    if body is None:
-        raise UpstreamFault(502, f"{host} sent a manifest larger than {MANIFEST_MAX} bytes")
-    return body
+    try:
+        return await read_capped(resp, MANIFEST_MAX, "manifest")
+    except UpstreamError as exc:
+        raise UpstreamFault(502, str(exc)) from exc
 
 
 def _matches(body: bytes, digest: str) -> bool:

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from regauth.distribution.transport import SMALL_BODY_MAX, read_capped
 from regauth.logs import redact
 from regauth.proxy import state
 from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault, as_api_error, error_body
@@ -25,7 +26,6 @@ from regauth.proxy.routing import Target
 
 log = logging.getLogger("regauth.proxy")
 
-_ERROR_BODY_MAX = 64 * 1024
 _RELAYED = (
     "Content-Type",
     "Docker-Content-Digest",
@@ -243,7 +243,7 @@ async def upstream_error(
         raise UpstreamFault(status, f"{host} answered {resp.status} for {target.repository}")
     body = b""
     if request.method != "HEAD":
-        body = await read_at_most(resp, _ERROR_BODY_MAX, truncate=True) or b""
+        body = await read_capped(resp, SMALL_BODY_MAX, truncate=True)
     headers = CIMultiDict(API_VERSION_HEADER)
     if body.lstrip().startswith(b"{") and b'"errors"' in body:
         headers["Content-Type"] = "application/json"
@@ -272,16 +272,3 @@ def relayed_headers(resp: aiohttp.ClientResponse, target: Target) -> CIMultiDict
     if "Link" in headers and target.upstream is not None:
         headers["Link"] = headers["Link"].replace(f"/v2/{target.repository}/", f"/v2/{target.client_name}/")
     return headers
-
-
-async def read_at_most(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool = False) -> bytes | None:
-    """The body if it is at most ``limit`` bytes; else its first ``limit`` bytes if ``truncate``, or
-    None."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(65536):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(parts)[:limit] if truncate else None
-    return b"".join(parts)

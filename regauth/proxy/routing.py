@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from dataclasses import dataclass
 
 from regauth.distribution.target import RegistryTarget
 from regauth.errors import ConfigError, UsageError
+from regauth.printable import quoted
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
+from regauth.reference import check_repository, check_tag, is_digest, pull_scope
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import DOCKER_HUB, normalize_registry
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})")
 _RELOAD_EVERY = 1.0
 
 log = logging.getLogger("regauth.proxy")
@@ -58,11 +56,11 @@ class Target:
 
     @property
     def is_digest(self) -> bool:
-        return bool(_DIGEST.fullmatch(self.reference))
+        return is_digest(self.reference)
 
     @property
     def scope(self) -> str:
-        return f"repository:{self.repository}:pull"
+        return pull_scope(self.repository)
 
 
 class Upstreams:
@@ -221,14 +219,33 @@ def _refused(host: str) -> ApiError:
 
 
 def _check(kind: str, name: str, reference: str) -> None:
-    components = name.split("/")
-    if not name or len(name) > 255 or not all(_COMPONENT.fullmatch(c) for c in components):
-        # Hosts stand in the path too: let a host component through to resolve(), which checks it.
-        if not (len(components) > 1 and all(_COMPONENT.fullmatch(c) for c in components[1:])):
-            raise ApiError(400, NAME_INVALID, f"invalid repository name {name!r}")
-    if kind == "blob" and not _DIGEST.fullmatch(reference):
+    try:
+        check_repository(name)
+    except UsageError as exc:
+        # A host or record name may stand first: the rest must be a repository, and resolve() checks
+        # the first part.
+        first, slash, rest = name.partition("/")
+        if not (first and slash and _is_repository(rest)):
+            raise ApiError(400, NAME_INVALID, str(exc)) from None
+    if kind == "blob" and not is_digest(reference):
         if reference.startswith("uploads"):
             raise ApiError(405, UNSUPPORTED, "this proxy is pull-only: pushing is not supported")
-        raise ApiError(400, "DIGEST_INVALID", f"invalid blob digest {reference!r}")
-    if kind == "manifest" and not (_DIGEST.fullmatch(reference) or _TAG.fullmatch(reference)):
-        raise ApiError(400, "MANIFEST_INVALID", f"invalid tag or digest {reference!r}")
+        raise ApiError(400, "DIGEST_INVALID", f"invalid blob digest {quoted(reference)}")
+    if kind == "manifest" and not (is_digest(reference) or _is_tag(reference)):
+        raise ApiError(400, "MANIFEST_INVALID", f"invalid tag or digest {quoted(reference)}")
+
+
+def _is_repository(text: str) -> bool:
+    try:
+        check_repository(text)
+    except UsageError:
+        return False
+    return True
+
+
+def _is_tag(text: str) -> bool:
+    try:
+        check_tag(text)
+    except UsageError:
+        return False
+    return True
