@@ -127,3 +127,21 @@ async def test_a_registries_file_damaged_while_the_proxy_runs_keeps_the_last_goo
         assert resp.status == 200, await resp.text()
     damaged = [r for r in caplog.records if "still serving the registries read before" in r.getMessage()]
     assert len(damaged) == 1 and str(book.path) in damaged[0].getMessage()
+
+
+def test_an_unexpected_failure_is_logged_as_the_proxys_own_with_its_place() -> None:
+    from regauth.distribution.errors import Outcome, UpstreamError
+    from regauth.proxy.errors import internal_failure, is_internal
+
+    def broken() -> None:
+        raise TypeError("secret-looking text https://x/?token=abc")
+
+    try:
+        broken()
+    except TypeError as exc:
+        line = internal_failure(exc)
+        assert is_internal(exc)
+    assert line.startswith("internal error TypeError at ") and "test_proxy_hostile.py:" in line
+    assert "token" not in line
+    assert not is_internal(UpstreamError("x", Outcome.UNREACHABLE))
+    assert not is_internal(ConnectionResetError())

@@ -123,6 +123,20 @@ def _upstream_error(exc: UpstreamError) -> ApiError:
     return UpstreamFault(502, str(exc))
 
 
+def is_internal(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the proxy itself rather than of the upstream, the client or the
+    configuration (which all arrive as regauth errors, or as aiohttp's and asyncio's transport errors)."""
+    return not isinstance(exc, ApiError | RegauthError | aiohttp.ClientError | asyncio.TimeoutError | OSError)
+
+
+def internal_failure(exc: BaseException) -> str:
+    """``TypeError at regauth/proxy/relay.py:123``: the type and where, not the message, since a foreign
+    exception's text can hold a URL's query."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"internal error {type(exc).__name__}{where}"
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -136,11 +150,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception as exc:
         error = as_api_error(exc)
-        if error.status >= 500 and not isinstance(exc, ApiError | RegauthError):
-            # The type and where, not the message: a foreign exception's text can hold a URL's query.
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            where = f"{frame.filename}:{frame.lineno}"
-            log.error("%s %s: %s at %s", request.method, redact(request.path), type(exc).__name__, where)
+        if error.status >= 500 and is_internal(exc):
+            log.error("%s %s: %s", request.method, redact(request.path), internal_failure(exc))
         elif error.status >= 500:
             log.warning("%s %s: %s", request.method, redact(request.path), error.message)
         return error_response(error)

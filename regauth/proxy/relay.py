@@ -21,7 +21,14 @@ from multidict import CIMultiDict
 from regauth.distribution.transport import SMALL_BODY_MAX, read_capped
 from regauth.logs import redact
 from regauth.proxy import state
-from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault, as_api_error, error_body
+from regauth.proxy.errors import (
+    API_VERSION_HEADER,
+    UpstreamFault,
+    as_api_error,
+    error_body,
+    internal_failure,
+    is_internal,
+)
 from regauth.proxy.routing import Target
 
 log = logging.getLogger("regauth.proxy")
@@ -207,7 +214,9 @@ def usable_send_buffer(size: int) -> int:
 
 def cut(request: web.Request, exc: BaseException) -> None:
     """End a response that has started: close the connection so the client cannot take it as whole."""
-    if not isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)):
+    if is_internal(exc):
+        log.error("%s %s: cut after an %s", request.method, redact(request.path), internal_failure(exc))
+    elif not isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)):
         where = request.get(state.UPSTREAM, "?")
         log.warning(
             "%s %s: cut after upstream %s failed: %s",
