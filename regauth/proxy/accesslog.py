@@ -75,7 +75,7 @@ def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
     # except for streams, which record what they actually sent.
     sent = request.get(state.SENT)
     if sent is not None:
-        return sent
+        return int(sent)
     if request.method == "HEAD" or response.status in (204, 304):
         return 0
     return response.content_length or 0

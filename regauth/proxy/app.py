@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from regauth.config import Settings
 from regauth.distribution.auth import Authenticator
 from regauth.distribution.transport import Timeouts, make_session
 from regauth.proxy import state
 from regauth.proxy.blobcache import BlobCache
-from regauth.proxy.clientauth import ClientAuth, Middleware, read_htpasswd
+from regauth.proxy.clientauth import ClientAuth, read_htpasswd
 from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware

@@ -132,7 +132,7 @@ class ClientAuth:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    def middleware(self) -> Middleware:  # type: ignore[type-arg]
+    def middleware(self) -> Middleware:
         @web.middleware
         async def client_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             try:

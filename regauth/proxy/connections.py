@@ -220,7 +220,7 @@ class ConnectionGuard:
         head = "HTTP/1.1 503 Service Unavailable\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         return (head + "\r\n").encode("ascii") + body
 
-    def middleware(self) -> Middleware:  # type: ignore[type-arg]
+    def middleware(self) -> Middleware:
         @web.middleware
         async def connection_active(request: web.Request, handler: Handler) -> web.StreamResponse:
             request[GUARD] = self
@@ -240,7 +240,7 @@ class GuardedSite(web.BaseSite):
 
     def __init__(
         self,
-        runner: web.BaseRunner,  # type: ignore[type-arg]
+        runner: web.BaseRunner,
         host: str,
         port: int,
         *,

@@ -7,10 +7,14 @@ index updates are serialised with a file lock because keyring backends are not t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from regauth.config import Settings
 from regauth.errors import StoreError
 from regauth.fsutil import file_lock
+
+T = TypeVar("T")
 
 SERVICE = "regauth"
 INDEX_KEY = "__regauth_index__"
@@ -95,7 +99,7 @@ class KeyringStore:
     def _save_index(self, keys: list[str]) -> None:
         self._call(self._keyring.set_password, SERVICE, INDEX_KEY, json.dumps(keys))
 
-    def _call(self, func, *args):  # type: ignore[no-untyped-def]
+    def _call(self, func: Callable[..., T], *args: object) -> T:
         try:
             return func(*args)
         except self._errors.KeyringError as exc:
