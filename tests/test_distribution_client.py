@@ -10,14 +10,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 from support.registry import RegistryFixture
 from support.tls import PKI
 
-from regauth.distribution.client import RegistryClient
+from regauth.distribution.client import MANIFEST_TYPES, RegistryClient, response_error
 from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
 from regauth.distribution.target import DOCKER_HUB_API, RegistryTarget, make_ssl_context
 from regauth.distribution.transport import make_session, send
+from regauth.reference import pull_scope
 from regauth.registries import Registry
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -98,8 +100,8 @@ async def test_redirect_to_another_host_drops_authorization(
     registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", registry_seen)
     upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
     client = RegistryClient(session, upstream, Credential("u", "p"))
-    data = b"".join([chunk async for chunk in client.get_blob("a", BLOB_DIGEST)])
-    assert data == BLOB
+    async with client.request("GET", f"/v2/a/blobs/{BLOB_DIGEST}", scope=pull_scope("a")) as resp:
+        assert await resp.read() == BLOB
     assert registry_seen == [None, "Basic dTpw"]
     assert storage_seen == [None]
 
@@ -119,16 +121,6 @@ async def test_redirect_on_the_same_origin_keeps_authorization(
     ) as response:
         assert response.status == 200 and await response.read() == BLOB
     assert seen == ["Basic dTpw", "Basic dTpw"]
-
-
-async def test_blob_digest_mismatch(session: aiohttp.ClientSession, aiohttp_server: ServerFactory) -> None:
-    storage = await _storage(aiohttp_server, [], body=b"tampered")
-    registry = await _registry(aiohttp_server, f"http://127.0.0.1:{storage.port}/bucket/blob", [])
-    upstream = RegistryTarget(f"127.0.0.1:{registry.port}", f"http://127.0.0.1:{registry.port}")
-    client = RegistryClient(session, upstream, Credential("u", "p"))
-    with pytest.raises(UpstreamError, match="failed verification"):
-        async for _ in client.get_blob("a", BLOB_DIGEST):
-            pass
 
 
 async def test_redirect_loops_and_downgrades_are_refused(
@@ -159,30 +151,45 @@ async def test_redirect_loops_and_downgrades_are_refused(
 # --- the client against real registries ------------------------------------------------------------------
 
 
+async def _get(
+    client: RegistryClient, method: str, repository: str, path: str
+) -> tuple[int, CIMultiDict[str], bytes]:
+    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+    async with client.request(
+        method,
+        f"/v2/{repository}/{path}",
+        scope=pull_scope(repository),
+        headers=headers,
+        repository=repository,
+    ) as resp:
+        return resp.status, CIMultiDict(resp.headers), await resp.read()
+
+
 @pytest.mark.parametrize("kind", ["anon", "htpasswd", "token"])
 async def test_manifest_blobs_and_tags(
     kind: str, request: pytest.FixtureRequest, session: aiohttp.ClientSession
 ) -> None:
     fx: RegistryFixture = request.getfixturevalue(f"registry_{kind}")
     client = client_for(session, fx)
-    info = await client.head_manifest(fx.repository, fx.tag)
-    assert info.digest == fx.digest and info.size == len(fx.image.manifest)
-    manifest = await client.get_manifest(fx.repository, fx.digest)
-    assert manifest.body == fx.image.manifest and manifest.digest == fx.digest
+    status, headers, _ = await _get(client, "HEAD", fx.repository, f"manifests/{fx.tag}")
+    assert status == 200 and headers["Docker-Content-Digest"] == fx.digest
+    assert int(headers["Content-Length"]) == len(fx.image.manifest)
+    status, headers, body = await _get(client, "GET", fx.repository, f"manifests/{fx.digest}")
+    assert (status, body) == (200, fx.image.manifest)
     for digest in fx.image.blob_digests:
-        data = b"".join([chunk async for chunk in client.get_blob(fx.repository, digest, chunk_size=100)])
-        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+        status, _, data = await _get(client, "GET", fx.repository, f"blobs/{digest}")
+        assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == digest
     assert await client.tags_list(fx.repository) == [fx.tag]
 
 
 async def test_client_errors(session: aiohttp.ClientSession, registry_token: RegistryFixture) -> None:
     fx = registry_token
     client = client_for(session, fx)
+    status, _, body = await _get(client, "GET", fx.repository, "manifests/no-such-tag")
+    error = response_error(client.upstream, status, body, fx.repository)
+    assert error.outcome is Outcome.REPOSITORY_NOT_FOUND and "manifest not found" in str(error)
     with pytest.raises(UpstreamError) as caught:
-        await client.get_manifest(fx.repository, "no-such-tag")
-    assert caught.value.outcome is Outcome.REPOSITORY_NOT_FOUND and "manifest not found" in str(caught.value)
-    with pytest.raises(UpstreamError) as caught:
-        await client.head_manifest("test/none", "1.0")
+        await client.tags_list("test/none")
     assert caught.value.outcome is Outcome.REPOSITORY_NOT_FOUND
     assert fx.token_server is not None
     # A fresh client: the first one holds a token for test/app from before the refusal.
@@ -197,6 +204,6 @@ async def test_client_reuses_the_cached_token(
     fx = registry_token
     client = client_for(session, fx)
     await client.tags_list(fx.repository)
-    await client.head_manifest(fx.repository, fx.tag)
-    await client.get_manifest(fx.repository, fx.tag)
+    await _get(client, "HEAD", fx.repository, f"manifests/{fx.tag}")
+    await _get(client, "GET", fx.repository, f"manifests/{fx.tag}")
     assert client.auth.mints == 1

@@ -145,3 +145,35 @@ def test_an_unexpected_failure_is_logged_as_the_proxys_own_with_its_place() -> N
     assert "token" not in line
     assert not is_internal(UpstreamError("x", Outcome.UNREACHABLE))
     assert not is_internal(ConnectionResetError())
+
+
+async def test_a_manifest_that_never_ends_is_cut_at_its_cap(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings
+) -> None:
+    streamed = [0]
+
+    async def forever(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        await response.prepare(request)
+        try:
+            for _ in range(300 * 16):
+                await response.write(b" " * 65536)
+                streamed[0] += 65536
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    async def base(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/v2/", base)
+    app.router.add_get("/v2/{name:.+}/manifests/{ref}", forever)
+    registry = await aiohttp_server(app)
+    client = await proxy_client(
+        aiohttp_client, settings, add_record(settings, host_of(registry), username=None)
+    )
+    resp = await client.get("/v2/fake/org/app/manifests/1.0")
+    assert resp.status == 502
+    assert "manifest of more than" in (await resp.json())["errors"][0]["message"]
+    assert streamed[0] < 64 * 1024 * 1024

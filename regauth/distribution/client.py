@@ -1,4 +1,4 @@
-"""A small Registry V2 client: ping, manifests, blobs (streamed and verified), tags.
+"""A small Registry V2 client for validation: ping, tag lists, and any request through the authorized path.
 
 Every request goes out with the header the ``Authenticator`` has cached, and on a 401 is sent once
 more with a fresh one. Non-success answers become ``UpstreamError`` with an outcome.
@@ -7,7 +7,6 @@ more with a fresh one. Non-success answers become ``UpstreamError`` with an outc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -20,9 +19,8 @@ from regauth.distribution.challenge import Challenge, parse_headers
 from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
 from regauth.distribution.target import RegistryTarget
-from regauth.distribution.transport import SMALL_BODY_MAX, read_capped, send
-from regauth.printable import quoted
-from regauth.reference import is_digest, pull_scope
+from regauth.distribution.transport import SMALL_BODY_MAX, TAGS_MAX, read_capped, send
+from regauth.reference import pull_scope
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
@@ -32,9 +30,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
-# What distribution itself accepts for a manifest; a tag list of this size holds some 100,000 tags.
-MANIFEST_MAX = 4 * 1024 * 1024
-TAGS_MAX = 4 * 1024 * 1024
 _NOT_FOUND_CODES = {"NAME_UNKNOWN": "repository", "MANIFEST_UNKNOWN": "manifest", "BLOB_UNKNOWN": "blob"}
 
 
@@ -43,20 +38,6 @@ class Ping:
     status: int
     api_version: str | None
     challenges: list[Challenge]
-    body: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ManifestInfo:
-    digest: str | None
-    media_type: str | None
-    size: int | None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    digest: str | None
-    media_type: str | None
     body: bytes = field(repr=False)
 
 
@@ -108,51 +89,6 @@ class RegistryClient:
                 yield resp
         except Unauthorized as exc:
             raise response_error(self.upstream, 401, exc.body, repository or self.upstream.host) from None
-
-    async def head_manifest(self, repository: str, reference: str) -> ManifestInfo:
-        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        path = f"/v2/{repository}/manifests/{reference}"
-        async with self.request(
-            "HEAD", path, scope=pull_scope(repository), headers=headers, repository=repository
-        ) as resp:
-            await self._check(resp, repository)
-            length = resp.headers.get("Content-Length")
-            return ManifestInfo(
-                resp.headers.get("Docker-Content-Digest"),
-                resp.headers.get("Content-Type"),
-                int(length) if length and length.isdigit() else None,
-            )
-
-    async def get_manifest(self, repository: str, reference: str) -> Manifest:
-        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        path = f"/v2/{repository}/manifests/{reference}"
-        async with self.request(
-            "GET", path, scope=pull_scope(repository), headers=headers, repository=repository
-        ) as resp:
-            await self._check(resp, repository)
-            body = await read_capped(resp, MANIFEST_MAX, "manifest")
-            digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
-            return Manifest(digest, resp.headers.get("Content-Type"), body)
-
-    async def get_blob(
-        self, repository: str, digest: str, chunk_size: int = 64 * 1024
-    ) -> AsyncIterator[bytes]:
-        """Stream a blob (following the redirect to its storage); raises at the end on a digest
-        mismatch, so a consumer must not commit the data before the iterator is exhausted."""
-        if not is_digest(digest):
-            raise UpstreamError(f"unsupported digest {quoted(digest)}", Outcome.NOT_V2)
-        algorithm, _, expected = digest.partition(":")
-        hasher = hashlib.new(algorithm)
-        path = f"/v2/{repository}/blobs/{digest}"
-        async with self.request("GET", path, scope=pull_scope(repository), repository=repository) as resp:
-            await self._check(resp, repository)
-            async for chunk in resp.content.iter_chunked(chunk_size):
-                hasher.update(chunk)
-                yield chunk
-        if hasher.hexdigest() != expected:
-            raise UpstreamError(
-                f"blob {digest} from {self.upstream.host} failed verification", Outcome.NOT_V2
-            )
 
     async def tags_list(self, repository: str, limit: int | None = None) -> list[str]:
         path = f"/v2/{repository}/tags/list" + (f"?n={limit}" if limit else "")

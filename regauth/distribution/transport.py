@@ -40,6 +40,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Caps for bodies read whole: an error body or a ping is a few KiB, a token response well under 1 MiB.
 SMALL_BODY_MAX = 64 * 1024
 TOKEN_BODY_MAX = 1024 * 1024
+# What distribution itself accepts for a manifest; a tag list of this size holds some 100,000 tags.
+MANIFEST_MAX = 4 * 1024 * 1024
+TAGS_MAX = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from regauth.distribution.client import MANIFEST_MAX
 from regauth.distribution.errors import UpstreamError
-from regauth.distribution.transport import read_capped
+from regauth.distribution.transport import MANIFEST_MAX, read_capped
 from regauth.proxy import state
 from regauth.proxy.blobs import blob
 from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault
@@ -74,7 +73,7 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
         relayed = relayed_headers(resp, target)
         if request.method == "HEAD":
             return await head(request, resp, relayed)
-        body = await _read_manifest(resp, upstream.host)
+        body = await _read_manifest(resp)
         request[state.SOURCE] = "upstream"
     if target.is_digest and not _matches(body, target.reference):
         raise UpstreamFault(502, f"{upstream.host} sent a manifest that does not match {target.reference}")
@@ -103,7 +102,7 @@ async def _tags(request: web.Request, target: Target) -> web.StreamResponse:
         return out
 
 
-async def _read_manifest(resp: aiohttp.ClientResponse, host: str) -> bytes:
+async def _read_manifest(resp: aiohttp.ClientResponse) -> bytes:
     try:
         return await read_capped(resp, MANIFEST_MAX, "manifest")
     except UpstreamError as exc:

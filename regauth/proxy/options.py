@@ -51,7 +51,6 @@ class ProxyOptions:
     # Client auth: a shared token (Bearer, or Basic with any user name) and/or an htpasswd file.
     client_token: str | None = None
     htpasswd: Path | None = None
-    max_redirects: int = 5
     # Open client connections; beyond it the longest-idle one is closed to make room, and when none is
     # idle the newcomer gets a 503. Each can hold one upstream connection and a cache file: two fds.
     max_connections: int = 1024
