@@ -12,14 +12,10 @@ from regauth.providers.routing import credential_for
 from regauth.registries import RegistryBook
 from regauth.servers import server_url_for
 
-# Per cloud provider: the username its short-lived registry tokens come with (another username, as
-# GCP's _json_key or an ACR admin user, holds a lasting secret), whose credentials mint them, and how
-# long one usually lasts.
-_CLOUD_TOKENS = {
-    "ecr": ("AWS", "AWS", "12 hours"),
-    "acr": ("00000000-0000-0000-0000-000000000000", "Azure", "3 hours"),
-    "gcp": ("oauth2accesstoken", "Google Cloud", "1 hour"),
-}
+# Per cloud provider: whose credentials mint its registry tokens, and how long one usually lasts.
+_CLOUD_TOKENS = {"ecr": ("AWS", "12 hours"), "acr": ("Azure", "3 hours"), "gcp": ("Google Cloud", "1 hour")}
+# The username ECR's tokens always come with (the acr and gcp modules name theirs).
+_ECR_USERNAME = "AWS"
 
 
 class RegauthBackend:
@@ -76,9 +72,10 @@ class RegauthBackend:
         from regauth.providers.hosts import ambient_cloud
 
         provider = ambient_cloud(host)
-        if provider is None or _CLOUD_TOKENS[provider][0] != username:
+        # Only a token login: another username (GCP's _json_key, an ACR admin user) has a lasting secret.
+        if provider is None or _token_username(provider) != username:
             return
-        _, cloud, lifetime = _CLOUD_TOKENS[provider]
+        cloud, lifetime = _CLOUD_TOKENS[provider]
         self._stderr.write(
             f"{PROGRAM}: note: stored the login for {host} as registry {name!r}; its token expires "
             f"(usually after {lifetime}), and pulls then fail until you log in again. To have "
@@ -96,3 +93,16 @@ class RegauthBackend:
         except (OSError, StoreError) as exc:
             # The cause is on stderr already; a log file we cannot write must not turn into a crash.
             self._stderr.write(f"{PROGRAM}: cannot write the log file {self.settings.log_file}: {exc}\n")
+
+
+def _token_username(provider: str) -> str:
+    """The username a provider's short-lived registry tokens come with."""
+    if provider == "acr":
+        from regauth.providers import acr
+
+        return acr.USERNAME
+    if provider == "gcp":
+        from regauth.providers import gcp
+
+        return gcp.USERNAME
+    return _ECR_USERNAME
