@@ -138,14 +138,8 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def check_digest(digest: str) -> str:
-    """``digest`` if it is ``algorithm:hex`` with a supported algorithm and its length of lower-case hex,
-    else ``UsageError``."""
-    _check_digest(digest, digest)
-    return digest
-
-
 def is_digest(text: str) -> bool:
+    """Whether ``text`` is ``algorithm:hex`` with a supported algorithm and its length of lower-case hex."""
     try:
         _check_digest(text, text)
     except UsageError:

@@ -164,35 +164,18 @@ async def test_password_grant_and_refresh_token(
     session: aiohttp.ClientSession, registry_token: RegistryFixture
 ) -> None:
     fx, server = registry_token, registry_token.token_server
-    assert server is not None
+    assert server is not None and fx.username is not None
     (bearer,) = await challenges_of(session, fx)
-    response = await fetch_token(
-        session, upstream_of(fx), bearer, cred(fx), SCOPE, offline=True, password_grant=True
-    )
+    response = await fetch_token(session, upstream_of(fx), bearer, cred(fx), SCOPE, password_grant=True)
     last = server.requests[-1]
-    assert (last.method, last.grant_type, last.client_id, last.offline) == (
-        "POST",
-        "password",
-        "regauth",
-        True,
-    )
-    assert response.refresh_token and response.expires_in == server.expires_in
-    identity = Credential("<token>", response.refresh_token)
+    assert (last.method, last.grant_type, last.client_id) == ("POST", "password", "regauth")
+    assert response.token and response.expires_in == server.expires_in
+    identity = Credential("<token>", server.new_refresh_token(fx.username))
     auth = Authenticator(session)
     header = await auth.authorize(upstream_of(fx), identity, [bearer], SCOPE)
     assert header and header.startswith("Bearer ")
     last = server.requests[-1]
     assert (last.grant_type, last.scopes, last.client_id) == ("refresh_token", [SCOPE], "regauth")
-
-
-async def test_get_with_offline_token(
-    session: aiohttp.ClientSession, registry_token: RegistryFixture
-) -> None:
-    fx = registry_token
-    (bearer,) = await challenges_of(session, fx)
-    response = await fetch_token(session, upstream_of(fx), bearer, cred(fx), None, offline=True)
-    assert response.refresh_token
-    assert fx.token_server is not None and fx.token_server.requests[-1].method == "GET"
 
 
 # --- fake token servers ----------------------------------------------------------------------------

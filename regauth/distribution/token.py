@@ -43,7 +43,6 @@ class TokenResponse:
     expires_in: int
     # Unix time the server says it issued the token at; None when it did not say.
     issued_at: float | None = None
-    refresh_token: str | None = field(default=None, repr=False)
 
     def expires_at(self, now: float) -> float:
         """Unix time of expiry, counted from ``issued_at`` when it is plausible; an ``issued_at`` in
@@ -64,7 +63,6 @@ async def fetch_token(
     credential: Credential | None,
     scope: str | None,
     *,
-    offline: bool = False,
     password_grant: bool = False,
     client_id: str = CLIENT_ID,
 ) -> TokenResponse:
@@ -81,7 +79,6 @@ async def fetch_token(
         challenge.service,
         scope.split() if scope else [],
         client_id,
-        offline,
         credential,
     )
     if credential is not None and credential.is_identity_token:
@@ -105,7 +102,6 @@ class _Ask:
     service: str | None
     scopes: list[str]
     client_id: str
-    offline: bool
     credential: Credential | None
 
 
@@ -131,8 +127,6 @@ async def _get(ask: _Ask) -> TokenResponse:
     if ask.credential is not None:
         query.append(("account", ask.credential.username))
         headers["Authorization"] = basic_authorization(ask.credential.username, ask.credential.secret)
-    if ask.offline:
-        query += [("offline_token", "true"), ("client_id", ask.client_id)]
     url = ask.realm.with_query(query)
     async with send(ask.session, ask.upstream, "GET", str(url), headers=headers) as response:
         return await _read(ask, response)
@@ -144,8 +138,6 @@ async def _post(ask: _Ask, form: dict[str, str]) -> TokenResponse:
         form["service"] = ask.service
     if ask.scopes:
         form["scope"] = " ".join(ask.scopes)
-    if ask.offline:
-        form["access_type"] = "offline"
     async with send(ask.session, ask.upstream, "POST", str(ask.realm), data=form) as response:
         return await _read(ask, response)
 
@@ -167,12 +159,10 @@ async def _read(ask: _Ask, response: aiohttp.ClientResponse) -> TokenResponse:
     expires_in = data.get("expires_in")
     if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
         expires_in = DEFAULT_EXPIRES_IN
-    refresh = data.get("refresh_token")
     return TokenResponse(
         token=token,
         expires_in=expires_in,
         issued_at=parse_issued_at(data.get("issued_at")),
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
     )
 
 

@@ -18,7 +18,6 @@ from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError
 from regauth.distribution.target import RegistryTarget
 from regauth.distribution.transport import SMALL_BODY_MAX, Timeouts, make_session, read_capped, send
-from regauth.errors import ValidationError
 
 __all__ = ["Outcome", "ValidationResult", "validate", "validate_sync"]
 
@@ -34,11 +33,6 @@ class ValidationResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ok", self.outcome is Outcome.VALID)
-
-    def raise_for_outcome(self) -> None:
-        """Raise ``ValidationError(message, outcome)`` unless valid."""
-        if not self.ok:
-            raise ValidationError(self.message, outcome=self.outcome.value)
 
 
 async def validate(
