@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from regauth.errors import UsageError
@@ -140,8 +141,20 @@ def check_tag(tag: str) -> str:
 
 def is_digest(text: str) -> bool:
     """Whether ``text`` is ``algorithm:hex`` with a supported algorithm and its length of lower-case hex."""
+    return _passes(_check_digest, text)
+
+
+def is_tag(text: str) -> bool:
+    return _passes(_check_tag, text)
+
+
+def is_repository(text: str) -> bool:
+    return _passes(lambda _, path: check_repository(path), text)
+
+
+def _passes(check: Callable[[str, str], object], text: str) -> bool:
     try:
-        _check_digest(text, text)
+        check(text, text)
     except UsageError:
         return False
     return True

@@ -22,7 +22,7 @@ from regauth.distribution.target import RegistryTarget
 from regauth.errors import ConfigError, UsageError
 from regauth.printable import quoted
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
-from regauth.reference import check_repository, check_tag, is_digest, pull_scope
+from regauth.reference import check_repository, is_digest, is_repository, is_tag, pull_scope
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import DOCKER_HUB, normalize_registry
 
@@ -225,27 +225,11 @@ def _check(kind: str, name: str, reference: str) -> None:
         # A host or record name may stand first: the rest must be a repository, and resolve() checks
         # the first part.
         first, slash, rest = name.partition("/")
-        if not (first and slash and _is_repository(rest)):
+        if not (first and slash and is_repository(rest)):
             raise ApiError(400, NAME_INVALID, str(exc)) from None
     if kind == "blob" and not is_digest(reference):
         if reference.startswith("uploads"):
             raise ApiError(405, UNSUPPORTED, "this proxy is pull-only: pushing is not supported")
         raise ApiError(400, "DIGEST_INVALID", f"invalid blob digest {quoted(reference)}")
-    if kind == "manifest" and not (is_digest(reference) or _is_tag(reference)):
+    if kind == "manifest" and not (is_digest(reference) or is_tag(reference)):
         raise ApiError(400, "MANIFEST_INVALID", f"invalid tag or digest {quoted(reference)}")
-
-
-def _is_repository(text: str) -> bool:
-    try:
-        check_repository(text)
-    except UsageError:
-        return False
-    return True
-
-
-def _is_tag(text: str) -> bool:
-    try:
-        check_tag(text)
-    except UsageError:
-        return False
-    return True
