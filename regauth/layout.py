@@ -28,7 +28,10 @@ SECRETS_FILE = "secrets.enc"  # in the data dir
 KEY_FILE = "secrets.key"
 STORE_CHOICE_FILE = "store-backend"  # in the data dir
 LOG_FILE = "regauth.log"  # in the state dir
-# The registries file's format version; a file of another version is not ours to read.
+# The registries file is {VERSION_KEY: REGISTRIES_VERSION, RECORDS_KEY: [record, ...]}; a file of
+# another version is not ours to read.
+VERSION_KEY = "version"
+RECORDS_KEY = "registries"
 REGISTRIES_VERSION = 1
 # A registries file is a few KiB; anything far larger is not one.
 REGISTRIES_MAX_BYTES = 16 * 1024 * 1024
@@ -52,6 +55,13 @@ RECORD_TYPES: Mapping[str, tuple[type, ...]] = {
     "origin": _OPT_STR,
 }
 _REQUIRED = ("id", "name", "registry")
+# The provider of a record that names none: a username and a secret of the store's.
+DEFAULT_PROVIDER = "static"
+
+
+def secret_key(record_id: str) -> str:
+    """Where the secret store keeps the secret of the record with this id."""
+    return f"registry/{record_id}"
 
 
 def app_dirs(environ: Mapping[str, str]) -> tuple[str, str, str, str]:
@@ -108,7 +118,7 @@ def record_problem(item: object) -> str | None:
     for key, value in options.items():
         if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
             return f"option {_shown(key)} of a registry entry is not a string"
-    if item.get("provider", "static") not in PROVIDERS:
+    if item.get("provider", DEFAULT_PROVIDER) not in PROVIDERS:
         return f"a registry entry has an unknown provider {_shown(item['provider'])}"
     return None
 

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from support.records import add_record
 
 from regauth.config import Settings, load_settings
+from regauth.helper import fastget
 from regauth.helper.backend import RegauthBackend
 from regauth.helper.fastget import answer
 from regauth.helper.protocol import serve
@@ -36,11 +38,6 @@ def fast_get(server: bytes) -> str | None:
     return answer(server, os.environ)
 
 
-def add_static(settings: Settings, host: str, username: str | None, secret: str | None) -> Registry:
-    record = Registry(id="", name=host.replace(":", "-"), registry=host, username=username)
-    return RegistryBook.for_settings(settings).add(record, secret)
-
-
 def test_record_fields_match_the_registry_record() -> None:
     assert set(Registry._fields) == set(RECORD_TYPES)
 
@@ -60,7 +57,7 @@ def test_record_fields_match_the_registry_record() -> None:
 def test_fast_and_general_paths_give_the_same_bytes(
     settings: Settings, username: str, secret: str, asked: str
 ) -> None:
-    add_static(settings, "registry.example:5000", username, secret)
+    add_record(settings, "registry.example:5000", secret, username=username)
     code, general = general_get(asked.encode())
     assert code == 0
     assert fast_get(asked.encode()) == general
@@ -68,7 +65,7 @@ def test_fast_and_general_paths_give_the_same_bytes(
 
 
 def test_docker_hub_spellings_are_one_registry(settings: Settings) -> None:
-    add_static(settings, "docker.io", "hubuser", "hubsecret")
+    add_record(settings, "docker.io", "hubsecret", username="hubuser")
     for asked in ("https://index.docker.io/v1/", "docker.io", "registry-1.docker.io"):
         code, general = general_get(asked.encode())
         assert code == 0
@@ -83,12 +80,12 @@ def test_any_secret_round_trips_identically(secret: str) -> None:
     book = RegistryBook.for_settings(settings)
     if any(r.registry == name for r in book.all()):
         book.remove(name)
-    add_static(settings, name, "u", secret)
+    add_record(settings, name, secret, username="u")
     assert fast_get(name.encode()) == general_get(name.encode())[1]
 
 
 def _store_with_record(settings: Settings) -> None:
-    add_static(settings, "registry.example", "u", "pw")
+    add_record(settings, "registry.example", "pw", username="u")
     assert fast_get(b"registry.example") is not None
 
 
@@ -127,7 +124,7 @@ def test_declines_input_the_general_path_must_answer(settings: Settings, server:
 
 
 def test_declines_anonymous_and_provider_records(settings: Settings) -> None:
-    add_static(settings, "anon.example", None, None)
+    add_record(settings, "anon.example")
     RegistryBook.for_settings(settings).add(
         Registry(id="", name="ecr", registry="123456789012.dkr.ecr.us-east-1.amazonaws.com", provider="ecr"),
         None,
@@ -186,7 +183,29 @@ def test_missing_files_are_left_to_the_general_path(settings: Settings) -> None:
 
 
 def test_a_record_without_its_secret_is_left_to_the_general_path(settings: Settings) -> None:
-    record = add_static(settings, "registry.example", "u", "pw")
+    record = add_record(settings, "registry.example", "pw", username="u")
     open_store(settings).delete(record.secret_key)
     assert fast_get(b"registry.example") is None
     assert general_get(b"registry.example")[0] == 1
+
+
+def test_a_number_too_long_to_read_is_left_to_the_general_path(settings: Settings) -> None:
+    # json.loads raises a plain ValueError here (int's digit limit), not a JSONDecodeError.
+    _store_with_record(settings)
+    text = settings.registries_file.read_text()
+    settings.registries_file.write_text(text.replace('"version": 1', '"version": ' + "1" * 5000, 1))
+    assert fast_get(b"registry.example") is None
+    code, out = general_get(b"registry.example")
+    assert code == 1 and "damaged" in out
+
+
+def test_a_fault_of_the_fast_path_is_raised_not_declined(settings: Settings) -> None:
+    """Only the conditions it expects make it decline: a bug (here a wrong type handed in) is raised,
+    so that the tests above fail on it instead of passing on the general path's answer."""
+    _store_with_record(settings)
+    with pytest.raises(AttributeError):
+        answer("registry.example", os.environ)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        answer(b"registry.example", {**os.environ, "XDG_CONFIG_HOME": 7})  # type: ignore[dict-item]
+    with pytest.raises(AttributeError):
+        fastget._record_for("registry.example", "a str, not the file's bytes")  # type: ignore[arg-type]

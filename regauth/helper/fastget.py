@@ -15,30 +15,35 @@ import json
 import os
 from collections.abc import Mapping
 
-from regauth import layout
+from regauth import envvars, layout
+from regauth.errors import UsageError
 from regauth.helper import texts
 from regauth.helper.gojson import go_json
 from regauth.servers import normalize_registry
 from regauth.store import aesgcm, sealed
 
-_QUIET_LEVELS = ("WARNING", "ERROR", "CRITICAL")
+# What this path expects to meet, each a case the general path reports or handles: a file or directory
+# that is missing, unreadable or not private (OSError), a request or remembered store choice that is
+# not UTF-8, a server address the general path refuses, and a secrets file that is not one or does not
+# open with the key file (JSON that does not parse is a None from ``_json``). Anything else is a fault
+# of this path and is raised, not hidden behind the general path's answer.
+_DECLINED = (OSError, UnicodeDecodeError, UsageError, sealed.NotSealed, aesgcm.InvalidTag)
 
 
 def answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     """What ``get`` writes for ``raw_input``, or None when the general path must decide."""
     try:
         return _answer(raw_input, environ)
-    except Exception:
-        # Declining is always safe: the general path redoes the work and reports what is wrong.
+    except _DECLINED:
+        # The general path redoes the work and reports what is wrong.
         return None
 
 
 def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     if len(raw_input) > texts.MAX_INPUT_BYTES:
         return None
-    if (environ.get("REGAUTH_LOG_LEVEL", "").strip().upper() or "WARNING") not in _QUIET_LEVELS:
-        return None
-    if environ.get("REGAUTH_PASSPHRASE"):
+    # Logging asked for, or a level the general path refuses; a passphrase-sealed store.
+    if envvars.log_level(environ) not in envvars.QUIET_LOG_LEVELS or environ.get(envvars.PASSPHRASE):
         return None
     server = raw_input.decode("utf-8").strip()
     if not server:
@@ -51,7 +56,7 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     if record is None:
         return None
     secret = _secret(
-        f"registry/{record['id']}",
+        layout.secret_key(record["id"]),
         _read(data_dir, layout.SECRETS_FILE),
         _read(config_dir, layout.KEY_FILE, secret=True),
     )
@@ -60,39 +65,40 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     return go_json(
         {
             texts.FIELD_SERVER_URL: server,
-            texts.FIELD_USERNAME: str(record["username"]),
+            texts.FIELD_USERNAME: record["username"],
             texts.FIELD_SECRET: secret,
         }
     )
 
 
 def _file_store_chosen(environ: Mapping[str, str], data_dir: str) -> bool:
-    choice = environ.get("REGAUTH_STORE", "").strip().lower() or "auto"
-    if choice == "auto":
+    choice = envvars.store_kind(environ)
+    if choice == envvars.STORE_AUTO:
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
         choice = _read(data_dir, layout.STORE_CHOICE_FILE).decode("utf-8").strip()
-    return choice == "file"
+    return choice == envvars.STORE_FILE
 
 
-def _record_for(host: str, registries_json: bytes) -> dict[str, object] | None:
+def _record_for(host: str, registries_json: bytes) -> dict[str, str] | None:
     """The host's record if it is static with a username, and the whole file is well formed."""
     if len(registries_json) > layout.REGISTRIES_MAX_BYTES:
         return None
-    data = json.loads(registries_json.decode("utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("registries"), list):
+    data = _json(registries_json)
+    if not isinstance(data, dict) or not isinstance(data.get(layout.RECORDS_KEY), list):
         return None
-    version = data.get("version", layout.REGISTRIES_VERSION)
+    version = data.get(layout.VERSION_KEY, layout.REGISTRIES_VERSION)
     if type(version) is not int or version != layout.REGISTRIES_VERSION:
         return None
     found = None
-    for item in data["registries"]:
+    for item in data[layout.RECORDS_KEY]:
         # As registries.Registry.from_json: one damaged entry fails every lookup.
         if layout.record_problem(item) is not None:
             return None
         if item["registry"] == host and found is None:
             found = item
-    if found is None or found.get("provider", "static") != "static":
+    if found is None or found.get("provider", layout.DEFAULT_PROVIDER) != layout.DEFAULT_PROVIDER:
         return None
+    # record_problem checked the types: "id" is a string, and so is a "username" that is not None.
     return found if isinstance(found.get("username"), str) else None
 
 
@@ -100,7 +106,7 @@ def _secret(key: str, blob: bytes, key_file: bytes) -> str | None:
     kdf, _, header, nonce, body = sealed.split(blob)
     if kdf != sealed.KDF_KEYFILE:
         return None
-    entries = json.loads(aesgcm.open_sealed(key_file, nonce, body, header).decode("utf-8"))
+    entries = _json(aesgcm.open_sealed(key_file, nonce, body, header))
     # As the file store: a map of strings, or a damaged store.
     if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
         return None
@@ -108,9 +114,18 @@ def _secret(key: str, blob: bytes, key_file: bytes) -> str | None:
     return secret if isinstance(secret, str) else None
 
 
+def _json(raw: bytes) -> object:
+    """The JSON value of ``raw``, or None where it is none (the callers want an object, never null)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        # Not UTF-8, not JSON, an integer too long to convert, or nested past the recursion limit.
+        return None
+
+
 def _read(directory: str, name: str, *, secret: bool = False) -> bytes:
-    """The file's bytes; raises (so the get declines) where the general path would refuse the file or
-    its directory as not private, and the general path then says why."""
+    """The file's bytes; raises PermissionError (so the get declines) where the general path would
+    refuse the file or its directory as not private, and the general path then says why."""
     if layout.unsafe_because(os.stat(directory), directory=True) is not None:
         raise PermissionError(directory)
     # O_NONBLOCK: a FIFO in a file's place must not hang the get (it is then refused as no file).
