@@ -1,0 +1,78 @@
+"""What regauth answers the kubelet for one image: the helper's routing, in the kubelet's terms.
+
+The credential comes from ``providers.routing.credential_for``, the call the helper's general ``get``
+makes, so records, the secret store and the token cache are shared: a token minted for
+``docker-credential-regauth`` serves the kubelet and the other way round.
+
+- A credential: one auth key, the image's registry as the image spells it (so it always matches the
+  image under the kubelet's rules), cached per registry. A minted token is cached by the kubelet for
+  half its remaining life (as ecr-credential-provider does: the rest covers the time between mint and
+  pull); a static one for ``default_cache``, or, with none given, the config's defaultCacheDuration.
+- No record or provider for the registry, or an anonymous record: an empty ``auth``, so the kubelet
+  pulls anonymously without logging an error on every pull.
+- A provider that cannot mint: ``ProviderError``, which the edge turns into exit 1 and one line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from regauth.config import Settings
+from regauth.errors import NotFoundError, UsageError
+from regauth.kube.matching import urls_match
+from regauth.kube.wire import CACHE_REGISTRY, AuthEntry, Request, Response
+from regauth.providers.base import Credential
+from regauth.providers.routing import credential_for
+from regauth.reference import parse_reference
+from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
+
+# The key the kubelet's keyring falls back to for an image that names no registry (Docker Hub).
+_HUB_FALLBACK_KEY = "index.docker.io"
+
+
+def answer(
+    settings: Settings,
+    book: RegistryBook,
+    store: SecretStore,
+    request: Request,
+    *,
+    default_cache: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Response:
+    key = auth_key(request.image)
+    host = parse_reference(request.image).domain
+    try:
+        credential = credential_for(settings, book, store, host)
+    except NotFoundError:
+        credential = None
+    if credential is None:
+        return Response(request.api_version, CACHE_REGISTRY, default_cache, {})
+    entry = AuthEntry(credential.username, credential.secret)
+    return Response(
+        request.api_version, CACHE_REGISTRY, cache_seconds(credential, default_cache, clock()), {key: entry}
+    )
+
+
+def auth_key(image: str) -> str:
+    """The auth key for ``image``'s registry: its first component as written (``docker.io``,
+    ``registry:5000``), which the kubelet's matching always takes to cover the image."""
+    first, slash, _ = image.partition("/")
+    key = first if slash and _names_registry(first) else _HUB_FALLBACK_KEY
+    if key != _HUB_FALLBACK_KEY and not urls_match(key, image):
+        raise UsageError(f"the kubelet would match no credential to the image {image!r}")
+    return key
+
+
+def cache_seconds(credential: Credential, default_cache: int | None, now: float) -> int | None:
+    """How long the kubelet may keep ``credential``: half a token's remaining life, whole seconds (0,
+    "do not cache", when that is under a second); ``default_cache`` for a secret that does not expire."""
+    if credential.expires_at is None:
+        return default_cache
+    return max(int((credential.expires_at - now) // 2), 0)
+
+
+def _names_registry(first: str) -> bool:
+    # As the kubelet's keyring and Docker decide: a "." or ":" names a host; so does localhost.
+    return "." in first or ":" in first or first == "localhost"

@@ -1,0 +1,146 @@
+"""``regauth-credential-provider`` held to the kubelet's contract, run as the kubelet runs it.
+
+Every response goes through ``kube_kubelet.kubelet_decode`` (the kubelet's strict decoding) and its auth
+keys through the kubelet's keyring matching; exit codes and stderr are what the kubelet logs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kube_kubelet import V1, go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from support.records import add_record
+
+from regauth.config import Settings
+from regauth.errors import UsageError
+from regauth.kube.wire import go_duration, parse_go_duration
+
+HOST = "registry.example.com"
+
+
+def test_a_static_record_answers_with_a_key_the_kubelet_matches(settings: Settings) -> None:
+    add_record(settings, HOST, "s3cret", username="alice")
+    image = f"{HOST}/org/app"
+    proc = run_plugin(request(image), "--default-cache-duration", "12h")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout)
+    assert list(data) == ["kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth"]
+    assert data["cacheKeyType"] == "Registry"
+    assert go_seconds(data["cacheDuration"]) == 12 * 3600
+    assert keyring_lookup(data["auth"], image) == [{"username": "alice", "password": "s3cret"}]
+    # Cached per registry, so the key must cover the registry's other images too.
+    assert keyring_lookup(data["auth"], f"{HOST}/other/thing") == [
+        {"username": "alice", "password": "s3cret"}
+    ]
+
+
+def test_without_a_default_the_kubelet_config_default_applies(settings: Settings) -> None:
+    add_record(settings, "127.0.0.1:5000", "pw", username="u")
+    proc = run_plugin(request("127.0.0.1:5000/test/app"))
+    data = kubelet_decode(proc.stdout)
+    assert "cacheDuration" not in data
+    assert data["auth"] == {"127.0.0.1:5000": {"username": "u", "password": "pw"}}
+
+
+def test_docker_hub_images_get_the_key_the_kubelet_spells(settings: Settings) -> None:
+    add_record(settings, "docker.io", "hubpw", username="hubuser")
+    for image in ("docker.io/library/nginx", "index.docker.io/library/nginx"):
+        data = kubelet_decode(run_plugin(request(image)).stdout)
+        assert keyring_lookup(data["auth"], image) == [{"username": "hubuser", "password": "hubpw"}]
+
+
+@pytest.mark.parametrize(
+    "api_version",
+    ["credentialprovider.kubelet.k8s.io/v1beta1", "credentialprovider.kubelet.k8s.io/v1alpha1"],
+)
+def test_older_api_versions_are_answered_in_their_own_version(settings: Settings, api_version: str) -> None:
+    add_record(settings, HOST, "s3cret", username="alice")
+    proc = run_plugin(request(f"{HOST}/app", api_version))
+    assert proc.returncode == 0
+    assert kubelet_decode(proc.stdout, api_version)["apiVersion"] == api_version
+
+
+def test_no_record_and_anonymous_records_answer_empty_auth(settings: Settings) -> None:
+    add_record(settings, "anon.example.com", None)
+    for image in ("nothing.example.com/app", "anon.example.com/app"):
+        proc = run_plugin(request(image), "--default-cache-duration=5m")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        data = kubelet_decode(proc.stdout)
+        assert data["auth"] == {} and data["cacheDuration"] == "5m0s"
+
+
+@pytest.mark.parametrize(
+    ("stdin", "says"),
+    [
+        (b"", "not JSON"),
+        (b"{nope", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (request("x.io/app", "credentialprovider.kubelet.k8s.io/v2"), "apiVersion"),
+        (request("x.io/app", "client.authentication.k8s.io/v1"), "apiVersion"),
+        (json.dumps({"apiVersion": V1, "image": "x.io/a"}).encode(), "kind"),
+        (json.dumps({"kind": "CredentialProviderRequest", "apiVersion": V1}).encode(), "no image"),
+        (request("x.io/app", serviceAccountToken=5), "serviceAccountToken"),
+        (request("x.io/app", serviceAccountAnnotations=["a"]), "serviceAccountAnnotations"),
+        (request("x.io/UPPER/app"), "x.io/UPPER/app"),
+        (b" " * (2 << 20), "larger than"),
+    ],
+)
+def test_a_request_that_is_not_one_exits_1_with_one_line(settings: Settings, stdin: bytes, says: str) -> None:
+    proc = run_plugin(stdin)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("regauth-credential-provider: ") and proc.stderr.count("\n") == 1
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["--nope"], ["--default-cache-duration", "soon"], ["--default-cache-duration"]]
+)
+def test_bad_args_exit_1_with_one_line(settings: Settings, args: list[str]) -> None:
+    proc = run_plugin(request(f"{HOST}/app"), *args)
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
+
+
+def test_the_secret_never_reaches_stderr_and_a_broken_store_is_one_line(settings: Settings) -> None:
+    add_record(settings, HOST, "s3cret", username="alice")
+    settings.secrets_file.write_bytes(b"damaged")
+    proc = run_plugin(request(f"{HOST}/app"))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_go_durations() -> None:
+    assert [go_duration(s) for s in (0, 59, 60, 3599, 3600, 21600, 43199)] == [
+        "0s",
+        "59s",
+        "1m0s",
+        "59m59s",
+        "1h0m0s",
+        "6h0m0s",
+        "11h59m59s",
+    ]
+    assert [parse_go_duration(t) for t in ("0", "12h", "1h30m", "90s", "1.5m", "500ms")] == [
+        0,
+        43200,
+        5400,
+        90,
+        90,
+        0.5,
+    ]
+    for bad in ("", "-1h", "12", "1d", "h", "1..5s"):
+        with pytest.raises(UsageError):
+            parse_go_duration(bad)
+
+
+def test_minted_tokens_are_cached_for_half_their_remaining_life() -> None:
+    from regauth.kube.answer import cache_seconds
+    from regauth.providers.base import Credential
+
+    now = time.time()
+    assert cache_seconds(Credential("AWS", "t", now + 12 * 3600), 600, now) == 6 * 3600
+    assert cache_seconds(Credential("AWS", "t", now + 1.5), 600, now) == 0
+    assert cache_seconds(Credential("AWS", "t", now - 5), 600, now) == 0
+    assert cache_seconds(Credential("u", "p"), 600, now) == 600
+    assert cache_seconds(Credential("u", "p"), None, now) is None
