@@ -1,0 +1,80 @@
+"""The plugin and the docker helper share records, store and token cache: one mint serves both.
+
+ECR through moto in server mode on 127.0.0.1 (boto3 finds it through ``AWS_ENDPOINT_URL``); once the
+token is cached, moto is stopped, so any second mint would fail and show.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from kube_kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from providers_support import start_moto
+
+HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+IMAGE = f"{HOST}/team/app"
+
+
+def helper_get(helper_exe: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helper_exe, "get"], input=HOST, capture_output=True, text=True, timeout=60)
+
+
+def test_a_token_minted_by_the_helper_is_served_to_the_kubelet(
+    monkeypatch: pytest.MonkeyPatch, helper_exe: str
+) -> None:
+    server = start_moto(monkeypatch)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    got = helper_get(helper_exe)
+    server.stop()
+    assert got.returncode == 0, got.stdout + got.stderr
+    minted = json.loads(got.stdout)
+    before = time.time()
+    proc = run_plugin(request(IMAGE))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout)
+    assert keyring_lookup(data["auth"], IMAGE) == [{"username": "AWS", "password": minted["Secret"]}]
+    assert data["cacheKeyType"] == "Registry"
+    # moto's token "expires" in the past, which regauth takes as 600 s from the mint: the kubelet keeps
+    # it for half of what is left.
+    assert 0 < go_seconds(data["cacheDuration"]) <= 300
+    assert go_seconds(data["cacheDuration"]) >= (600 - (time.time() - before) - 60) // 2
+
+
+def test_a_token_minted_by_the_plugin_is_served_to_the_helper(
+    monkeypatch: pytest.MonkeyPatch, helper_exe: str
+) -> None:
+    server = start_moto(monkeypatch)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    proc = run_plugin(request(IMAGE), "--default-cache-duration", "12h")
+    server.stop()
+    assert proc.returncode == 0, proc.stderr
+    secret = kubelet_decode(proc.stdout)["auth"][HOST]["password"]
+    got = helper_get(helper_exe)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert json.loads(got.stdout)["Secret"] == secret
+
+
+def test_a_provider_that_cannot_mint_exits_1_saying_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    proc = run_plugin(request(IMAGE))
+    assert proc.returncode == 1 and proc.stdout == ""
+    line = proc.stderr
+    assert (
+        line.startswith(f"regauth-credential-provider: ecr provider for {HOST}: ") and line.count("\n") == 1
+    )
+    assert "check the network" in line and "testing" not in line
+
+
+def test_no_cloud_credentials_exits_1_saying_how_to_log_in() -> None:
+    proc = run_plugin(request(IMAGE))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert (
+        proc.stderr.startswith("regauth-credential-provider: ecr provider") and proc.stderr.count("\n") == 1
+    )
+    assert "Traceback" not in proc.stderr
