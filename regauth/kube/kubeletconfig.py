@@ -1,0 +1,141 @@
+"""``regauth configure kubelet``: the kubelet's CredentialProviderConfig and the plugin in its bin dir.
+
+It builds a ``configure.core.Plan``, so the diff of ``--dry-run``, the backup, "nothing to change" and
+``--undo`` are those of every ``regauth configure``. Two files:
+
+- the config (JSON, which the kubelet reads as it reads YAML): regauth's provider entry added or
+  replaced by name, every other provider and member kept as written. A YAML file cannot be merged
+  without a YAML library: it is refused with what to do.
+- ``<bin-dir>/regauth-credential-provider``: a two-line ``sh`` script that runs this installation's
+  plugin (the kubelet runs ``<bin-dir>/<name>``, so the name is the file name).
+
+The provider's ``env`` names the HOME (and XDG directories) of whoever configures it: the kubelet runs
+the plugin with its own environment, and the plugin must find the same records, store and cloud logins.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from regauth.configure import jsonfile
+from regauth.configure.core import Change, Plan
+from regauth.configure.files import FileState, read_state
+from regauth.errors import ConfigError, UsageError
+from regauth.kube.main import PROGRAM
+from regauth.kube.patterns import problems
+from regauth.kube.wire import V1, go_duration
+
+CLIENT = "kubelet"
+CONFIG_API = "kubelet.config.k8s.io/v1"
+CONFIG_KIND = "CredentialProviderConfig"
+DEFAULT_CONFIG = Path("/etc/kubernetes/image-credential-provider-config.json")
+DEFAULT_BIN_DIR = Path("/usr/local/lib/kubelet/image-credential-provider")
+_ENV_NAMES = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "REGAUTH_STORE")
+
+
+def plan(
+    config: Path,
+    bin_dir: Path,
+    match_images: Sequence[str],
+    *,
+    default_cache_seconds: int,
+    environ: Mapping[str, str],
+    plugin: str,
+) -> Plan:
+    if not match_images:
+        raise UsageError(
+            "no registries to configure the kubelet for: add one with `regauth registry add`, or leave "
+            "out --no-cloud"
+        )
+    state = read_state(config)
+    before = _load(state)
+    after: dict[str, Any] = (
+        copy.deepcopy(before) if before else {"apiVersion": CONFIG_API, "kind": CONFIG_KIND}
+    )
+    providers = after.setdefault("providers", [])
+    if not isinstance(providers, list):
+        raise ConfigError(f"{config}: 'providers' is not a list; it was left as it was")
+    entry = provider_entry(match_images, default_cache_seconds, environ)
+    names = [p.get("name") if isinstance(p, dict) else None for p in providers]
+    if PROGRAM in names:
+        old = providers[names.index(PROGRAM)]
+        # Keep what the user added to our entry (tokenAttributes, say); ours are the fields we write.
+        providers[names.index(PROGRAM)] = {**old, **entry}
+    else:
+        providers.append(entry)
+    changes = [
+        Change(state, jsonfile.rewrite(state, before, after), new_mode=0o644),
+        Change(read_state(bin_dir / PROGRAM), wrapper(plugin), new_mode=0o755),
+    ]
+    return Plan(CLIENT, changes, notes=notes(after, config, bin_dir))
+
+
+def provider_entry(
+    match_images: Sequence[str], default_cache_seconds: int, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": PROGRAM,
+        "matchImages": list(match_images),
+        # The plugin leaves cacheDuration out for a secret that does not expire: this is what applies.
+        "defaultCacheDuration": go_duration(default_cache_seconds),
+        "apiVersion": V1,
+    }
+    env = [{"name": name, "value": environ[name]} for name in _ENV_NAMES if environ.get(name)]
+    if env:
+        entry["env"] = env
+    return entry
+
+
+def wrapper(plugin: str) -> bytes:
+    return f'#!/bin/sh\n# written by `regauth configure kubelet`\nexec {shlex.quote(plugin)} "$@"\n'.encode()
+
+
+def plugin_path() -> str:
+    """This installation's ``regauth-credential-provider``: beside the interpreter, else on PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / PROGRAM
+    found = str(beside) if beside.is_file() else shutil.which(PROGRAM)
+    if not found:
+        raise UsageError(f"cannot find {PROGRAM} (installed with regauth): is regauth installed?")
+    return str(Path(found).absolute())
+
+
+def lint(config: Mapping[str, Any]) -> list[str]:
+    """A warning for every matchImages pattern in ``config`` the kubelet would not match as meant."""
+    found: list[str] = []
+    for provider in config.get("providers") or []:
+        if not isinstance(provider, dict):
+            continue
+        for pattern in provider.get("matchImages") or []:
+            if isinstance(pattern, str):
+                found.extend(f"warning: provider {provider.get('name')!r}: {p}" for p in problems(pattern))
+    return found
+
+
+def notes(config: Mapping[str, Any], path: Path, bin_dir: Path) -> list[str]:
+    return [
+        *lint(config),
+        "kubelet flags: --image-credential-provider-config="
+        f"{path} --image-credential-provider-bin-dir={bin_dir} (then restart the kubelet)",
+    ]
+
+
+def _load(state: FileState) -> dict[str, Any]:
+    if state.data is not None and state.data.strip() and not state.data.lstrip().startswith(b"{"):
+        raise ConfigError(
+            f"{state.path} is YAML, which regauth cannot merge without losing its comments: convert it to "
+            "JSON (the kubelet reads both), or write regauth's config elsewhere with --config"
+        )
+    data = jsonfile.load_object(state)
+    if data and (
+        data.get("kind") != CONFIG_KIND
+        or not str(data.get("apiVersion", "")).startswith("kubelet.config.k8s.io/")
+    ):
+        raise ConfigError(f"{state.path} is not a kubelet {CONFIG_KIND}; it was left as it was")
+    return data
