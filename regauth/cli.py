@@ -26,7 +26,9 @@ from regauth.config import Settings, load_settings
 from regauth.coredump import disable_core_dumps
 from regauth.errors import RegauthError
 from regauth.printable import printable
-from regauth.registries import PROVIDERS, RegistryBook
+from regauth.providers.table import NAMES as PROVIDERS
+from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
 
 PROG = "regauth"
 
@@ -335,7 +337,7 @@ def _add_proxy_parser(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace, Settings, RegistryBook], int] = args.func
+    func: Callable[[argparse.Namespace, Settings, RegistryBook, SecretStore], int] = args.func
     # Every command may hold a secret (a password on stdin, the store's key, the proxy's tokens).
     disable_core_dumps()
     try:
@@ -345,8 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from regauth.logs import setup_logging
 
         setup_logging(settings)
-        book = RegistryBook.for_settings(settings)
-        return func(args, settings, book)
+        from regauth.store.lazy import LazyStore
+
+        # Opened once, here, on first use: `registry list` never opens it.
+        store = LazyStore.for_settings(settings)
+        return func(args, settings, RegistryBook(settings, store), store)
     except RegauthError as exc:
         # A message can quote a registry's text: escaped, it cannot clear the screen or fake a line.
         sys.stderr.write(f"{PROG}: error: {printable(str(exc))}\n")

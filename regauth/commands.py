@@ -1,4 +1,5 @@
-"""What each ``regauth`` command does, given its parsed arguments, the settings and the registry book.
+"""What each ``regauth`` command does, given its parsed arguments, the settings, the registry book and
+the secret store (opened by the CLI, lazily: a command that reads no secret never opens it).
 
 Secrets are never taken from argv: only from standard input (``--password-stdin``) or a prompt with no
 echo, so they never show in ``ps`` or a shell history.
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from regauth.config import Settings
 from regauth.errors import UsageError, ValidationError
 from regauth.printable import printable
-from regauth.providers.base import Credential
+from regauth.providers.table import PROVIDERS
 from regauth.reference import check_repository
-from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record
+from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, stored_secret
 from regauth.servers import normalize_registry
+from regauth.store.base import SecretStore
 
 if TYPE_CHECKING:
     # Only for the annotation: importing it loads aiohttp, which no command but a validation needs.
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 MAX_SECRET_BYTES = 64 * 1024
 
 
-def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     provider = args.provider or "static"
     _check_scheme(args.url, bool(args.insecure))
     record = Registry(
@@ -47,13 +49,13 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook) ->
     _check_secret_wanted(args, record)
     secret = _read_secret(args, needed=provider == "static" and args.username is not None)
     if not args.no_validate:
-        _validate_or_raise(settings, book, record, secret, args.repository)
+        _validate_or_raise(settings, store, record, secret, args.repository)
     saved = book.add(record, secret)
     print(f"added registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 
 
-def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     old = book.get(args.name)
     # Changed with `regauth registry`, the record is the user's own: a logout keeps its settings.
     changes: dict[str, Any] = {"origin": ORIGIN_CLI}
@@ -92,22 +94,22 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook)
     )
     secret = _read_secret(args, needed=needs_secret)
     if not args.no_validate:
-        current = secret if secret is not None or new.anonymous else book.secret(old)
-        _validate_or_raise(settings, book, new, current, new.repository)
+        # With no new secret, the stored one (the record keeps its id, so its key) is checked.
+        _validate_or_raise(settings, store, new, secret, new.repository)
     saved = book.update(old.name, changes, secret)
-    _forget_tokens(settings, book, old)
+    _forget_tokens(settings, store, old)
     print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 
 
-def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     record = book.remove(args.name)
-    _forget_tokens(settings, book, record)
+    _forget_tokens(settings, store, record)
     print(f"removed registry {record.name!r} ({record.registry})")
     return 0
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     records = book.all()
     if args.json:
         print(json.dumps([r.to_json() for r in records], indent=2))
@@ -127,10 +129,10 @@ def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook) -
     return 0
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_show(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     record = book.get(args.name)
     data = record.to_json()
-    data["secret"] = _secret_state(book, record)
+    data["secret"] = _secret_state(store, record)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -141,7 +143,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings, book: RegistryBook) -
     return 0
 
 
-def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     if args.repository:
         check_repository(args.repository)
     records = book.all() if args.all else [book.get(args.name)]
@@ -149,7 +151,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
         raise UsageError("no registries configured")
     results = []
     for record in records:
-        result = _validate(settings, book, record, None, args.repository or record.repository)
+        result = _validate(settings, store, record, None, args.repository or record.repository)
         advice = None if result.ok else _advice(result, record, f"regauth registry update {record.name}")
         results.append((record, result, advice))
         if not args.json:
@@ -176,10 +178,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
     return 1 if any(not result.ok for _, result, _ in results) else 0
 
 
-def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     from regauth.which import answer_for
 
-    answer = answer_for(settings, book, args.target)
+    answer = answer_for(settings, book, store, args.target)
     if args.json:
         print(json.dumps(answer, indent=2))
     else:
@@ -190,35 +192,40 @@ def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
     return 0 if answer["answered_by"] != "nothing" else 1
 
 
-def cmd_cache_clear(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_cache_clear(
+    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore
+) -> int:
     from regauth.providers.cache import clear
 
-    print(f"cleared {clear(settings)} cached token(s)")
+    print(f"cleared {clear(settings, store)} cached token(s)")
     return 0
 
 
-def cmd_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def cmd_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     from regauth.proxy.main import run_proxy
 
-    return run_proxy(args, settings, book)
+    return run_proxy(args, settings, book, store)
 
 
 # --- helpers --------------------------------------------------------------------------------------
 
 
 def _validate(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None, repository: str | None
+    settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
 ) -> ValidationResult:
+    """Check ``record`` against its registry; ``secret`` is one not saved yet, if any."""
     from regauth.distribution.validate import validate_sync
+    from regauth.providers.routing import record_credential
 
-    credential = _credential(settings, book, record, secret)
+    # Always a fresh mint: a cached token would prove nothing about a changed secret or option.
+    credential = record_credential(settings, store, record, secret=secret, use_cache=False)
     return validate_sync(record.target(), credential, repository, label=record.label)
 
 
 def _validate_or_raise(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None, repository: str | None
+    settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
 ) -> None:
-    result = _validate(settings, book, record, secret, repository)
+    result = _validate(settings, store, record, secret, repository)
     if not result.ok:
         advice = _advice(result, record, "") or "--no-validate skips the check"
         raise ValidationError(f"{result.message}; nothing was saved ({advice})", outcome=result.outcome)
@@ -241,30 +248,13 @@ def _advice(result: ValidationResult, record: Registry, command: str) -> str | N
     return f"a registry with a private CA: name the CA with {run}; a plain-HTTP registry: {plain}"
 
 
-def _credential(
-    settings: Settings, book: RegistryBook, record: Registry, secret: str | None
-) -> Credential | None:
-    """The credential to validate ``record`` with; ``secret`` is the one not yet saved, if any."""
-    if record.provider == "static":
-        if record.anonymous:
-            return None
-        if secret is None:
-            secret = book.secret(record)
-        return Credential(username=record.username or "", secret=secret or "")
-    from regauth.providers.routing import record_credential
-
-    # Always a fresh mint: a cached token would prove nothing about a changed secret or option.
-    with book.pending_secret(record, secret):
-        return record_credential(settings, book, record, use_cache=False)
-
-
-def _forget_tokens(settings: Settings, book: RegistryBook, record: Registry) -> None:
+def _forget_tokens(settings: Settings, store: SecretStore, record: Registry) -> None:
     """Drop the host's cached provider tokens: they were minted for the record as it was."""
-    if record.provider in ("static", "env"):
+    if not PROVIDERS[record.provider].mints:
         return
     from regauth.providers.cache import clear
 
-    clear(settings, book.store, host=record.registry)
+    clear(settings, store, host=record.registry)
 
 
 def _check_scheme(url: str, insecure: bool) -> None:
@@ -286,12 +276,9 @@ def _check_secret_wanted(args: argparse.Namespace, record: Registry) -> None:
 
 def known_option_keys(provider: str) -> frozenset[str]:
     """The record options ``provider`` reads: its own (declared in its module) and every record's."""
-    import importlib
-
     from regauth.distribution.realms import REALM_HOSTS_OPTION
 
-    module = importlib.import_module(f"regauth.providers.{provider}")
-    return frozenset(module.OPTION_KEYS) | {REALM_HOSTS_OPTION}
+    return PROVIDERS[provider].option_keys() | {REALM_HOSTS_OPTION}
 
 
 def _check_option_keys(record: Registry) -> None:
@@ -363,7 +350,7 @@ def _who(record: Registry) -> str:
     return f"user {record.username}" if record.username else "anonymous"
 
 
-def _secret_state(book: RegistryBook, record: Registry) -> str:
+def _secret_state(store: SecretStore, record: Registry) -> str:
     if record.anonymous:
         return "none (anonymous)"
-    return "stored" if book.secret(record) is not None else "missing"
+    return "stored" if stored_secret(store, record) is not None else "missing"

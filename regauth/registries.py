@@ -3,14 +3,16 @@
 Records live in ``registries.json`` under the config dir; a record's secret lives only in the secret
 store, under ``registry/<id>``. Reads are lock-free (writes are atomic renames); writes take a file
 lock, re-read, change and write, so concurrent processes lose nothing.
+
+The book is handed the secret store its edge opened, to keep each record's secret in step with the
+record; it is not the way to the store for anyone else (``stored_secret`` reads a record's secret).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,6 +21,7 @@ from regauth.config import Settings
 from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
 from regauth.fsutil import atomic_write, file_lock, read_private
 from regauth.printable import printable
+from regauth.providers import table
 from regauth.reference import check_repository
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
@@ -26,7 +29,8 @@ from regauth.store.base import SecretStore
 if TYPE_CHECKING:
     from regauth.distribution.target import RegistryTarget
 
-PROVIDERS = layout.PROVIDERS
+# The names a record's provider may hold: the one table's.
+PROVIDERS = table.NAMES
 _NAME_MAX = 64
 # DNS: a name of at most 253 characters, in labels of at most 63 (RFC 1035).
 _HOST_MAX = 253
@@ -161,6 +165,13 @@ def check_option(key: str, value: str) -> None:
         raise UsageError(f"the value of option {key} contains control characters")
 
 
+def stored_secret(store: SecretStore, record: Registry) -> str | None:
+    """The record's secret in ``store``; None for an anonymous record (which never opens the store)."""
+    if record.anonymous:
+        return None
+    return store.get(record.secret_key)
+
+
 def name_for_host(host: str) -> str:
     return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
 
@@ -174,31 +185,20 @@ def _now() -> str:
 class RegistryBook:
     """CRUD over registry records, keeping each record's secret in step in the secret store."""
 
-    def __init__(self, settings: Settings, open_store: Callable[[], SecretStore]) -> None:
+    def __init__(self, settings: Settings, store: SecretStore) -> None:
+        """``store`` is the edge's, and should open lazily (``store.lazy.LazyStore``): listing
+        records must not pay for (or fail on) the secret store."""
         self.path = settings.registries_file
         self._certs_dirs = settings.certs_dirs
         self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._open_store = open_store
-        self._store: SecretStore | None = None
-        self._pending: dict[str, str] = {}
+        self._store = store
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RegistryBook:
-        """The book whose secrets live in the store ``settings`` choose, opened on first use."""
+        """A book over its own lazily opened store of ``settings`` (scripts, tests; edges pass theirs)."""
+        from regauth.store.lazy import LazyStore
 
-        def open_configured() -> SecretStore:
-            from regauth.store import open_store
-
-            return open_store(settings)
-
-        return cls(settings, open_configured)
-
-    @property
-    def store(self) -> SecretStore:
-        # Opened on first use: listing records must not pay for (or fail on) the secret store.
-        if self._store is None:
-            self._store = self._open_store()
-        return self._store
+        return cls(settings, LazyStore.for_settings(settings))
 
     def all(self) -> list[Registry]:
         return self._read()
@@ -215,25 +215,6 @@ class RegistryBook:
             if record.registry == host:
                 return record
         return None
-
-    def secret(self, record: Registry) -> str | None:
-        if record.anonymous:
-            return None
-        if record.secret_key in self._pending:
-            return self._pending[record.secret_key]
-        return self.store.get(record.secret_key)
-
-    @contextlib.contextmanager
-    def pending_secret(self, record: Registry, secret: str | None) -> Iterator[None]:
-        """Within the block, ``secret(record)`` is ``secret``: validation runs before anything is saved."""
-        if secret is None:
-            yield
-            return
-        self._pending[record.secret_key] = secret
-        try:
-            yield
-        finally:
-            del self._pending[record.secret_key]
 
     def add(self, record: Registry, secret: str | None) -> Registry:
         check_record(record)
@@ -278,11 +259,11 @@ class RegistryBook:
 
     def _drop(self, records: list[Registry], record: Registry) -> None:
         # A damaged store must fail the remove before anything changes, not after the record is gone.
-        self.store.get(record.secret_key)
+        self._store.get(record.secret_key)
         self._write([r for r in records if r.id != record.id])
         # The record goes first: a secret with no record is unreachable, a record with no secret
         # would answer with a wrong credential.
-        self.store.delete(record.secret_key)
+        self._store.delete(record.secret_key)
 
     def erase_login(self, server: str) -> tuple[Registry, bool] | None:
         """What a credential helper ``erase`` does: (the record, whether it was kept), or None.
@@ -341,11 +322,11 @@ class RegistryBook:
 
     def _commit(self, records: list[Registry], record: Registry, secret: str | None) -> None:
         if record.anonymous or secret is None:
-            self.store.get(record.secret_key)  # as in remove: fail before the records change
+            self._store.get(record.secret_key)  # as in remove: fail before the records change
             self._write(records)
-            self.store.delete(record.secret_key)
+            self._store.delete(record.secret_key)
             return
-        self.store.set(record.secret_key, secret)
+        self._store.set(record.secret_key, secret)
         self._write(records)
 
     @staticmethod

@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from regauth.config import Settings
+from regauth.providers.routing import minting_provider, route_ambient
+from regauth.providers.table import PROVIDERS
 from regauth.reference import parse_reference
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry, RegistryBook, stored_secret
 from regauth.servers import normalize_registry
+from regauth.store.base import SecretStore
 
 # Every answer has these keys, in this order (None where one does not apply), for scripts.
 FIELDS = ("target", "registry", "image", "answered_by", "record", "provider", "username", "credential")
-_CLOUDS = {"ecr": "AWS", "acr": "Azure", "gcp": "Google Cloud"}
 
 
 def split_target(text: str) -> tuple[str, str | None]:
@@ -33,15 +35,13 @@ def split_target(text: str) -> tuple[str, str | None]:
     return normalize_registry(ref.domain), str(ref.with_default_tag())
 
 
-def answer_for(settings: Settings, book: RegistryBook, target: str) -> dict[str, Any]:
+def answer_for(settings: Settings, book: RegistryBook, store: SecretStore, target: str) -> dict[str, Any]:
     host, image = split_target(target)
     answer: dict[str, Any] = dict.fromkeys(FIELDS)
     answer.update(target=target, registry=host, image=image)
     record = book.for_host(host)
     if record is not None:
-        return {**answer, **_from_record(book, record)}
-    from regauth.providers.routing import route_ambient
-
+        return {**answer, **_from_record(settings, store, record)}
     provider = route_ambient(settings, host)
     if provider is None:
         return {
@@ -50,19 +50,19 @@ def answer_for(settings: Settings, book: RegistryBook, target: str) -> dict[str,
             "credential": "none: no record or provider answers for it, so pulls are anonymous "
             f"(add one with `regauth registry add NAME --url {host}`)",
         }
-    if provider == "env":
+    if PROVIDERS[provider].mints:
         credential = (
-            "a CI token from the environment (GITHUB_TOKEN for ghcr.io, CI_JOB_TOKEN for $CI_REGISTRY)"
+            f"a token minted from the ambient {minting_provider(provider, settings).cloud} credentials, "
+            f"cached in the {store.name} store until it expires"
         )
     else:
         credential = (
-            f"a token minted from the ambient {_CLOUDS[provider]} credentials, cached in the "
-            f"{book.store.name} store until it expires"
+            "a CI token from the environment (GITHUB_TOKEN for ghcr.io, CI_JOB_TOKEN for $CI_REGISTRY)"
         )
     return {**answer, "answered_by": "provider", "provider": provider, "credential": credential}
 
 
-def _from_record(book: RegistryBook, record: Registry) -> dict[str, Any]:
+def _from_record(settings: Settings, store: SecretStore, record: Registry) -> dict[str, Any]:
     found: dict[str, Any] = {
         "answered_by": "record",
         "record": record.name,
@@ -72,20 +72,21 @@ def _from_record(book: RegistryBook, record: Registry) -> dict[str, Any]:
     if record.provider == "static":
         if record.anonymous:
             found["credential"] = "none: the record is anonymous"
-        elif book.secret(record) is not None:
-            found["credential"] = f"its username and secret, kept in the {book.store.name} store"
+        elif stored_secret(store, record) is not None:
+            found["credential"] = f"its username and secret, kept in the {store.name} store"
         else:
             found["credential"] = (
-                f"missing: the {book.store.name} store has no secret for it "
+                f"missing: the {store.name} store has no secret for it "
                 f"(set one with `regauth registry update {record.name} --password-stdin`)"
             )
-    elif record.provider == "env":
-        found["credential"] = "a token from the environment variable the record names"
-    else:
+    elif PROVIDERS[record.provider].mints:
+        cloud = minting_provider(record.provider, settings).cloud
         found["credential"] = (
-            f"a token minted from {_CLOUDS[record.provider]} credentials as the record's options say, "
-            f"cached in the {book.store.name} store until it expires"
+            f"a token minted from {cloud} credentials as the record's options say, "
+            f"cached in the {store.name} store until it expires"
         )
+    else:
+        found["credential"] = "a token from the environment variable the record names"
     return found
 
 

@@ -27,6 +27,11 @@ import pytest
 import trustme
 from moto.server import ThreadedMotoServer
 
+from regauth.config import Settings
+from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
+from regauth.store.lazy import LazyStore
+
 Route = Callable[[str, dict[str, str]], tuple[int, dict[str, Any]]]
 
 
@@ -143,11 +148,20 @@ def credential_in_fresh_process(host: str, watched: tuple[str, ...]) -> tuple[li
         "from regauth.config import load_settings\n"
         "from regauth.registries import RegistryBook\n"
         "from regauth.providers.routing import credential_for\n"
+        "from regauth.store.lazy import LazyStore\n"
         "s = load_settings()\n"
-        f"c = credential_for(s, RegistryBook.for_settings(s), {host!r})\n"
+        "store = LazyStore.for_settings(s)\n"
+        f"c = credential_for(s, RegistryBook(s, store), store, {host!r})\n"
         f"loaded = [m for m in {watched!r} if m in sys.modules]\n"
         "print(json.dumps([[c.username, c.secret], loaded]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     credential, loaded = json.loads(out)
     return credential, loaded
+
+
+def book_and_store(settings: Settings) -> tuple[RegistryBook, SecretStore]:
+    """The registry book and the secret store of ``settings``, as an edge opens them: the store once,
+    lazily, handed to the book and to the routing."""
+    store = LazyStore.for_settings(settings)
+    return RegistryBook(settings, store), store

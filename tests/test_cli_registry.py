@@ -11,7 +11,9 @@ import pytest
 
 from regauth import cli, commands
 from regauth.config import load_settings
-from regauth.registries import RegistryBook
+from regauth.registries import Registry, RegistryBook, stored_secret
+from regauth.store import open_store
+from regauth.store.base import SecretStore
 
 SECRET = "s3cret-Pa55"
 ADD_GHCR = ("registry", "add", "ghcr", "--url", "ghcr.io", "--username", "bob")
@@ -37,6 +39,14 @@ def regauth(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
 def book() -> RegistryBook:
     settings = load_settings()
     return RegistryBook.for_settings(settings)
+
+
+def store() -> SecretStore:
+    return open_store(load_settings())
+
+
+def secret(record: Registry) -> str | None:
+    return stored_secret(store(), record)
 
 
 def state(home: Path) -> dict[str, bytes]:
@@ -65,7 +75,7 @@ def test_add_list_show_update_remove(regauth) -> None:  # type: ignore[no-untype
     assert "added registry 'ghcr' (ghcr.io, user bob)" in out
     record = book().get("ghcr")
     assert record.registry == "ghcr.io" and record.username == "bob" and record.provider == "static"
-    assert book().secret(record) == SECRET  # the shell's trailing newline is not part of the secret
+    assert secret(record) == SECRET  # the shell's trailing newline is not part of the secret
 
     code, out, _ = regauth("registry", "list")
     assert code == 0 and "ghcr" in out and "ghcr.io" in out and SECRET not in out
@@ -96,19 +106,19 @@ def test_add_list_show_update_remove(regauth) -> None:  # type: ignore[no-untype
     assert (code, err) == (0, "")
     record = book().get("ghcr")
     assert record.username == "alice" and record.repository == "org/app"
-    assert book().secret(record) == "new-secret"
+    assert secret(record) == "new-secret"
     assert record.created_at <= record.updated_at
 
     code, out, _ = regauth("registry", "remove", "ghcr")
     assert code == 0 and "removed registry 'ghcr'" in out
-    assert book().all() == [] and book().store.keys() == []
+    assert book().all() == [] and store().keys() == []
 
 
 def test_anonymous_registry_has_no_secret(regauth) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = regauth("registry", "add", "quay", "--url", "quay.io", "--no-validate")
     assert code == 0 and "anonymous" in out
     record = book().get("quay")
-    assert record.anonymous and book().store.keys() == []
+    assert record.anonymous and store().keys() == []
     assert json.loads(regauth("registry", "show", "quay", "--json")[1])["secret"] == "none (anonymous)"
 
 
@@ -116,9 +126,9 @@ def test_update_keeps_the_secret_unless_asked(regauth) -> None:  # type: ignore[
     add(regauth)
     assert regauth("registry", "update", "ghcr", "--rename", "github", "--no-validate")[0] == 0
     record = book().get("github")
-    assert book().secret(record) == SECRET
+    assert secret(record) == SECRET
     assert regauth("registry", "update", "github", "--anonymous", "--no-validate")[0] == 0
-    assert book().get("github").anonymous and book().store.keys() == []
+    assert book().get("github").anonymous and store().keys() == []
 
 
 def test_record_flags_are_stored(regauth, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -233,11 +243,10 @@ def test_removing_a_provider_record_drops_its_cached_tokens(regauth) -> None:  #
     other = "210987654321.dkr.ecr.eu-west-1.amazonaws.com"
     code, _, err = regauth("registry", "add", "ecr", "--url", host, "--provider", "ecr", "--no-validate")
     assert (code, err) == (0, "")
-    store = book().store
-    store.set(cache_key("ecr", host, "identity"), '{"cached": "token"}')
-    store.set(cache_key("ecr", other, "identity"), '{"cached": "token"}')
+    store().set(cache_key("ecr", host, "identity"), '{"cached": "token"}')
+    store().set(cache_key("ecr", other, "identity"), '{"cached": "token"}')
     assert regauth("registry", "remove", "ecr")[0] == 0
-    assert book().store.keys() == [cache_key("ecr", other, "identity")]
+    assert store().keys() == [cache_key("ecr", other, "identity")]
 
 
 @pytest.mark.parametrize("var", ["XDG_CONFIG_HOME", "XDG_DATA_HOME"])
@@ -296,4 +305,4 @@ def test_the_interactive_prompt_does_not_echo_the_secret(regauth_exe: str) -> No
     os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert SECRET.encode() not in seen
-    assert book().secret(book().get("ghcr")) == SECRET
+    assert secret(book().get("ghcr")) == SECRET

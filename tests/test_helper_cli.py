@@ -12,7 +12,8 @@ import pytest
 
 from regauth.config import Settings
 from regauth.helper import texts
-from regauth.registries import RegistryBook
+from regauth.registries import RegistryBook, stored_secret
+from regauth.store import open_store
 
 TIMEOUT = 60
 
@@ -206,7 +207,7 @@ def test_bad_input_is_one_line_exit_1_store_unchanged(
     assert expected in out
     assert "Traceback" not in out + err
     assert snapshot(settings) == before
-    assert book(settings).secret(book(settings).get("keep.example")) == "kept-secret"
+    assert stored_secret(open_store(settings), book(settings).get("keep.example")) == "kept-secret"
 
 
 # --- the hot path stays light ---------------------------------------------------------------------

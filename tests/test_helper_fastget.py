@@ -29,7 +29,7 @@ def general_get(server: bytes) -> tuple[int, str]:
         "get",
         server,
         out,
-        RegauthBackend(settings, RegistryBook.for_settings(settings), stderr=io.StringIO()),
+        RegauthBackend.for_settings(settings, stderr=io.StringIO()),
     )
     return code, out.getvalue()
 

@@ -14,7 +14,7 @@ from regauth.providers.absent import DIRECTORY, AbsentCache, fingerprint
 from regauth.providers.base import NoAmbientCredentials
 from regauth.providers.cache import clear
 from regauth.providers.deadline import within
-from regauth.registries import RegistryBook
+from regauth.store import open_store
 
 CAUSE = "ecr provider for x: no AWS credentials found; set AWS_PROFILE"
 
@@ -97,7 +97,7 @@ def test_cache_clear_forgets_every_absence(settings: Settings) -> None:
     for key in ("a", "b"):
         with pytest.raises(NoAmbientCredentials):
             cache.guard(key, search)
-    clear(settings, RegistryBook.for_settings(settings).store)
+    clear(settings, open_store(settings))
     assert list((settings.cache_dir / DIRECTORY).iterdir()) == []
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import trustme
-from providers_support import StandIn, fake_jwt, stand_in, write_ca
+from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import ProviderError
@@ -117,13 +117,13 @@ def test_service_principal_secret_exchanged_for_a_refresh_token(
     app, login = entra
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, login.url)
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     assert cred.expires_at is not None and cred.expires_at > time.time() + 10000
     # The second get is a cache hit: no request to Entra ID nor to the registry.
-    assert credential_for(settings, book, f"https://{reg.netloc}") == cred
+    assert credential_for(settings, book, store, f"https://{reg.netloc}") == cred
     assert app.issued == 1 and reg.hits["/oauth2/exchange"] == 1
 
 
@@ -136,9 +136,9 @@ def test_certificate_credential(
     pem = tmp_path / "sp.pem"
     pem.write_bytes(leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes())
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, login.url, secret=None, credential="certificate", certificate_file=str(pem))
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     (form,) = [f for f in login.forms if f.get("grant_type") == "client_credentials"]
     assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -148,10 +148,10 @@ def test_wrong_secret_is_one_line(entra: tuple[Entra, StandIn], registry: tuple[
     _, login = entra
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, login.url, secret="wrong-secret")
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, reg.netloc)
+        credential_for(settings, book, store, reg.netloc)
     message = str(info.value)
     assert message.startswith(f"acr provider for registry 'acr' ({reg.netloc}): Entra ID refused the secret")
     assert "AADSTS7000215" in message and "wrong-secret" not in message and "\n" not in message
@@ -164,27 +164,27 @@ def test_registry_refusing_the_token(
     exchange, reg = registry
     exchange.refused = True
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, login.url)
     with pytest.raises(
         ProviderError, match=r"refused the Entra ID token \(HTTP 401: identity lacks AcrPull\)"
     ):
-        credential_for(settings, book, reg.netloc)
+        credential_for(settings, book, store, reg.netloc)
 
 
 def test_missing_secret_says_how_to_store_it(entra: tuple[Entra, StandIn]) -> None:
     _, login = entra
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, "myreg.azurecr.io", login.url, secret=None)
     with pytest.raises(ProviderError, match="no client secret in the secret store; store it with"):
-        credential_for(settings, book, "myreg.azurecr.io")
+        credential_for(settings, book, store, "myreg.azurecr.io")
 
 
 def test_ambient_acr_host_without_azure_credentials() -> None:
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, RegistryBook.for_settings(settings), "myreg.azurecr.io")
+        credential_for(settings, *book_and_store(settings), "myreg.azurecr.io")
     message = str(info.value)
     assert message.startswith("acr provider for myreg.azurecr.io: no Azure credentials found (DefaultAzure")
     assert "EnvironmentCredential" in message and "az login" in message and "\n" not in message
@@ -198,9 +198,9 @@ def test_workload_identity_federated_token(
     token_file = tmp_path / "federated-token"
     token_file.write_text(fake_jwt({"sub": "system:serviceaccount:ci:puller"}))
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, login.url, secret=None, credential="workload", token_file=str(token_file))
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     (form,) = [f for f in login.forms if f.get("grant_type") == "client_credentials"]
     assert form["client_assertion"] == token_file.read_text()

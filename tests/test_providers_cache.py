@@ -40,9 +40,8 @@ class Minter:
 
 
 def make(settings: Settings, clock: Clock, warnings: list[str] | None = None) -> TokenCache:
-    store = open_store(settings)
     return TokenCache(
-        settings, lambda: store, clock=clock, on_stale=None if warnings is None else warnings.append
+        settings, open_store(settings), clock=clock, on_stale=None if warnings is None else warnings.append
     )
 
 
@@ -123,7 +122,7 @@ def test_unreadable_entry_is_minted_over(settings: Settings) -> None:
     clock = Clock()
     store = open_store(settings)
     store.set(KEY, "{not json")
-    tokens = TokenCache(settings, lambda: store, clock=clock)
+    tokens = TokenCache(settings, store, clock=clock)
     assert tokens.get_or_mint(KEY, Minter(3600, clock)).secret == "token-1"  # type: ignore[union-attr]
 
 
@@ -164,7 +163,7 @@ def test_processes_mint_once(settings: Settings, tmp_path: Path) -> None:
         f"    with open({str(log)!r}, 'a') as f: f.write('mint\\n')\n"
         "    time.sleep(0.2)\n"
         "    return Credential('AWS', 'from-one-process', time.time() + 3600)\n"
-        f"print(TokenCache(s, lambda: store).get_or_mint({KEY!r}, mint).secret)\n"
+        f"print(TokenCache(s, store).get_or_mint({KEY!r}, mint).secret)\n"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)
@@ -181,6 +180,6 @@ def test_clear_counts_and_keeps_other_secrets(settings: Settings) -> None:
     tokens = make(settings, clock)
     tokens.get_or_mint(KEY, Minter(3600, clock))
     tokens.get_or_mint(cache_key("gcp", "gcr.io", "x"), Minter(3600, clock))
-    assert cache.clear(settings, host="gcr.io") == 1
-    assert cache.clear(settings) == 1
+    assert cache.clear(settings, store, host="gcr.io") == 1
+    assert cache.clear(settings, store) == 1
     assert store.keys() == ["registry/abc"]

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import trustme
 from moto.server import ThreadedMotoServer
-from providers_support import credential_in_fresh_process, stand_in, start_moto, write_ca
+from providers_support import book_and_store, credential_in_fresh_process, stand_in, start_moto, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import NotFoundError, ProviderError
 from regauth.providers import cache
 from regauth.providers.ecr import PAST_EXPIRY_TTL
 from regauth.providers.routing import credential_for, record_credential
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry
 
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -49,7 +49,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_url: str) -> str:
 def test_ambient_ecr_host_mints_a_decoded_token(aws_env: str) -> None:
     settings = load_settings()
     before = time.time()
-    cred = credential_for(settings, RegistryBook.for_settings(settings), f"https://{HOST}")
+    cred = credential_for(settings, *book_and_store(settings), f"https://{HOST}")
     assert cred is not None
     assert (cred.username, cred.secret) == ("AWS", "123456789012-auth-token")
     # moto's expiresAt is 2015: taken as a short validity from now, not as forever nor as expired.
@@ -62,7 +62,7 @@ def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
 ) -> None:
     server = start_moto(monkeypatch)
     settings = load_settings()
-    first = credential_for(settings, RegistryBook.for_settings(settings), HOST)
+    first = credential_for(settings, *book_and_store(settings), HOST)
     server.stop()
     watched = ("boto3", "botocore", "aiohttp", "asyncio", "requests", "logging")
     credential, loaded = credential_in_fresh_process(HOST, watched)
@@ -72,8 +72,8 @@ def test_cache_hit_needs_no_endpoint_and_imports_no_sdk(
 
 def test_no_cache_setting_mints_again(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    credential_for(settings, book, HOST)
+    book, store = book_and_store(settings)
+    credential_for(settings, book, store, HOST)
     # Point boto3 at nothing: a fresh mint must now fail, where a cache read would not.
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -81,41 +81,41 @@ def test_no_cache_setting_mints_again(aws_env: str, monkeypatch: pytest.MonkeyPa
     with pytest.raises(
         ProviderError, match=r"^ecr provider for 1234.*: EndpointConnectionError.*check the network"
     ):
-        credential_for(load_settings(), book, HOST, use_cache=True)
+        credential_for(load_settings(), book, store, HOST, use_cache=True)
 
 
 def test_cache_bypass_argument_refreshes_the_entry(aws_env: str) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    first = credential_for(settings, book, HOST)
-    second = credential_for(settings, book, HOST, use_cache=False)
+    book, store = book_and_store(settings)
+    first = credential_for(settings, book, store, HOST)
+    second = credential_for(settings, book, store, HOST, use_cache=False)
     assert first is not None and second is not None
     assert second.expires_at is not None and first.expires_at is not None
     assert second.expires_at >= first.expires_at
-    assert [k for k in book.store.keys() if k.startswith("token/ecr/")] == [
-        k for k in book.store.keys() if k.startswith(f"token/ecr/{HOST}/")
+    assert [k for k in store.keys() if k.startswith("token/ecr/")] == [
+        k for k in store.keys() if k.startswith(f"token/ecr/{HOST}/")
     ]
 
 
 def test_record_options_region_registry_id_endpoint(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     options = {"region": "eu-west-1", "registry_id": "210987654321", "endpoint_url": aws_env}
     record = book.add(
         Registry(id="", name="mirror", registry="127.0.0.1:5999", provider="ecr", options=options), None
     )
-    cred = credential_for(settings, book, "127.0.0.1:5999")
+    cred = credential_for(settings, book, store, "127.0.0.1:5999")
     assert cred is not None and cred.secret == "210987654321-auth-token"
-    assert record_credential(settings, book, record) == cred
+    assert record_credential(settings, store, record) == cred
 
 
 def test_role_arn_is_assumed_through_sts(aws_env: str) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     options = {"role_arn": "arn:aws:iam::123456789012:role/puller", "external_id": "ext-1"}
     book.add(Registry(id="", name="ecr", registry=HOST, provider="ecr", options=options), None)
-    cred = credential_for(settings, book, HOST)
+    cred = credential_for(settings, book, store, HOST)
     assert cred is not None and cred.username == "AWS"
 
 
@@ -128,12 +128,12 @@ def test_named_profile_and_a_missing_one(
     aws.mkdir()
     (aws / "credentials").write_text("[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     book.add(Registry(id="", name="dev", registry=HOST, provider="ecr", options={"profile": "dev"}), None)
-    assert credential_for(settings, book, HOST) is not None
+    assert credential_for(settings, book, store, HOST) is not None
     book.update("dev", {"options": {"profile": "nope"}})
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, HOST)
+        credential_for(settings, book, store, HOST)
     assert str(info.value).startswith(f"ecr provider for registry 'dev' ({HOST}): ")
     assert "nope" in str(info.value) and "record option profile" in str(info.value)
 
@@ -142,7 +142,7 @@ def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, RegistryBook.for_settings(settings), HOST)
+        credential_for(settings, *book_and_store(settings), HOST)
     message = str(info.value)
     assert message.startswith(f"ecr provider for {HOST}: no AWS credentials found (tried environment")
     assert "set AWS_PROFILE" in message and "\n" not in message and "Traceback" not in message
@@ -151,9 +151,9 @@ def test_no_credentials_is_one_line_saying_what_to_do(monkeypatch: pytest.Monkey
 
 def test_static_record_for_the_host_wins(aws_env: str) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     book.add(Registry(id="", name="pinned", registry=HOST, username="me"), "pw")
-    cred = credential_for(settings, book, HOST)
+    cred = credential_for(settings, book, store, HOST)
     assert cred is not None and (cred.username, cred.secret, cred.expires_at) == ("me", "pw", None)
 
 
@@ -163,23 +163,23 @@ def test_missing_sdk_names_the_extra(aws_env: str, monkeypatch: pytest.MonkeyPat
     settings = load_settings()
     # The checkout regauth was installed from, with the extra (tests/test_install_hint.py: each install).
     with pytest.raises(ProviderError, match=r"-m pip install (-e )?'[^']+\[aws\]'"):
-        credential_for(settings, RegistryBook.for_settings(settings), HOST)
+        credential_for(settings, *book_and_store(settings), HOST)
 
 
 def test_unknown_host_is_not_found(aws_env: str) -> None:
     settings = load_settings()
     with pytest.raises(NotFoundError):
-        credential_for(settings, RegistryBook.for_settings(settings), "registry.example.com")
+        credential_for(settings, *book_and_store(settings), "registry.example.com")
 
 
 def test_cache_clear_drops_tokens_only(aws_env: str) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     book.add(Registry(id="", name="pinned", registry="r.example.com", username="me"), "pw")
-    credential_for(settings, book, HOST)
-    assert cache.clear(settings) == 1
-    assert cache.clear(settings) == 0
-    assert book.store.keys() == [book.get("pinned").secret_key]
+    credential_for(settings, book, store, HOST)
+    assert cache.clear(settings, store) == 1
+    assert cache.clear(settings, store) == 0
+    assert store.keys() == [book.get("pinned").secret_key]
 
 
 def test_ecr_public_through_its_own_api(
@@ -199,9 +199,9 @@ def test_ecr_public_through_its_own_api(
         monkeypatch.setenv("AWS_ENDPOINT_URL", site.url)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(write_ca(ca, tmp_path)))
         settings = load_settings()
-        book = RegistryBook.for_settings(settings)
-        cred = credential_for(settings, book, "public.ecr.aws")
-        assert cred == credential_for(settings, book, "https://public.ecr.aws/")
+        book, store = book_and_store(settings)
+        cred = credential_for(settings, book, store, "public.ecr.aws")
+        assert cred == credential_for(settings, book, store, "https://public.ecr.aws/")
     assert cred is not None and (cred.username, cred.secret, cred.expires_at) == (
         "AWS",
         "public-token",
@@ -213,6 +213,6 @@ def test_ecr_public_through_its_own_api(
 def test_fips_host(aws_env: str) -> None:
     settings = load_settings()
     cred = credential_for(
-        settings, RegistryBook.for_settings(settings), "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"
+        settings, *book_and_store(settings), "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com"
     )
     assert cred is not None and cred.secret == "123456789012-auth-token"

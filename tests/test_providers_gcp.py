@@ -21,14 +21,15 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from providers_support import StandIn, stand_in, write_ca
+from providers_support import StandIn, book_and_store, stand_in, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import ProviderError
 from regauth.providers.base import Credential
 from regauth.providers.cache import CachedToken
 from regauth.providers.routing import credential_for, credential_for_async, record_credential
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry
+from regauth.store.base import SecretStore
 
 HOST = "europe-docker.pkg.dev"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -105,19 +106,19 @@ def ambient(key_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return key_file
 
 
-def age_cached_token(book: RegistryBook, minted_ago: float, expires_in: float) -> None:
-    (key,) = [k for k in book.store.keys() if k.startswith(f"token/gcp/{HOST}/")]
-    old = CachedToken.from_text(book.store.get(key) or "")
+def age_cached_token(store: SecretStore, minted_ago: float, expires_in: float) -> None:
+    (key,) = [k for k in store.keys() if k.startswith(f"token/gcp/{HOST}/")]
+    old = CachedToken.from_text(store.get(key) or "")
     assert old is not None
     now = time.time()
-    book.store.set(key, CachedToken(old.username, old.secret, now + expires_in, now - minted_ago).to_text())
+    store.set(key, CachedToken(old.username, old.secret, now + expires_in, now - minted_ago).to_text())
 
 
 def test_ambient_token_then_cache_hit(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    first = credential_for(settings, book, HOST)
-    second = credential_for(settings, book, f"https://{HOST}/v2/")
+    book, store = book_and_store(settings)
+    first = credential_for(settings, book, store, HOST)
+    second = credential_for(settings, book, store, f"https://{HOST}/v2/")
     assert (
         first == second == Credential("oauth2accesstoken", "ya29.token-1", first.expires_at if first else 0)
     )
@@ -128,40 +129,40 @@ def test_ambient_token_then_cache_hit(ambient: Path, google: StandIn) -> None:
 
 def test_record_key_file_on_any_host(key_file: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     options = {"key_file": str(key_file)}
     book.add(Registry(id="", name="ar", registry="127.0.0.1:5998", provider="gcp", options=options), None)
-    cred = credential_for(settings, book, "127.0.0.1:5998")
+    cred = credential_for(settings, book, store, "127.0.0.1:5998")
     assert cred is not None and cred.secret == "ya29.token-1"
 
 
 def test_unsaved_record_validates_without_caching(key_file: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     record = Registry(id="", name="ar", registry=HOST, provider="gcp", options={"key_file": str(key_file)})
     for expected in ("ya29.token-1", "ya29.token-2"):
-        assert (record_credential(settings, book, record) or Credential("", "")).secret == expected
-    assert not [k for k in book.store.keys() if k.startswith("token/")]
+        assert (record_credential(settings, store, record) or Credential("", "")).secret == expected
+    assert not [k for k in store.keys() if k.startswith("token/")]
 
 
 def test_expired_token_is_minted_again(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    credential_for(settings, book, HOST)
-    age_cached_token(book, minted_ago=3700, expires_in=-100)
-    cred = credential_for(settings, book, HOST)
+    book, store = book_and_store(settings)
+    credential_for(settings, book, store, HOST)
+    age_cached_token(store, minted_ago=3700, expires_in=-100)
+    cred = credential_for(settings, book, store, HOST)
     assert cred is not None and cred.secret == "ya29.token-2"
     assert google.hits["/token"] == 2
 
 
 def test_token_near_expiry_is_refreshed(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    credential_for(settings, book, HOST)
+    book, store = book_and_store(settings)
+    credential_for(settings, book, store, HOST)
     # Within five minutes of expiry: stale, so minted again, and the new one is then a hit.
-    age_cached_token(book, minted_ago=3500, expires_in=100)
-    assert (credential_for(settings, book, HOST) or Credential("", "")).secret == "ya29.token-2"
-    assert (credential_for(settings, book, HOST) or Credential("", "")).secret == "ya29.token-2"
+    age_cached_token(store, minted_ago=3500, expires_in=100)
+    assert (credential_for(settings, book, store, HOST) or Credential("", "")).secret == "ya29.token-2"
+    assert (credential_for(settings, book, store, HOST) or Credential("", "")).secret == "ya29.token-2"
     assert google.hits["/token"] == 2
 
 
@@ -169,12 +170,12 @@ def test_failed_refresh_serves_the_stale_token_with_a_warning(
     ambient: Path, google: StandIn, endpoint: TokenEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    credential_for(settings, book, HOST)
-    age_cached_token(book, minted_ago=3500, expires_in=100)
+    book, store = book_and_store(settings)
+    credential_for(settings, book, store, HOST)
+    age_cached_token(store, minted_ago=3500, expires_in=100)
     endpoint.fail = True
     with caplog.at_level(logging.WARNING, logger="regauth.providers"):
-        cred = credential_for(settings, book, HOST)
+        cred = credential_for(settings, book, store, HOST)
     assert cred is not None and cred.secret == "ya29.token-1"
     (record,) = [r for r in caplog.records if r.name == "regauth.providers"]
     assert "Google refused the token request" in record.getMessage()
@@ -188,12 +189,12 @@ def test_failed_refresh_of_an_expired_token_is_an_error(
     ambient: Path, google: StandIn, endpoint: TokenEndpoint
 ) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    credential_for(settings, book, HOST)
-    age_cached_token(book, minted_ago=3700, expires_in=-1)
+    book, store = book_and_store(settings)
+    credential_for(settings, book, store, HOST)
+    age_cached_token(store, minted_ago=3700, expires_in=-1)
     endpoint.fail = True
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, HOST)
+        credential_for(settings, book, store, HOST)
     assert str(info.value).startswith(f"gcp provider for {HOST}: Google refused the token request: ")
     assert "ya29" not in str(info.value)
 
@@ -202,7 +203,7 @@ def test_no_google_credentials() -> None:
     # The metadata server is the autouse fixture's loopback stand-in, which says "not Google Cloud".
     settings = load_settings()
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, RegistryBook.for_settings(settings), HOST)
+        credential_for(settings, *book_and_store(settings), HOST)
     assert str(info.value).startswith(f"gcp provider for {HOST}: no Google credentials found")
     assert "gcloud auth application-default login" in str(info.value)
 
@@ -210,7 +211,7 @@ def test_no_google_credentials() -> None:
 def test_gcr_host_gets_a_deprecation_notice(ambient: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings()
     with caplog.at_level(logging.WARNING, logger="regauth.providers"):
-        credential_for(settings, RegistryBook.for_settings(settings), "eu.gcr.io")
+        credential_for(settings, *book_and_store(settings), "eu.gcr.io")
     (notice,) = [r.getMessage() for r in caplog.records if r.name == "regauth.providers"]
     assert "eu.gcr.io" in notice and "Artifact Registry" in notice and "\n" not in notice
     assert notice in settings.log_file.read_text()
@@ -218,11 +219,11 @@ def test_gcr_host_gets_a_deprecation_notice(ambient: Path, caplog: pytest.LogCap
 
 def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     results: list[str] = []
 
     def get() -> None:
-        cred = credential_for(settings, book, HOST)
+        cred = credential_for(settings, book, store, HOST)
         results.append(cred.secret if cred else "")
 
     threads = [threading.Thread(target=get) for _ in range(20)]
@@ -236,8 +237,8 @@ def test_twenty_threads_share_one_mint(ambient: Path, google: StandIn) -> None:
 
 async def test_concurrent_async_callers_share_one_mint(ambient: Path, google: StandIn) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    results = await asyncio.gather(*(credential_for_async(settings, book, HOST) for _ in range(12)))
+    book, store = book_and_store(settings)
+    results = await asyncio.gather(*(credential_for_async(settings, book, store, HOST) for _ in range(12)))
     assert {c.secret for c in results if c} == {"ya29.token-1"} and len(results) == 12
     assert google.hits["/token"] == 1
 
@@ -247,8 +248,9 @@ def test_concurrent_processes_mint_once(ambient: Path, google: StandIn) -> None:
         "from regauth.config import load_settings\n"
         "from regauth.registries import RegistryBook\n"
         "from regauth.providers.routing import credential_for\n"
-        "s = load_settings()\n"
-        f"print(credential_for(s, RegistryBook.for_settings(s), {HOST!r}).secret)\n"
+        "from regauth.store.lazy import LazyStore\n"
+        "s = load_settings(); store = LazyStore.for_settings(s)\n"
+        f"print(credential_for(s, RegistryBook(s, store), store, {HOST!r}).secret)\n"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from providers_support import credential_in_fresh_process
+from providers_support import book_and_store, credential_in_fresh_process
 
 from regauth.config import Settings, load_settings
 from regauth.errors import NotFoundError, ProviderError, UsageError
 from regauth.providers.base import Credential
-from regauth.providers.hosts import ambient_cloud, ecr_host
-from regauth.providers.routing import credential_for, credential_for_async, make_provider, record_credential
+from regauth.providers.hosts import ecr_host
+from regauth.providers.routing import (
+    cloud_for,
+    credential_for,
+    credential_for_async,
+    make_provider,
+    record_credential,
+    route_ambient,
+)
 from regauth.registries import Registry, RegistryBook
 
 
@@ -37,7 +44,10 @@ from regauth.registries import Registry, RegistryBook
     ],
 )
 def test_ambient_cloud_hosts(host: str, provider: str | None) -> None:
-    assert ambient_cloud(host) == provider
+    settings = load_settings()
+    assert route_ambient(settings, host) == provider
+    cloud = cloud_for(settings, host)
+    assert (cloud.name if cloud is not None else None) == provider
 
 
 def test_ecr_host_parts() -> None:
@@ -54,7 +64,7 @@ def test_github_token_answers_for_ghcr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
     settings = load_settings()
-    assert credential_for(settings, RegistryBook.for_settings(settings), "https://ghcr.io") == Credential(
+    assert credential_for(settings, *book_and_store(settings), "https://ghcr.io") == Credential(
         "octocat", "ghs_abc"
     )
 
@@ -63,40 +73,40 @@ def test_gitlab_job_token_answers_for_ci_registry(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CI_REGISTRY", "registry.gitlab.example.com:5050")
     monkeypatch.setenv("CI_JOB_TOKEN", "glcbt-1")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    cred = credential_for(settings, book, "registry.gitlab.example.com:5050")
+    book, store = book_and_store(settings)
+    cred = credential_for(settings, book, store, "registry.gitlab.example.com:5050")
     assert cred == Credential("gitlab-ci-token", "glcbt-1")
     with pytest.raises(NotFoundError):
-        credential_for(settings, book, "registry.gitlab.example.com")
+        credential_for(settings, book, store, "registry.gitlab.example.com")
 
 
 def test_without_ci_variables_ghcr_is_not_found() -> None:
     settings = load_settings()
     with pytest.raises(NotFoundError, match="no registry is configured for ghcr.io"):
-        credential_for(settings, RegistryBook.for_settings(settings), "ghcr.io")
+        credential_for(settings, *book_and_store(settings), "ghcr.io")
 
 
 def test_generic_env_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_USER", "robot")
     monkeypatch.setenv("MY_PASS", "s3cret")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     options = {"username_env": "MY_USER", "secret_env": "MY_PASS"}
     record = book.add(
         Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None
     )
-    assert record_credential(settings, book, record) == Credential("robot", "s3cret")
+    assert record_credential(settings, store, record) == Credential("robot", "s3cret")
     # Never cached: the environment is read on every call.
-    assert not [k for k in book.store.keys() if k.startswith("token/")]
+    assert not [k for k in store.keys() if k.startswith("token/")]
 
 
 def test_env_record_with_a_literal_username_and_an_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     options = {"username": "robot", "secret_env": "MY_PASS"}
     book.add(Registry(id="", name="ci", registry="r.example.com", provider="env", options=options), None)
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, "r.example.com")
+        credential_for(settings, book, store, "r.example.com")
     assert (
         str(info.value)
         == "env provider for registry 'ci' (r.example.com): $MY_PASS is not set or empty; export MY_PASS"
@@ -105,22 +115,23 @@ def test_env_record_with_a_literal_username_and_an_unset_variable(monkeypatch: p
 
 def test_env_record_without_options_for_another_host() -> None:
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     book.add(Registry(id="", name="ci", registry="r.example.com", provider="env"), None)
     with pytest.raises(ProviderError, match="add the record option secret_env=VAR"):
-        credential_for(settings, book, "r.example.com")
+        credential_for(settings, book, store, "r.example.com")
 
 
 def test_unknown_provider_name() -> None:
-    with pytest.raises(UsageError):
-        make_provider("nope", load_settings(), None)
+    with pytest.raises(UsageError, match="unknown provider 'nope': use one of static, env, ecr, acr, gcp"):
+        make_provider("nope", load_settings())
 
 
 async def test_async_wrapper_shares_the_sync_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
-    results = await asyncio.gather(*(credential_for_async(settings, book, "ghcr.io") for _ in range(5)))
+    book, store = book_and_store(settings)
+    calls = (credential_for_async(settings, book, store, "ghcr.io") for _ in range(5))
+    results = await asyncio.gather(*calls)
     assert {c.secret for c in results if c} == {"ghs_abc"}
 
 

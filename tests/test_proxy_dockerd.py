@@ -30,6 +30,7 @@ from regauth.proxy.app import make_proxy_app
 from regauth.proxy.options import ProxyOptions
 from regauth.registries import Registry, RegistryBook
 from regauth.servers import DOCKER_HUB
+from regauth.store.lazy import LazyStore
 
 LAYER_FILE = b"pulled by dockerd through regauth\n"
 _TIMEOUT = 120  # bounds a hung daemon or pull; no test asserts a duration
@@ -105,7 +106,9 @@ async def hub_proxy(settings: Settings, registry_token: RegistryFixture) -> Asyn
         Registry(id="", name="hub", registry=DOCKER_HUB, username=fx.username, ca_file=fx.ca_file),
         fx.password,
     )
-    app = make_proxy_app(settings, book, options=ProxyOptions(docker_hub_url=fx.url))
+    app = make_proxy_app(
+        settings, book, LazyStore.for_settings(settings), options=ProxyOptions(docker_hub_url=fx.url)
+    )
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server(access_log_class=AccessLogger, access_log=ACCESS_LOG)
     try:

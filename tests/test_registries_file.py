@@ -25,6 +25,7 @@ from regauth.helper.fastget import answer
 from regauth.helper.protocol import serve
 from regauth.layout import RECORD_TYPES
 from regauth.registries import PROVIDERS, Registry, RegistryBook
+from regauth.store import open_store
 
 HOST = "registry.example"
 TIMEOUT = 60
@@ -76,7 +77,7 @@ def write(settings: Settings, content: bytes) -> None:
 
 def helper_in_process(settings: Settings, action: str, stdin: bytes) -> tuple[int, str]:
     out = io.StringIO()
-    backend = RegauthBackend(settings, RegistryBook.for_settings(settings), stderr=io.StringIO())
+    backend = RegauthBackend.for_settings(settings, stderr=io.StringIO())
     return serve(action, stdin, out, backend), out.getvalue()
 
 
@@ -232,9 +233,9 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 def test_the_loader_gives_records_or_its_own_error(content: bytes) -> None:
     settings = load_settings()
     # One store for every example (the isolated HOME is per test, not per example).
-    book = RegistryBook.for_settings(settings)
-    if book.store.get("registry/0123456789abcdef") is None:
-        book.store.set("registry/0123456789abcdef", "pw")
+    store = open_store(settings)
+    if store.get("registry/0123456789abcdef") is None:
+        store.set("registry/0123456789abcdef", "pw")
     try:
         _check_loader(settings, content)
     except RegauthError as exc:

@@ -401,7 +401,7 @@ def test_32_helper_processes_store_at_once(helper_exe: str, settings: Settings) 
 
     # Each server answers with its own secret (in-process, through the helper's real backend: 32 more
     # processes would only repeat the start-up).
-    backend = RegauthBackend(settings, RegistryBook.for_settings(settings))
+    backend = RegauthBackend.for_settings(settings)
     for server, secret in servers.items():
         out = io.StringIO()
         assert serve("get", server.encode(), out, backend) == 0, out.getvalue()

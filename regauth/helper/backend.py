@@ -8,21 +8,30 @@ from typing import IO
 from regauth.config import Settings
 from regauth.errors import NotFoundError, ProviderError, StoreError
 from regauth.helper.texts import PROGRAM
-from regauth.providers.routing import credential_for
+from regauth.providers.routing import cloud_for, credential_for
 from regauth.registries import RegistryBook
 from regauth.servers import server_url_for
-
-# Per cloud provider: whose credentials mint its registry tokens, and how long one usually lasts.
-_CLOUD_TOKENS = {"ecr": ("AWS", "12 hours"), "acr": ("Azure", "3 hours"), "gcp": ("Google Cloud", "1 hour")}
-# The username ECR's tokens always come with (the acr and gcp modules name theirs).
-_ECR_USERNAME = "AWS"
+from regauth.store.base import SecretStore
 
 
 class RegauthBackend:
-    def __init__(self, settings: Settings, book: RegistryBook, *, stderr: IO[str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, book: RegistryBook, store: SecretStore, *, stderr: IO[str] | None = None
+    ) -> None:
+        """``store`` is the one ``book`` keeps secrets in, opened lazily: a ``list`` never opens it."""
         self.settings = settings
         self.book = book
+        self._secrets = store
         self._stderr = stderr or sys.stderr
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, stderr: IO[str] | None = None) -> RegauthBackend:
+        """The helper's edge: one secret store, opened on first use (a ``list`` never opens it), for
+        the book and the providers alike."""
+        from regauth.store.lazy import LazyStore
+
+        store = LazyStore.for_settings(settings)
+        return cls(settings, RegistryBook(settings, store), store, stderr=stderr)
 
     def store(self, server_url: str, username: str, secret: str) -> None:
         new_host = self.book.for_host(server_url) is None
@@ -32,7 +41,7 @@ class RegauthBackend:
 
     def get(self, server_url: str) -> tuple[str, str]:
         try:
-            credential = credential_for(self.settings, self.book, server_url)
+            credential = credential_for(self.settings, self.book, self._secrets, server_url)
         except ProviderError as exc:
             # As ecr-login does: answer "not found" so the client falls back to an anonymous pull,
             # and say why where a person will see it, so the failure is never silent.
@@ -68,18 +77,18 @@ class RegauthBackend:
         }
 
     def _note_cloud_login(self, host: str, name: str, username: str) -> None:
-        """A token login stored for a cloud registry works until it expires: say so, and what lasts."""
-        from regauth.providers.hosts import ambient_cloud
+        """A token login stored for a cloud registry works until it expires: say so, and what lasts.
 
-        provider = ambient_cloud(host)
-        # Only a token login: another username (GCP's _json_key, an ACR admin user) has a lasting secret.
-        if provider is None or _token_username(provider) != username:
+        Only the username the cloud's short-lived tokens come with counts: another (GCP's _json_key,
+        an ACR admin user) holds a lasting secret.
+        """
+        provider = cloud_for(self.settings, host)
+        if provider is None or provider.token_username != username:
             return
-        cloud, lifetime = _CLOUD_TOKENS[provider]
         self._stderr.write(
             f"{PROGRAM}: note: stored the login for {host} as registry {name!r}; its token expires "
-            f"(usually after {lifetime}), and pulls then fail until you log in again. To have "
-            f"regauth mint fresh tokens from your {cloud} credentials instead, log out "
+            f"(usually after {provider.token_lifetime}), and pulls then fail until you log in again. "
+            f"To have regauth mint fresh tokens from your {provider.cloud} credentials instead, log out "
             f"(`docker logout {host}`) or `regauth registry remove {name}`\n"
         )
 
@@ -93,16 +102,3 @@ class RegauthBackend:
         except (OSError, StoreError) as exc:
             # The cause is on stderr already; a log file we cannot write must not turn into a crash.
             self._stderr.write(f"{PROGRAM}: cannot write the log file {self.settings.log_file}: {exc}\n")
-
-
-def _token_username(provider: str) -> str:
-    """The username a provider's short-lived registry tokens come with."""
-    if provider == "acr":
-        from regauth.providers import acr
-
-        return acr.USERNAME
-    if provider == "gcp":
-        from regauth.providers import gcp
-
-        return gcp.USERNAME
-    return _ECR_USERNAME

@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from regauth.errors import ProviderError
-from regauth.providers.azure_chain import DefaultChain
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
     Credential,
+    Notify,
     brief,
     failure,
     home_path,
@@ -36,10 +36,8 @@ from regauth.providers.base import (
     option,
     quiet_sdk_logger,
 )
-from regauth.providers.deadline import within
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
-from regauth.providers.probes import azure_transport
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
 KINDS = ("default", "secret", "certificate", "managed", "workload", "cli")
@@ -90,10 +88,12 @@ LATE_ADVICE = (
 
 class AcrProvider:
     name = "acr"
+    cloud = "Azure"
+    token_username = USERNAME
+    token_lifetime = "3 hours"
 
-    def __init__(self, environ: Mapping[str, str], book: RegistryBook | None) -> None:
+    def __init__(self, environ: Mapping[str, str], notify: Notify) -> None:
         self._env = environ
-        self._book = book
 
     def serves(self, host: str) -> bool:
         return acr_cloud(host) is not None
@@ -106,7 +106,8 @@ class AcrProvider:
         config = self._env.get("AZURE_CONFIG_DIR") or home_path(self._env, ".azure")
         return (config, f"{config}/azureProfile.json", f"{config}/msal_token_cache.json")
 
-    def credential(self, host: str, record: Registry | None) -> Credential:
+    def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential:
+        # ``secret`` is the record's client secret, or its certificate's password.
         kind = option(record, "credential") or "default"
         if kind not in KINDS:
             raise failure(
@@ -123,7 +124,9 @@ class AcrProvider:
         scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
         credential = None
         try:
-            credential = self._aad_credential(az_identity, az_errors, az_transport, kind, host, record)
+            credential = self._aad_credential(
+                az_identity, az_errors, az_transport, kind, host, record, secret
+            )
             aad = self._search(credential, kind, scope, host, record)
         except az_errors.ClientAuthenticationError as exc:
             if kind == "default":
@@ -166,6 +169,8 @@ class AcrProvider:
             # The default chain bounds its own search; any other credential the record names (a
             # secret, `az`) is what the user asked to wait for.
             return credential.get_token(scope)
+        from regauth.providers.deadline import within
+
         return within(DISCOVERY_DEADLINE, lambda: credential.get_token(scope), self._late(kind, host, record))
 
     def _late(self, kind: str, host: str, record: Registry | None) -> Callable[[], ProviderError]:
@@ -178,8 +183,18 @@ class AcrProvider:
         return late
 
     def _aad_credential(
-        self, az: Any, az_errors: Any, az_transport: Any, kind: str, host: str, record: Registry | None
+        self,
+        az: Any,
+        az_errors: Any,
+        az_transport: Any,
+        kind: str,
+        host: str,
+        record: Registry | None,
+        secret: str | None,
     ) -> Any:
+        from regauth.providers.azure_chain import DefaultChain
+        from regauth.providers.probes import azure_transport
+
         tenant, client = option(record, "tenant_id"), option(record, "client_id")
         common: dict[str, Any] = {}
         authority = option(record, "authority") or (acr_cloud(host) or (None, ""))[0]
@@ -217,7 +232,6 @@ class AcrProvider:
                 f"the {kind} credential needs tenant_id and client_id",
                 "add both options",
             )
-        secret = self._book.secret(record) if self._book is not None and record is not None else None
         if kind == "secret":
             if not secret:
                 raise failure(

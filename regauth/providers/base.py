@@ -1,13 +1,20 @@
 """The provider contract: does it serve this registry, and give me a credential for it.
 
+Every provider is one class in one module, named in ``table.PROVIDERS`` and built there with the
+environment and a way to warn a person (``ProviderFactory``). Routing hands ``credential`` the record
+and, for a provider whose table line says it reads one, the record's secret from the store: a
+provider never reaches for the store or the registry book itself.
+
 Provider modules import their cloud SDK inside ``credential`` only: routing, ``serves`` and
 ``identity`` run on the credential helper's hot path, where a cached token must cost no SDK import.
+Failures are ``ProviderError`` (one line: which provider, which registry, what went wrong, what to do),
+or ``NotFoundError`` where there is simply nothing to give.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 # Re-exported: the providers' vocabulary, defined below distribution so the V2 client needs no provider.
@@ -32,20 +39,45 @@ class NoAmbientCredentials(ProviderError):
     """
 
 
+# How a provider tells a person something that is not an error (a deprecation): logged and written
+# to the log file by routing.
+Notify = Callable[[str], None]
+
+
 class Provider(Protocol):
     name: str
 
     def serves(self, host: str) -> bool:
-        """Whether this provider mints credentials for ``host`` with no record (ambient credentials)."""
+        """Whether this provider answers for ``host`` with no record (CI variables, ambient credentials).
+
+        Pure string and environment work: routing asks it on every ``get`` for a host with no record.
+        """
         ...
 
-    def credential(self, host: str, record: Registry | None) -> Credential | None:
-        """A credential for ``host``; None means anonymous. Raises ``ProviderError``."""
+    def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential | None:
+        """A credential for ``host``; None means anonymous. Raises ``ProviderError`` or ``NotFoundError``.
+
+        ``secret`` is the record's secret (the stored one, or one being validated before it is saved)
+        when ``table`` says this provider reads one and the record has one; else None.
+        """
         ...
+
+
+class ProviderFactory(Protocol):
+    """What ``table`` names: a provider class, built with the environment and a ``Notify``."""
+
+    def __call__(self, environ: Mapping[str, str], notify: Notify) -> Provider: ...
 
 
 class MintingProvider(Provider, Protocol):
     """A provider whose credentials are short-lived tokens, kept in the token cache."""
+
+    # Whose credentials mint the tokens, for messages: "AWS", "Azure", "Google Cloud".
+    cloud: str
+    # The username its registry tokens come with, and how long one usually lasts (for a person): a
+    # `docker login` with that username stored a token that will expire.
+    token_username: str
+    token_lifetime: str
 
     def identity(self, host: str, record: Registry | None) -> str:
         """What selects the cloud identity (record options, the SDK's selector variables), as text.

@@ -106,7 +106,7 @@ class TokenCache:
     def __init__(
         self,
         settings: Settings,
-        store: Callable[[], SecretStore],
+        store: SecretStore,
         *,
         clock: Callable[[], float] = time.time,
         on_stale: Callable[[str], None] | None = None,
@@ -117,7 +117,7 @@ class TokenCache:
         self._on_stale = on_stale
 
     def get(self, key: str) -> CachedToken | None:
-        text = self._store().get(key)
+        text = self._store.get(key)
         return None if text is None else CachedToken.from_text(text)
 
     def put(self, key: str, credential: Credential, minted_at: float) -> bool:
@@ -125,7 +125,7 @@ class TokenCache:
         if credential.expires_at is None or credential.expires_at <= minted_at:
             return False
         token = CachedToken(credential.username, credential.secret, credential.expires_at, minted_at)
-        self._store().set(key, token.to_text())
+        self._store.set(key, token.to_text())
         return True
 
     def fresh(self, key: str) -> Credential | None:
@@ -158,7 +158,7 @@ class TokenCache:
             return credential
 
 
-def clear(settings: Settings, store: SecretStore | None = None, *, host: str | None = None) -> int:
+def clear(settings: Settings, store: SecretStore, *, host: str | None = None) -> int:
     """Drop cached tokens (``regauth cache clear``), all or only ``host``'s; return how many.
 
     Remembered "no credentials" answers go too: one is per identity, not per host, and costs only a
@@ -167,10 +167,6 @@ def clear(settings: Settings, store: SecretStore | None = None, *, host: str | N
     from regauth.providers.absent import forget_all
 
     forget_all(settings.cache_dir)
-    if store is None:
-        from regauth.store import open_store
-
-        store = open_store(settings)
     count = 0
     for key in store.keys():
         if key.startswith(PREFIX) and (host is None or key.split("/")[2] == host) and store.delete(key):

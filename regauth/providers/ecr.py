@@ -24,6 +24,7 @@ from regauth.errors import ProviderError
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
     Credential,
+    Notify,
     brief,
     failure,
     home_path,
@@ -32,7 +33,6 @@ from regauth.providers.base import (
     no_credentials,
     option,
 )
-from regauth.providers.deadline import within
 from regauth.providers.hosts import EcrHost, ecr_host
 from regauth.registries import Registry
 
@@ -68,8 +68,11 @@ NO_CREDENTIALS_ADVICE = (
 
 class EcrProvider:
     name = "ecr"
+    cloud = "AWS"
+    token_username = "AWS"
+    token_lifetime = "12 hours"
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], notify: Notify) -> None:
         self._env = environ
 
     def serves(self, host: str) -> bool:
@@ -87,7 +90,7 @@ class EcrProvider:
             home_path(env, ".aws", "sso", "cache"),
         )
 
-    def credential(self, host: str, record: Registry | None) -> Credential:
+    def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential:
         target = self._target(host, record)
         try:
             import boto3
@@ -133,6 +136,8 @@ class EcrProvider:
 
     def _session(self, boto3: Any, host: str, record: Registry | None, region: str) -> Any:
         import botocore.session
+
+        from regauth.providers.deadline import within
 
         core = botocore.session.Session(profile=option(record, "profile"))
         session = boto3.session.Session(botocore_session=core, region_name=region)

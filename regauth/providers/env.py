@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from regauth.errors import ProviderError, UsageError
-from regauth.providers.base import Credential, failure, option
+from regauth.providers.base import Credential, Notify, failure, option
 from regauth.registries import Registry
 from regauth.servers import normalize_registry
 
@@ -27,13 +27,14 @@ OPTION_KEYS = frozenset({"secret_env", "username_env", "username"})
 class EnvProvider:
     name = "env"
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], notify: Notify) -> None:
         self._env = environ
 
     def serves(self, host: str) -> bool:
         return self._default(host) is not None
 
-    def credential(self, host: str, record: Registry | None) -> Credential:
+    def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential:
+        # ``secret`` is always None: this provider's secret is in the environment, never in the store.
         secret_var = option(record, "secret_env")
         if secret_var is None:
             default = self._default(host, require_set=False)
@@ -48,12 +49,12 @@ class EnvProvider:
             secret_var, default_username = default
         else:
             default_username = ""
-        secret = self._env.get(secret_var, "")
-        if not secret:
+        value = self._env.get(secret_var, "")
+        if not value:
             raise failure(
                 self.name, host, record, f"${secret_var} is not set or empty", f"export {secret_var}"
             )
-        return Credential(username=self._username(host, record, fallback=default_username), secret=secret)
+        return Credential(username=self._username(host, record, fallback=default_username), secret=value)
 
     def _username(self, host: str, record: Registry | None, fallback: str = "") -> str:
         var = option(record, "username_env")

@@ -11,14 +11,14 @@ the request it is given (``probes``).
 
 from __future__ import annotations
 
-import calendar
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from regauth.errors import ProviderError
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
     Credential,
+    Notify,
     brief,
     failure,
     home_path,
@@ -28,9 +28,7 @@ from regauth.providers.base import (
     option,
     quiet_sdk_logger,
 )
-from regauth.providers.deadline import within
 from regauth.providers.hosts import is_gcp, is_gcr
-from regauth.providers.probes import GoogleProbeRequest, google_metadata_hosts
 from regauth.registries import Registry
 
 USERNAME = "oauth2accesstoken"
@@ -51,10 +49,13 @@ GCR_NOTICE = (
 
 class GcpProvider:
     name = "gcp"
+    cloud = "Google Cloud"
+    token_username = USERNAME
+    token_lifetime = "1 hour"
 
-    def __init__(self, environ: Mapping[str, str], notify: Callable[[str], None] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str], notify: Notify) -> None:
         self._env = environ
-        self._notify = notify or _log_warning
+        self._notify = notify
 
     def serves(self, host: str) -> bool:
         return is_gcp(host)
@@ -67,7 +68,7 @@ class GcpProvider:
         adc = f"{config}/application_default_credentials.json"
         return (config, adc, self._env.get("GOOGLE_APPLICATION_CREDENTIALS") or adc)
 
-    def credential(self, host: str, record: Registry | None) -> Credential:
+    def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential:
         if is_gcr(host):
             # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
             self._notify(GCR_NOTICE.format(host=host))
@@ -115,6 +116,9 @@ class GcpProvider:
         self, auth: Any, g_requests: Any, g_errors: Any, scopes: list[str], host: str, record: Registry | None
     ) -> Any:
         """``google.auth.default``, its metadata server probes bounded, the whole search in time."""
+        from regauth.providers.deadline import within
+        from regauth.providers.probes import GoogleProbeRequest, google_metadata_hosts
+
         request = GoogleProbeRequest(g_requests.Request(), g_errors, google_metadata_hosts(self._env))
 
         def late() -> ProviderError:
@@ -123,12 +127,6 @@ class GcpProvider:
 
         creds, _ = within(DISCOVERY_DEADLINE, lambda: auth.default(scopes=scopes, request=request), late)
         return creds
-
-
-def _log_warning(message: str) -> None:
-    import logging
-
-    logging.getLogger("regauth.providers").warning("%s", message)
 
 
 def _from_key_file(path: str, scopes: list[str]) -> Any:
@@ -151,6 +149,8 @@ def _from_key_file(path: str, scopes: list[str]) -> Any:
 
 
 def _expiry(creds: Any) -> float | None:
+    import calendar
+
     # google-auth keeps expiry as a naive datetime in UTC.
     expiry = getattr(creds, "expiry", None)
     return None if expiry is None else float(calendar.timegm(expiry.utctimetuple()))

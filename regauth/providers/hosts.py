@@ -56,14 +56,3 @@ def is_gcr(host: str) -> bool:
 
 def is_gcp(host: str) -> bool:
     return is_gcr(host) or (host.endswith("-docker.pkg.dev") and len(host) > len("-docker.pkg.dev"))
-
-
-def ambient_cloud(host: str) -> str | None:
-    """The provider that answers for ``host`` from ambient cloud credentials, with no record."""
-    if ecr_host(host) is not None:
-        return "ecr"
-    if acr_cloud(host) is not None:
-        return "acr"
-    if is_gcp(host):
-        return "gcp"
-    return None

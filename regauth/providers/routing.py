@@ -1,10 +1,15 @@
 """Host -> provider routing: which provider answers for a registry host, and with what credential.
 
-A record for the host wins, whatever its provider. With no record, CI variables answer for their
-registry (``env``), and cloud hosts answer from ambient cloud credentials (``ecr``, ``acr``, ``gcp``).
-Cloud tokens go through the token cache; static and env credentials are read each time. A cloud
-provider's "no ambient credentials" is remembered a while (``providers.absent``), inside the token
-cache's per-key lock, so concurrent callers wait for one search and then all get its answer.
+A record for the host wins, whatever its provider. With no record, each provider in ``table`` order is
+asked whether it ``serves`` the host: CI variables for their registry (``env``), then cloud hosts from
+ambient cloud credentials (``ecr``, ``acr``, ``gcp``). Tokens of a provider that mints them go through
+the token cache; static and env credentials are read each time. A minting provider's "no ambient
+credentials" is remembered a while (``providers.absent``), inside the token cache's per-key lock, so
+concurrent callers wait for one search and then all get its answer.
+
+The secret store is the caller's, opened at its edge (lazily: ``store.lazy``). Routing reads a
+record's secret from it only for a provider whose table line says it reads one, and for a minting
+provider only when it mints: a cached token costs one store read.
 
 Concurrency: the cache serialises minting with a ``threading.Lock`` per cache key (and a file lock
 across processes), so the sync functions are single-flight per key in one process. The async wrappers
@@ -18,17 +23,17 @@ from typing import TYPE_CHECKING, cast
 from regauth.config import Settings
 from regauth.errors import NotFoundError, UsageError
 from regauth.providers.base import Credential, MintingProvider, Provider
-from regauth.registries import Registry, RegistryBook
+from regauth.providers.table import PROVIDERS, ProviderKind
+from regauth.registries import Registry, RegistryBook, stored_secret
 from regauth.servers import normalize_registry
+from regauth.store.base import SecretStore
 
 if TYPE_CHECKING:
     from regauth.providers.cache import TokenCache
 
-CLOUD_PROVIDERS = ("ecr", "acr", "gcp")
-
 
 def credential_for(
-    settings: Settings, book: RegistryBook, server: str, *, use_cache: bool = True
+    settings: Settings, book: RegistryBook, store: SecretStore, server: str, *, use_cache: bool = True
 ) -> Credential | None:
     """The credential for ``server``; None for an anonymous registry.
 
@@ -38,100 +43,117 @@ def credential_for(
     host = normalize_registry(server)
     record = book.for_host(host)
     if record is not None:
-        return record_credential(settings, book, record, use_cache=use_cache)
+        return record_credential(settings, store, record, use_cache=use_cache)
     name = route_ambient(settings, host)
     if name is None:
         raise NotFoundError(f"no registry is configured for {host}")
-    return _credential(settings, book, name, host, None, use_cache)
+    return _credential(settings, store, PROVIDERS[name], host, None, None, use_cache)
 
 
 def record_credential(
-    settings: Settings, book: RegistryBook, record: Registry, *, use_cache: bool = True
+    settings: Settings,
+    store: SecretStore,
+    record: Registry,
+    *,
+    secret: str | None = None,
+    use_cache: bool = True,
 ) -> Credential | None:
     """The credential a record's provider gives for the record's registry.
 
-    A record not saved yet (``id`` empty, as when ``registry add`` validates) bypasses the token cache:
-    its token would be filed under an identity that no saved record has. To validate a changed secret
-    of a saved record, pass ``use_cache=False``: the record's identity changes only once it is saved.
+    ``secret``, when given, stands for the record's stored secret: ``registry add`` and ``update``
+    validate a secret before it is saved. A record not saved yet (``id`` empty) bypasses the token
+    cache: its token would be filed under an identity that no saved record has. To validate a changed
+    secret of a saved record, pass ``use_cache=False``: the record's identity changes only once it is
+    saved.
     """
-    return _credential(settings, book, record.provider, record.registry, record, use_cache)
+    kind = provider_kind(record.provider)
+    return _credential(settings, store, kind, record.registry, record, secret, use_cache)
+
+
+def provider_kind(name: str) -> ProviderKind:
+    """The table line for ``name``; a name not in the table is the user's mistake."""
+    kind = PROVIDERS.get(name)
+    if kind is None:
+        raise UsageError(f"unknown provider {name!r}: use one of {', '.join(PROVIDERS)}")
+    return kind
 
 
 def route_ambient(settings: Settings, host: str) -> str | None:
     """The provider answering for ``host`` with no record, or None."""
-    if make_provider("env", settings, None).serves(host):
-        return "env"
-    from regauth.providers.hosts import ambient_cloud
+    for name in PROVIDERS:
+        if make_provider(name, settings).serves(host):
+            return name
+    return None
 
-    return ambient_cloud(host)
 
-
-def make_provider(name: str, settings: Settings, book: RegistryBook | None) -> Provider:
+def make_provider(name: str, settings: Settings) -> Provider:
     """A provider by name; each module is imported only when its provider is asked for."""
-    if name == "static":
-        from regauth.providers.static import StaticProvider
-
-        if book is None:
-            raise ValueError("the static provider needs the registry book")
-        return StaticProvider(book)
-    if name == "env":
-        from regauth.providers.env import EnvProvider
-
-        return EnvProvider(settings.environ)
-    if name == "ecr":
-        from regauth.providers.ecr import EcrProvider
-
-        return EcrProvider(settings.environ)
-    if name == "acr":
-        from regauth.providers.acr import AcrProvider
-
-        return AcrProvider(settings.environ, book)
-    if name == "gcp":
-        from regauth.providers.gcp import GcpProvider
-
-        return GcpProvider(settings.environ, notify=lambda message: _warn(settings, message))
-    raise UsageError(f"unknown provider {name!r}: use one of static, ecr, acr, gcp, env")
+    return provider_kind(name).load()(settings.environ, lambda message: _warn(settings, message))
 
 
-def token_cache(settings: Settings, book: RegistryBook) -> TokenCache:
+def minting_provider(name: str, settings: Settings) -> MintingProvider:
+    """``make_provider`` for a name the table says mints tokens (its cloud, token username, lifetime)."""
+    if not provider_kind(name).mints:
+        raise ValueError(f"the {name} provider mints no tokens")
+    return cast(MintingProvider, make_provider(name, settings))
+
+
+def cloud_for(settings: Settings, host: str) -> MintingProvider | None:
+    """The provider minting tokens for ``host`` from ambient cloud credentials, from its name alone.
+
+    Unlike ``route_ambient`` it never asks the CI variables (``env``): what a cloud host is does not
+    depend on them, and a bad ``CI_REGISTRY`` must not fail a ``docker login`` that stores a token.
+    """
+    for kind in PROVIDERS.values():
+        if kind.mints and (provider := minting_provider(kind.name, settings)).serves(host):
+            return provider
+    return None
+
+
+def token_cache(settings: Settings, store: SecretStore) -> TokenCache:
     # Imported here, as the providers are: a static get needs neither the cache nor its locks.
     from regauth.providers.cache import TokenCache
 
-    return TokenCache(settings, lambda: book.store, on_stale=lambda message: _warn(settings, message))
+    return TokenCache(settings, store, on_stale=lambda message: _warn(settings, message))
 
 
 def _credential(
     settings: Settings,
-    book: RegistryBook,
-    name: str,
+    store: SecretStore,
+    kind: ProviderKind,
     host: str,
     record: Registry | None,
+    secret: str | None,
     use_cache: bool,
 ) -> Credential | None:
-    provider = make_provider(name, settings, book)
-    if name not in CLOUD_PROVIDERS:
-        return provider.credential(host, record)
+    provider = make_provider(kind.name, settings)
+
+    def ask() -> Credential | None:
+        # The secret is read here, when the provider is asked: a cached token needs none.
+        given = None
+        if kind.reads_secret and record is not None:
+            given = secret if secret is not None else stored_secret(store, record)
+        return provider.credential(host, record, given)
+
+    if not kind.mints or (record is not None and not record.id):
+        return ask()
     minting = cast(MintingProvider, provider)
-    if record is not None and not record.id:
-        return minting.credential(host, record)
     from regauth.providers.cache import cache_key
 
     identity = minting.identity(host, record)
-    key = cache_key(name, host, identity)
+    key = cache_key(kind.name, host, identity)
     use = use_cache and not settings.no_cache
 
     def mint() -> Credential | None:
         if not use:
-            return minting.credential(host, record)
+            return ask()
         from regauth.providers.absent import AbsentCache, fingerprint
 
         # Per provider and identity, not per host: no AWS credentials for one ECR host is none for all.
-        absent = fingerprint(name, identity, minting.credential_files(record))
-        return AbsentCache(settings.cache_dir, settings.no_credentials_ttl).guard(
-            absent, lambda: minting.credential(host, record)
-        )
+        absent = fingerprint(kind.name, identity, minting.credential_files(record))
+        return AbsentCache(settings.cache_dir, settings.no_credentials_ttl).guard(absent, ask)
 
-    return token_cache(settings, book).get_or_mint(key, mint, use_cache=use)
+    return token_cache(settings, store).get_or_mint(key, mint, use_cache=use)
 
 
 def _warn(settings: Settings, message: str) -> None:
@@ -146,17 +168,17 @@ def _warn(settings: Settings, message: str) -> None:
 
 
 async def credential_for_async(
-    settings: Settings, book: RegistryBook, server: str, *, use_cache: bool = True
+    settings: Settings, book: RegistryBook, store: SecretStore, server: str, *, use_cache: bool = True
 ) -> Credential | None:
     """``credential_for`` off the event loop; concurrent callers for one key share one mint."""
     import asyncio
 
-    return await asyncio.to_thread(credential_for, settings, book, server, use_cache=use_cache)
+    return await asyncio.to_thread(credential_for, settings, book, store, server, use_cache=use_cache)
 
 
 async def record_credential_async(
-    settings: Settings, book: RegistryBook, record: Registry, *, use_cache: bool = True
+    settings: Settings, store: SecretStore, record: Registry, *, use_cache: bool = True
 ) -> Credential | None:
     import asyncio
 
-    return await asyncio.to_thread(record_credential, settings, book, record, use_cache=use_cache)
+    return await asyncio.to_thread(record_credential, settings, store, record, use_cache=use_cache)

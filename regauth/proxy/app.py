@@ -24,6 +24,7 @@ from regauth.proxy.clientauth import ClientAuth, read_htpasswd
 from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
+from regauth.proxy.flights import install as install_flights
 from regauth.proxy.handlers import v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
@@ -32,6 +33,7 @@ from regauth.proxy.relay import usable_send_buffer
 from regauth.proxy.routing import Upstreams
 from regauth.proxy.upstream import UpstreamClient
 from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
 
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 
@@ -39,10 +41,12 @@ CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 def make_proxy_app(
     settings: Settings,
     book: RegistryBook,
+    store: SecretStore,
     *,
     options: ProxyOptions,
     credentials: Credentials | None = None,
 ) -> web.Application:
+    """The proxy for ``book``'s records; ``store`` is the one the edge opened (lazily) for the book."""
     guard = ConnectionGuard(limit=options.max_connections, header_timeout=options.header_timeout)
     middlewares: list[Middleware] = [guard.middleware()]
     auth: ClientAuth | None = None
@@ -68,12 +72,13 @@ def make_proxy_app(
     blobs = BlobCache(options.cache_dir, options.cache_max_size) if options.cache_dir else None
     app[state.BLOBS] = blobs
     app[state.MANIFESTS] = ManifestCache(options.manifest_tag_ttl) if options.cache_dir else None
+    install_flights(app, metrics.gauge)
     if blobs is not None:
         metrics.gauge("regauth_proxy_cache_bytes", "gauge", "Bytes in the blob cache.", lambda: blobs.size)
         metrics.gauge(
             "regauth_proxy_cache_evictions_total", "counter", "Blobs evicted.", lambda: blobs.evictions
         )
-    app.cleanup_ctx.append(_upstream_client(credentials or Credentials.from_book(settings, book)))
+    app.cleanup_ctx.append(_upstream_client(credentials or Credentials.from_store(settings, store)))
     app.router.add_route("*", "/v2", v2)
     app.router.add_route("*", "/v2/{tail:.*}", v2)
     app.router.add_get("/metrics", _metrics)

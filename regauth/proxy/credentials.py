@@ -15,7 +15,8 @@ from regauth.distribution.singleflight import SingleFlight
 from regauth.providers.base import Credential
 from regauth.providers.routing import record_credential_async
 from regauth.proxy.routing import Upstream
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry
+from regauth.store.base import SecretStore
 
 Lookup = Callable[[Registry], Awaitable[Credential | None]]
 _Key = tuple[str, str]
@@ -30,9 +31,11 @@ class Credentials:
         self._inflight: SingleFlight[_Key, Credential | None] = SingleFlight()
 
     @classmethod
-    def from_book(cls, settings: Settings, book: RegistryBook) -> Credentials:
+    def from_store(cls, settings: Settings, store: SecretStore) -> Credentials:
+        """Credentials from the providers, with the records' secrets and the token cache in ``store``."""
+
         async def lookup(record: Registry) -> Credential | None:
-            return await record_credential_async(settings, book, record)
+            return await record_credential_async(settings, store, record)
 
         return cls(lookup)
 

@@ -31,6 +31,7 @@ from regauth.proxy.clientauth import read_token_file
 from regauth.proxy.connections import GuardedSite
 from regauth.proxy.options import ProxyOptions, check_exposure, parse_listen, parse_size
 from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
 
 # File descriptors a client connection may need (its socket, one upstream socket or cache file), and
 # those kept for everything else (listening sockets, the store, logs, token fetches).
@@ -63,7 +64,7 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
     )
 
 
-def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) -> int:
+def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     host, port = parse_listen(args.listen)
     options = options_from_args(args)
     tls = server_tls(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
@@ -78,7 +79,7 @@ def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook) 
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
     notice = _no_registry_notice(book, options)
-    app = make_proxy_app(settings, book, options=options)
+    app = make_proxy_app(settings, book, store, options=options)
     asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls, notice=notice))
     return 0
 

@@ -8,7 +8,10 @@ from typing import Protocol
 class SecretStore(Protocol):
     """A map of key to secret string; keys are not secret, values are."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """How messages name the backend: "file", "keyring"."""
+        ...
 
     def get(self, key: str) -> str | None: ...
 

@@ -21,12 +21,13 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from regauth.config import load_settings
 from regauth.distribution.challenge import Challenge, parse_challenges
 from regauth.errors import RegauthError, UsageError
 from regauth.helper import main as helper_main
 from regauth.helper import texts
 from regauth.helper.gojson import go_json
-from regauth.providers.hosts import ambient_cloud
+from regauth.providers.routing import cloud_for
 from regauth.reference import PATH_MAX, TAG_MAX, parse_reference
 from regauth.servers import normalize_registry
 
@@ -292,7 +293,8 @@ def reaches_a_cloud(stdin: bytes) -> bool:
         host = normalize_registry(stdin.decode("utf-8"))
     except (UsageError, UnicodeDecodeError):
         return False
-    return ambient_cloud(host) is not None
+    # Which cloud a host is comes from its name alone: an empty environment is as good as any.
+    return cloud_for(load_settings({}), host) is not None
 
 
 # --- the environment of a fuzzing run ----------------------------------------------------------------
