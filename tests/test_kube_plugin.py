@@ -103,6 +103,16 @@ def test_bad_args_exit_1_with_one_line(settings: Settings, args: list[str]) -> N
     assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
 
 
+def test_a_service_account_token_is_refused_not_answered_with_the_node_identity(settings: Settings) -> None:
+    add_record(settings, HOST, "s3cret", username="alice")
+    annotations = {"eks.amazonaws.com/ecr-role-arn": "arn:aws:iam::123456789012:role/x"}
+    proc = run_plugin(
+        request(f"{HOST}/app", serviceAccountToken="eyJh.e30.sig", serviceAccountAnnotations=annotations)
+    )
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert "remove tokenAttributes" in proc.stderr and "eyJh" not in proc.stderr
+
+
 def test_the_secret_never_reaches_stderr_and_a_broken_store_is_one_line(settings: Settings) -> None:
     add_record(settings, HOST, "s3cret", username="alice")
     settings.secrets_file.write_bytes(b"damaged")

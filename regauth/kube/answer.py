@@ -11,6 +11,10 @@ makes, so records, the secret store and the token cache are shared: a token mint
 - No record or provider for the registry, or an anonymous record: an empty ``auth``, so the kubelet
   pulls anonymously without logging an error on every pull.
 - A provider that cannot mint: ``ProviderError``, which the edge turns into exit 1 and one line.
+- A request with a service-account token (``tokenAttributes`` in the kubelet's config): refused. The
+  kubelet drops a response to such a request that has no ``serviceAccountTokenCacheType``, and
+  answering with the node's credential would give every workload the node's access where the admin
+  asked for the workload's.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from regauth.config import Settings
-from regauth.errors import NotFoundError, UsageError
+from regauth.errors import ConfigError, NotFoundError, UsageError
 from regauth.kube.matching import urls_match
 from regauth.kube.wire import CACHE_REGISTRY, AuthEntry, Request, Response
 from regauth.providers.base import Credential
@@ -41,6 +45,12 @@ def answer(
     default_cache: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Response:
+    if request.service_account_token is not None:
+        raise ConfigError(
+            "the kubelet sent a service-account token (tokenAttributes in its credential provider config), "
+            "which regauth does not use yet: remove tokenAttributes from the regauth-credential-provider "
+            "entry to pull with the node's credentials"
+        )
     key = auth_key(request.image)
     host = parse_reference(request.image).domain
     try:
