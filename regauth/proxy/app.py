@@ -25,6 +25,7 @@ from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
 from regauth.proxy.flights import install as install_flights
+from regauth.proxy.flights import install as install_flights
 from regauth.proxy.handlers import v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
@@ -72,6 +73,7 @@ def make_proxy_app(
     blobs = BlobCache(options.cache_dir, options.cache_max_size) if options.cache_dir else None
     app[state.BLOBS] = blobs
     app[state.MANIFESTS] = ManifestCache(options.manifest_tag_ttl) if options.cache_dir else None
+    install_flights(app, metrics.gauge)
     install_flights(app, metrics.gauge)
     if blobs is not None:
         metrics.gauge("regauth_proxy_cache_bytes", "gauge", "Bytes in the blob cache.", lambda: blobs.size)

@@ -14,6 +14,7 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from regauth.errors import UsageError
 from regauth.proxy.confirmations import Confirmations
@@ -49,6 +50,9 @@ class Verifier:
     def abort(self) -> None:
         """Nothing to drop: a verifier holds no file."""
 
+    def shared(self) -> bool:
+        return False
+
 
 class CacheWriter(Verifier):
     """One blob on its way into the cache, verified as it is written; ``finish`` publishes it if it
@@ -79,6 +83,21 @@ class CacheWriter(Verifier):
             # A full disk must not break the pull it rides on: stop caching, keep streaming.
             log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
             self.failed = True
+
+    def write_all(self, chunks: list[bytes]) -> None:
+        super().write_all(chunks)
+        if self.failed:
+            return
+        # Visible to the pulls that read this file as it grows (``flights.py``).
+        try:
+            self._file.flush()
+        except OSError as exc:
+            log.warning("blob cache: cannot write %s: %s; not cached", self.digest, exc.strerror)
+            self.failed = True
+
+    def reader(self) -> BinaryIO:
+        """The file, open for reading, also once published or dropped (the caller closes it)."""
+        return os.fdopen(os.open(self._temp, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
     def finish(self) -> bool:
         """True if the content has the digest it was fetched as; then it is published, unless writing

@@ -13,11 +13,14 @@ a part has no digest of its own.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from regauth.proxy import state
 from regauth.proxy.blobcache import BlobCache, Verifier
 from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault
+from regauth.proxy.flights import Flight
 from regauth.proxy.relay import head, relayed_headers, stream, upstream_error
 from regauth.proxy.routing import Target
 
@@ -26,15 +29,49 @@ _FORWARDED = ("Range", "If-Range", "If-None-Match")
 
 async def blob(request: web.Request, target: Target) -> web.StreamResponse:
     cache = request.app[state.BLOBS]
-    metrics = request.app[state.METRICS]
-    if cache is None:
-        return await _fetch(request, target, None)
-    if target.reference in cache:
-        answer = await _from_cache(request, target, cache)
-        if answer is not None:
-            return answer
-    metrics.miss("blob")
+    if cache is not None:
+        if target.reference in cache:
+            answer = await _from_cache(request, target, cache)
+            if answer is not None:
+                return answer
+        request.app[state.METRICS].miss("blob")
+    if _shareable(request):
+        assert target.upstream is not None
+        flight = request.app[state.FLIGHTS].find(target.upstream.host, target.reference)
+        if flight is not None:
+            answer = await _follow(request, target, flight, cache)
+            if answer is not None:
+                return answer
     return await _fetch(request, target, cache)
+
+
+def _shareable(request: web.Request) -> bool:
+    """A plain GET of the whole blob: what a shared fetch answers (a Range or a condition is relayed)."""
+    return request.method == "GET" and not any(name in request.headers for name in _FORWARDED)
+
+
+async def _follow(
+    request: web.Request, target: Target, flight: Flight, cache: BlobCache | None
+) -> web.StreamResponse | None:
+    """Stream ``flight``'s blob once the upstream confirmed it for this repository; its refusal if it
+    does not; None to fetch it (the flight ended before its first byte)."""
+    assert target.upstream is not None
+    # Joined at once: the file stays open for this pull from now on, however soon the fetch ends.
+    request.app[state.FLIGHTS].follow(flight)
+    try:
+        if flight.repository != target.repository:
+            refusal = await _confirm(request, target, cache)
+            if refusal is not None:
+                return refusal
+        if not await flight.wait_started():
+            return None
+        out, whole = await flight.serve(request)
+    finally:
+        flight.leave()
+    if whole and cache is not None:
+        # Published by now; the leader's delivery, and this repository's HEAD or own leader, count.
+        cache.remember(target.upstream.host, target.repository, target.reference, delivered=False)
+    return out
 
 
 async def _from_cache(request: web.Request, target: Target, cache: BlobCache) -> web.StreamResponse | None:
@@ -58,14 +95,17 @@ async def _from_cache(request: web.Request, target: Target, cache: BlobCache) ->
     return web.FileResponse(path, chunk_size=request.app[state.OPTIONS].chunk_size, headers=headers)
 
 
-async def _confirm(request: web.Request, target: Target, cache: BlobCache) -> web.StreamResponse | None:
+async def _confirm(
+    request: web.Request, target: Target, cache: BlobCache | None
+) -> web.StreamResponse | None:
     """Ask the upstream whether it serves the blob for this repository: None if so, else its refusal."""
     assert target.upstream is not None
     client = request.app[state.CLIENT]
     path = f"/v2/{target.repository}/blobs/{target.reference}"
     async with client.open(target.upstream, "HEAD", path, {}, target.scope) as resp:
         if resp.status == 200:
-            cache.remember(target.upstream.host, target.repository, target.reference, delivered=False)
+            if cache is not None:
+                cache.remember(target.upstream.host, target.repository, target.reference, delivered=False)
             return None
         if resp.status < 400:
             raise UpstreamFault(502, f"{target.upstream.host} answered {resp.status} to a HEAD of a blob")
@@ -73,27 +113,64 @@ async def _confirm(request: web.Request, target: Target, cache: BlobCache) -> we
 
 
 async def _fetch(request: web.Request, target: Target, cache: BlobCache | None) -> web.StreamResponse:
+    assert target.upstream is not None
+    if not _shareable(request):
+        return await _relay(request, target, cache, None)
+    # Taken before the request goes out: pulls that arrive while it is on its way follow this one.
+    flight = request.app[state.FLIGHTS].begin(target.upstream.host, target.repository, target.reference)
+    if flight is None:
+        return await _relay(request, target, cache, None)
+    # In a task of its own: if this request's handler is cancelled (its client went away, with
+    # handler cancellation on), the fetch goes on for the pulls that stream from it.
+    task = asyncio.ensure_future(_relay(request, target, cache, flight))
+    task.add_done_callback(_retrieve)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if flight.followers == 0:
+            task.cancel()
+        raise
+
+
+def _retrieve(task: asyncio.Future[web.StreamResponse]) -> None:
+    # A fetch that outlived its handler has no one to raise to; what went wrong is logged by the relay.
+    if not task.cancelled():
+        task.exception()
+
+
+async def _relay(
+    request: web.Request, target: Target, cache: BlobCache | None, flight: Flight | None
+) -> web.StreamResponse:
     upstream = target.upstream
     assert upstream is not None
     digest = target.reference
     forwarded = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
     client = request.app[state.CLIENT]
     path = f"/v2/{target.repository}/blobs/{digest}"
-    async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
-        if resp.status not in (200, 206, 304):
-            return await upstream_error(request, target, resp)
-        headers = relayed_headers(resp, target)
-        confirmed = resp.status == 206 or (resp.status == 200 and request.method == "HEAD")
-        if cache is not None and confirmed:
-            # It has the blob for this repository; that it has its bytes, only once a whole body matched.
-            cache.remember(upstream.host, target.repository, digest, delivered=False)
-        if request.method == "HEAD" or resp.status == 304:
-            return await head(request, resp, headers)
-        if resp.status == 206:
-            out, _ = await stream(request, resp, headers, None)
-            return out
-        writer = cache.begin(digest, resp.content_length) if cache is not None else None
-        out, whole = await stream(request, resp, headers, writer or Verifier(digest))
+    try:
+        async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
+            if resp.status not in (200, 206, 304):
+                return await upstream_error(request, target, resp)
+            headers = relayed_headers(resp, target)
+            confirmed = resp.status == 206 or (resp.status == 200 and request.method == "HEAD")
+            if cache is not None and confirmed:
+                # It has the blob for this repository; that it has its bytes, only once a whole body
+                # matched.
+                cache.remember(upstream.host, target.repository, digest, delivered=False)
+            if request.method == "HEAD" or resp.status == 304:
+                return await head(request, resp, headers)
+            if resp.status == 206:
+                out, _ = await stream(request, resp, headers, None)
+                return out
+            writer = cache.begin(digest, resp.content_length) if cache is not None else None
+            if flight is not None:
+                sink = request.app[state.FLIGHTS].feed(flight, writer, headers, resp.content_length)
+            else:
+                sink = writer or Verifier(digest)
+            out, whole = await stream(request, resp, headers, sink)
+    finally:
+        if flight is not None:
+            flight.end(False)
     if whole and cache is not None:
         cache.remember(upstream.host, target.repository, digest, delivered=True)
     return out

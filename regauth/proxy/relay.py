@@ -65,6 +65,10 @@ class Sink(Protocol):
 
     def abort(self) -> None: ...
 
+    def shared(self) -> bool:
+        """True while other pulls read these bytes (``flights.py``): the fetch outlives its client."""
+        ...
+
 
 async def stream(
     request: web.Request, resp: aiohttp.ClientResponse, headers: CIMultiDict[str], sink: Sink | None
@@ -141,6 +145,7 @@ async def _stream_through(
     batch: list[bytes] = []
     batched = 0
     pending = b""
+    client: web.StreamResponse | None = out
     try:
         await out.prepare(request)
         async for chunk in resp.content.iter_any():
@@ -151,9 +156,8 @@ async def _stream_through(
                     await hashing
                 hashing = loop.run_in_executor(None, sink.write_all, batch)
                 batch, batched = [], 0
-            if pending:
-                await out.write(pending)
-                counter[0] += len(pending)
+            if pending and client is not None:
+                client = await _send_on(client, pending, sink, counter)
             pending = chunk
         if hashing is not None:
             await hashing
@@ -163,6 +167,8 @@ async def _stream_through(
         sink.write_all(batch)
         if not sink.finish():
             raise _mismatch(request, sink)
+        if client is None:
+            raise ConnectionResetError("the client went away; the fetch went on for the pulls sharing it")
         if pending:
             await out.write(pending)
             counter[0] += len(pending)
@@ -172,6 +178,21 @@ async def _stream_through(
             hashing.add_done_callback(lambda _: sink.abort())
         else:
             sink.abort()
+
+
+async def _send_on(
+    out: web.StreamResponse, chunk: bytes, sink: Sink, counter: list[int]
+) -> web.StreamResponse | None:
+    """Write ``chunk`` to the client; None once it is gone, if other pulls share the fetch (so it goes
+    on for them), else the failure."""
+    try:
+        await out.write(chunk)
+    except (ConnectionError, aiohttp.ClientConnectionResetError):
+        if not sink.shared():
+            raise
+        return None
+    counter[0] += len(chunk)
+    return out
 
 
 def _mismatch(request: web.Request, sink: Sink) -> UpstreamFault:

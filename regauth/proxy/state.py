@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from regauth.proxy.blobcache import BlobCache
@@ -11,12 +13,17 @@ from regauth.proxy.options import ProxyOptions
 from regauth.proxy.routing import Upstreams
 from regauth.proxy.upstream import UpstreamClient
 
+if TYPE_CHECKING:
+    # flights.py imports this module: the key is typed, not checked, at run time.
+    from regauth.proxy.flights import Flights
+
 OPTIONS = web.AppKey("options", ProxyOptions)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
 METRICS = web.AppKey("metrics", Metrics)
 CLIENT = web.AppKey("client", UpstreamClient)
 BLOBS: web.AppKey[BlobCache | None] = web.AppKey("blobs")
 MANIFESTS: web.AppKey[ManifestCache | None] = web.AppKey("manifests")
+FLIGHTS: web.AppKey[Flights] = web.AppKey("flights")
 # The SO_SNDBUF streamed bodies get, 0 for the kernel's own (see relay.usable_send_buffer).
 SEND_BUFFER = web.AppKey("send_buffer", int)
 
