@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_examples("regauth cache clear"),
     ).set_defaults(func=cmd_cache_clear)
     _add_proxy_parser(commands)
+    # configure CLIENT, import docker|podman, doctor: the clients' own files (regauth/configure).
+    from regauth.configure.cli import add_parsers
+
+    add_parsers(commands, _examples)
     return parser
 
 

@@ -1,0 +1,431 @@
+"""The ``regauth configure`` command line: its parsers and what each client's command does."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from regauth.config import Settings
+from regauth.configure import core
+from regauth.configure.hosts import registry_hosts
+from regauth.errors import UsageError
+from regauth.registries import RegistryBook
+
+CLIENTS = ("docker", "podman", "containerd", "systemd")
+
+
+def add_parsers(commands: Any, examples: Any) -> None:
+    """``configure``, ``import`` and ``doctor`` under the top-level ``commands``."""
+    add_configure_parser(commands, examples)
+    add_import_parser(commands, examples)
+    add_doctor_parser(commands, examples)
+
+
+def add_configure_parser(commands: Any, examples: Any) -> None:
+    """``configure CLIENT`` under ``commands`` (the top-level subparsers); ``examples`` formats an
+    epilog as the rest of the CLI does."""
+    configure = commands.add_parser(
+        "configure",
+        help="point docker, podman, containerd or systemd at regauth (with a diff, a backup and --undo)",
+        description="Point a client at regauth by editing the files it reads. Everything else in them "
+        "is kept; --dry-run shows the change as a diff; a real run keeps a backup; a second run changes "
+        "nothing; --undo restores the last backup.",
+        epilog=examples(
+            "regauth configure docker --dry-run",
+            "regauth configure podman --registries-conf",
+            "regauth configure containerd --proxy http://127.0.0.1:5000",
+            "regauth configure docker --undo",
+        ),
+    )
+    clients = configure.add_subparsers(dest="client", required=True, metavar="CLIENT")
+    _docker(clients, examples)
+    _podman(clients, examples)
+    _containerd(clients, examples)
+    _systemd(clients, examples)
+    from regauth.kube.configure_cli import add_kubelet_parser
+
+    add_kubelet_parser(clients, examples)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="print the change as a diff; write nothing")
+    parser.add_argument("--undo", action="store_true", help="restore the files the last run replaced")
+    parser.add_argument("--force", action="store_true", help="with --undo: restore over later changes")
+    parser.add_argument(
+        "--backup-dir", metavar="DIR", help="keep backups here (default: $XDG_STATE_HOME/regauth/backups)"
+    )
+
+
+def _registries(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registries",
+        action="append",
+        default=[],
+        metavar="HOST[,HOST...]",
+        help="also these hosts, beside every configured registry (repeatable)",
+    )
+
+
+def _docker(clients: Any, examples: Any) -> None:
+    docker = clients.add_parser(
+        "docker",
+        help="credHelpers (or credsStore) in $DOCKER_CONFIG/config.json",
+        description="Add credHelpers entries naming regauth for every configured registry (and "
+        "--registries) to the docker CLI's config.json, or credsStore with --creds-store.",
+        epilog=examples(
+            "regauth configure docker",
+            "regauth configure docker --registries 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+            "regauth configure docker --creds-store --dry-run",
+        ),
+    )
+    _registries(docker)
+    docker.add_argument(
+        "--creds-store", action="store_true", help='set "credsStore": "regauth" (every registry)'
+    )
+    docker.add_argument(
+        "--config", metavar="DIR", help="the docker config directory (default: $DOCKER_CONFIG or ~/.docker)"
+    )
+    _common(docker)
+    docker.set_defaults(func=cmd_configure_docker)
+
+
+def _podman(clients: Any, examples: Any) -> None:
+    podman = clients.add_parser(
+        "podman",
+        help="credHelpers in the containers auth file, or credential-helpers in registries.conf",
+        description="For podman, skopeo, buildah and CRI-O: credHelpers entries for every configured "
+        "registry in the auth file ($REGISTRY_AUTH_FILE, else ~/.config/containers/auth.json), or with "
+        '--registries-conf credential-helpers = ["regauth", "containers-auth.json"] for every '
+        "registry, in $CONTAINERS_REGISTRIES_CONF or else a registries.conf.d drop-in.",
+        epilog=examples(
+            "regauth configure podman",
+            "regauth configure podman --registries-conf",
+            "sudo regauth configure podman --registries-conf --system",
+        ),
+    )
+    _registries(podman)
+    podman.add_argument("--auth-file", metavar="PATH", help="the auth file to edit")
+    podman.add_argument(
+        "--registries-conf",
+        action="store_true",
+        help="credential-helpers for every registry, not credHelpers",
+    )
+    podman.add_argument(
+        "--system", action="store_true", help="with --registries-conf: /etc/containers/registries.conf.d"
+    )
+    podman.add_argument("--conf-dir", metavar="DIR", help="with --registries-conf: the drop-in directory")
+    _common(podman)
+    podman.set_defaults(func=cmd_configure_podman)
+
+
+def _containerd(clients: Any, examples: Any) -> None:
+    containerd = clients.add_parser(
+        "containerd",
+        help="hosts.toml mirrors through regauth's proxy, and CRI's config_path",
+        description="Write CERTS_DIR/<host>/hosts.toml for every configured registry (and --registries) "
+        "with the proxy as its mirror, and set config_path in the CRI registry config of config.toml "
+        "(containerd 1.x and 2.x keys). Replaced files go to the backup.",
+        epilog=examples(
+            "sudo regauth configure containerd --proxy http://127.0.0.1:5000",
+            "regauth configure containerd --proxy http://127.0.0.1:5000 --certs-dir ./certs.d --no-config",
+        ),
+    )
+    _registries(containerd)
+    containerd.add_argument("--proxy", metavar="URL", help="the regauth proxy, e.g. http://127.0.0.1:5000")
+    containerd.add_argument("--proxy-ca", metavar="PEM", help="the CA of an https proxy")
+    containerd.add_argument(
+        "--certs-dir",
+        metavar="DIR",
+        help="the hosts directory (default: config_path, else /etc/containerd/certs.d)",
+    )
+    containerd.add_argument(
+        "--config", metavar="PATH", help="containerd's config.toml (default: /etc/containerd/config.toml)"
+    )
+    containerd.add_argument(
+        "--no-config", action="store_true", help="write hosts.toml files only (for ctr --hosts-dir)"
+    )
+    _common(containerd)
+    containerd.set_defaults(func=cmd_configure_containerd)
+
+
+def _systemd(clients: Any, examples: Any) -> None:
+    systemd = clients.add_parser(
+        "systemd",
+        help="a hardened systemd unit running `regauth proxy`",
+        description="Write regauth-proxy.service (system, or --user) running `regauth proxy` with the "
+        "options after `--`, restarted on failure and hardened (no new privileges, private /tmp, the "
+        "system read-only). It is not started: the command to start it is printed.",
+        epilog=examples(
+            "regauth configure systemd --user -- --listen 127.0.0.1:5000 --cache-dir ~/.cache/regauth-blobs",
+            "sudo regauth configure systemd -- --listen 127.0.0.1:5000",
+        ),
+    )
+    systemd.add_argument("--user", action="store_true", help="a user unit (~/.config/systemd/user)")
+    systemd.add_argument("--unit-dir", metavar="DIR", help="write the unit here instead")
+    systemd.add_argument("--exec", dest="exe", metavar="PATH", help="the regauth to run (default: this one)")
+    _common(systemd)
+    systemd.add_argument(
+        "proxy_args", nargs=argparse.REMAINDER, metavar="-- PROXY_OPTION", help="options for `regauth proxy`"
+    )
+    systemd.set_defaults(func=cmd_configure_systemd)
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def backup_root(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.backup_dir).expanduser() if args.backup_dir else settings.state_dir / "backups"
+
+
+def run(args: argparse.Namespace, settings: Settings, client: str, make_plan: Any) -> int:
+    """``--undo`` or the plan ``make_plan()`` builds, applied with the common flags."""
+    root = backup_root(args, settings)
+    if args.undo:
+        return core.undo(client, backup_root=root, force=args.force, dry_run=args.dry_run, say=print)
+    if args.force:
+        raise UsageError("--force goes with --undo only")
+    return core.apply(make_plan(), dry_run=args.dry_run, backup_root=root, say=print)
+
+
+def cmd_configure_docker(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
+    from regauth.configure import docker
+
+    def make() -> core.Plan:
+        path = docker.config_file(settings.environ, args.config)
+        return docker.plan(path, registry_hosts(book.all(), args.registries), creds_store=args.creds_store)
+
+    return run(args, settings, docker.CLIENT, make)
+
+
+def cmd_configure_podman(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
+    from regauth.configure import podman
+
+    def make() -> core.Plan:
+        if args.registries_conf:
+            if args.auth_file or args.registries:
+                raise UsageError(
+                    "--registries-conf names every registry: it takes no --auth-file or --registries"
+                )
+            return podman.plan_registries_conf(
+                podman.registries_conf(settings.environ, args.conf_dir, args.system)
+            )
+        if args.system or args.conf_dir:
+            raise UsageError("--system and --conf-dir go with --registries-conf")
+        path = podman.auth_file(settings.environ, args.auth_file)
+        return podman.plan_auth_file(path, registry_hosts(book.all(), args.registries))
+
+    return run(args, settings, podman.CLIENT, make)
+
+
+def cmd_configure_containerd(
+    args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any
+) -> int:
+    from regauth.configure import containerd
+
+    def make() -> core.Plan:
+        if not args.proxy:
+            raise UsageError("--proxy URL is needed: containerd reaches credentials through regauth's proxy")
+        if args.no_config and args.config:
+            raise UsageError("--no-config and --config cannot go together")
+        records = book.all()
+        insecure = {r.registry for r in records if r.insecure}
+        upstreams = [containerd.Upstream(h, h in insecure) for h in registry_hosts(records, args.registries)]
+        config = (
+            None
+            if args.no_config
+            else Path(args.config).expanduser()
+            if args.config
+            else containerd.DEFAULT_CONFIG
+        )
+        return containerd.plan(
+            upstreams,
+            proxy=containerd.check_proxy(args.proxy),
+            certs_dir=Path(args.certs_dir).expanduser().absolute() if args.certs_dir else None,
+            config=config,
+            proxy_ca=str(Path(args.proxy_ca).expanduser().absolute()) if args.proxy_ca else None,
+        )
+
+    return run(args, settings, containerd.CLIENT, make)
+
+
+def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
+    from regauth.configure import systemd
+
+    def make() -> core.Plan:
+        proxy_args = list(args.proxy_args)
+        if proxy_args[:1] == ["--"]:
+            proxy_args = proxy_args[1:]
+        cache_dir = _check_proxy_args(proxy_args)
+        exe = _regauth_exe(args.exe)
+        writable = [settings.config_dir, settings.data_dir, settings.state_dir, settings.cache_dir]
+        if cache_dir:
+            writable.append(cache_dir)
+        text = systemd.unit_text(
+            exe,
+            proxy_args,
+            user=args.user,
+            writable=writable,
+            description="regauth pull-through registry proxy",
+        )
+        path = systemd.unit_dir(settings.environ, args.unit_dir, args.user) / systemd.UNIT
+        return systemd.plan(path, text, user=args.user)
+
+    return run(args, settings, systemd.CLIENT, make)
+
+
+def _check_proxy_args(proxy_args: list[str]) -> Path | None:
+    """Parse the options as `regauth proxy` will, so a misspelt one fails here, not at every start;
+    the blob cache directory, if any, must stay writable."""
+    from regauth.cli import build_parser
+
+    try:
+        parsed = build_parser().parse_args(["proxy", *proxy_args])
+    except SystemExit:
+        raise UsageError("the options after `--` are not valid for `regauth proxy` (see above)") from None
+    return Path(parsed.cache_dir).expanduser().absolute() if parsed.cache_dir else None
+
+
+def _regauth_exe(flag: str | None) -> str:
+    import shutil
+    import sys
+
+    if flag:
+        path = Path(flag).expanduser().absolute()
+        if not path.is_file():
+            raise UsageError(f"--exec {flag}: no such file")
+        return str(path)
+    beside = Path(sys.executable).parent / "regauth"
+    found = str(beside) if beside.is_file() else shutil.which("regauth")
+    if not found:
+        raise UsageError("cannot find the regauth command: name it with --exec PATH")
+    return str(Path(found).absolute())
+
+
+# --- regauth import ---------------------------------------------------------------------------------
+
+
+def add_import_parser(commands: Any, examples: Any) -> None:
+    imp = commands.add_parser(
+        "import",
+        help="move plaintext credentials from docker's or podman's auth file into regauth",
+        description="Move the plaintext credentials (auths entries with auth or identitytoken) of the "
+        "docker config or the containers auth file into regauth's store as static records, each "
+        "validated first unless --no-validate; point those hosts at the helper and remove the "
+        "plaintext from the file (the original kept in a 0600 backup). Exit status 1 when something "
+        "was left in place.",
+        epilog=examples("regauth import docker --dry-run", "regauth import podman --auth-file ~/auth.json"),
+    )
+    imp.add_argument("client", choices=("docker", "podman"), help="whose file to import from")
+    imp.add_argument("--config", metavar="DIR", help="docker: the config directory (default: $DOCKER_CONFIG)")
+    imp.add_argument(
+        "--auth-file", metavar="PATH", help="podman: the auth file (default: $REGISTRY_AUTH_FILE)"
+    )
+    imp.add_argument("--no-validate", action="store_true", help="save without checking each registry")
+    imp.add_argument("--dry-run", action="store_true", help="check and show; save and write nothing")
+    imp.add_argument("--backup-dir", metavar="DIR", help="keep the backup here")
+    imp.set_defaults(func=cmd_import, undo=False, force=False)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: Any = None) -> int:
+    from regauth.configure import docker, importer
+
+    if args.client == "docker":
+        if args.auth_file:
+            raise UsageError("--auth-file is podman's; docker takes --config DIR")
+        path = docker.config_file(settings.environ, args.config)
+    else:
+        if args.config:
+            raise UsageError("--config is docker's; podman takes --auth-file PATH")
+        path = _podman_auth_file(settings, args.auth_file)
+    validator = None if args.no_validate else _validator(settings, store)
+    plan, outcome = importer.run_import(args.client, path, settings, book, validator, dry_run=args.dry_run)
+    for line in outcome.moved:
+        print(f"{'would move' if args.dry_run else 'moved'} {line}")
+    for line in outcome.already:
+        print(f"already there: {line}")
+    for line in outcome.failed:
+        print(f"did not validate: {line}")
+    for line in outcome.skipped:
+        print(f"left in place: {line}")
+    if not (outcome.moved or outcome.already or outcome.failed or outcome.skipped):
+        print(f"no plaintext credentials in {path}")
+    if any(change.changes for change in plan.changes):
+        core.apply(plan, dry_run=args.dry_run, backup_root=backup_root(args, settings), say=print)
+    return 1 if outcome.failed or outcome.skipped else 0
+
+
+def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
+    """The file ``podman login`` wrote: ``--auth-file``, ``$REGISTRY_AUTH_FILE``, else the runtime one
+    (``${XDG_RUNTIME_DIR}/containers/auth.json``), else the user's persistent one."""
+    from regauth.configure import podman
+
+    env = settings.environ
+    if not flag and not env.get("REGISTRY_AUTH_FILE") and env.get("XDG_RUNTIME_DIR"):
+        runtime = Path(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
+        if runtime.exists():
+            return runtime
+    return podman.auth_file(env, flag)
+
+
+def _validator(settings: Settings, store: Any) -> Any:
+    # The very check `regauth registry add` runs before it saves (regauth.commands).
+    from regauth import commands
+
+    if store is None:
+        from regauth.store.lazy import LazyStore
+
+        store = LazyStore.for_settings(settings)
+
+    def check(record: Any, secret: str | None) -> str | None:
+        result = commands._validate(settings, store, record, secret, None)
+        return None if result.ok else str(result.message)
+
+    return check
+
+
+# --- regauth doctor ---------------------------------------------------------------------------------
+
+
+def add_doctor_parser(commands: Any, examples: Any) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check that the clients reach regauth and the records are healthy",
+        description="One report, a verdict per line: the helper on PATH and answering, docker's and "
+        "podman's files pointing at regauth, plaintext credentials left in them, the secret store, "
+        "each record's age and host. Exit status 1 when anything needs action. Never a secret.",
+        epilog=examples("regauth doctor", "regauth doctor --json --validate"),
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--validate", action="store_true", help="also validate every record again")
+    doctor.add_argument(
+        "--max-age",
+        type=float,
+        default=90.0,
+        metavar="DAYS",
+        help="a static secret older than this needs rotating",
+    )
+    doctor.add_argument(
+        "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
+    )
+    doctor.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: Any = None) -> int:
+    from regauth.configure import doctor
+
+    options = doctor.Options(
+        max_age_days=args.max_age,
+        validate=args.validate,
+        containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
+    )
+    validator = None
+    if args.validate:
+        check = _validator(settings, store)
+
+        def validator(record: Any) -> str | None:
+            return check(record, None)
+
+    findings = doctor.examine(settings, book.all(), options, validator)
+    print(doctor.render(findings, args.json))
+    return 1 if any(f.status == doctor.ACTION for f in findings) else 0

@@ -1,0 +1,129 @@
+"""``regauth configure containerd``: a ``hosts.toml`` mirror per upstream and CRI's ``config_path``.
+
+containerd never runs a credential helper: it reaches a registry's credentials through regauth's
+proxy, named as the upstream's mirror in ``CERTS_DIR/<host[:port]>/hosts.toml`` (read on each pull).
+The CRI plugin finds those files through ``config_path`` in config.toml, under a key that depends on
+the file's schema: ``version = 3`` is containerd 2.x's, 2 and 1 are 1.x's (2.x migrates them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from regauth.configure import tomlfile
+from regauth.configure.core import Change, Plan
+from regauth.configure.files import read_state
+from regauth.configure.hosts import no_hosts_error
+from regauth.errors import ConfigError, UsageError
+from regauth.servers import DOCKER_HUB
+
+CLIENT = "containerd"
+DEFAULT_CERTS_DIR = Path("/etc/containerd/certs.d")
+DEFAULT_CONFIG = Path("/etc/containerd/config.toml")
+# The CRI registry table per config schema version.
+REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
+    1: ("plugins", "cri", "registry"),
+    2: ("plugins", "io.containerd.grpc.v1.cri", "registry"),
+    3: ("plugins", "io.containerd.cri.v1.images", "registry"),
+}
+# Docker Hub's API host, where containerd sends docker.io pulls.
+_HUB_SERVER = "https://registry-1.docker.io"
+
+
+class Upstream(NamedTuple):
+    host: str  # canonical host[:port]
+    insecure: bool = False  # plain HTTP (a record's --insecure)
+
+
+def check_proxy(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise UsageError(f"--proxy {url!r}: give the proxy as http://HOST:PORT or https://HOST:PORT")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def plan(
+    upstreams: Sequence[Upstream],
+    *,
+    proxy: str,
+    certs_dir: Path | None,
+    config: Path | None,
+    proxy_ca: str | None,
+) -> Plan:
+    """``config`` None: leave config.toml alone (for ``ctr --hosts-dir``, which reads no config)."""
+    if not upstreams:
+        raise no_hosts_error("containerd")
+    changes: list[Change] = []
+    notes: list[str] = []
+    chosen_dir = certs_dir
+    if config is not None:
+        change, configured_dir = _config_change(config, certs_dir)
+        chosen_dir = configured_dir
+        changes.append(change)
+        if change.changes:
+            notes.append(
+                f"restart containerd to read config_path from {config} (hosts.toml is read on each pull)"
+            )
+    directory = chosen_dir or DEFAULT_CERTS_DIR
+    for upstream in upstreams:
+        path = hosts_file(directory, upstream.host)
+        state = read_state(path)
+        changes.append(Change(state, hosts_toml(upstream, proxy, proxy_ca), new_mode=0o644))
+    return Plan(CLIENT, changes, notes=notes)
+
+
+def hosts_file(directory: Path, host: str) -> Path:
+    """The file containerd reads for ``host``: it looks for ``host_port_`` before ``host:port``, so an
+    existing ``host_port_`` file is the one to replace."""
+    if ":" in host and not host.startswith("["):
+        name, port = host.rsplit(":", 1)
+        underscored = directory / f"{name}_{port}_" / "hosts.toml"
+        if underscored.exists():
+            return underscored
+    return directory / host / "hosts.toml"
+
+
+def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None) -> bytes:
+    if upstream.host == DOCKER_HUB:
+        server = _HUB_SERVER
+    else:
+        server = f"{'http' if upstream.insecure else 'https'}://{upstream.host}"
+    lines = [
+        "# Written by `regauth configure containerd`: pulls go through regauth's proxy, which adds the",
+        "# registry's credentials. What this replaced is in regauth's backups (`--undo` restores it).",
+        f"server = {json.dumps(server)}",
+        "",
+        f"[host.{json.dumps(proxy)}]",
+        '  capabilities = ["pull", "resolve"]',
+    ]
+    if proxy_ca:
+        lines.append(f"  ca = {json.dumps(proxy_ca)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _config_change(config: Path, certs_dir: Path | None) -> tuple[Change, Path]:
+    state = read_state(config)
+    doc = tomlfile.parse(state)
+    version = doc.get("version", 1 if state.data is not None else 2)
+    if state.data is None:
+        # Schema 2 is read by containerd 1.x as it is and by 2.x after its own migration.
+        doc["version"] = 2
+    if version not in REGISTRY_TABLES:
+        raise ConfigError(f"{config}: config version {version!r} is not one regauth knows (1, 2 or 3)")
+    table = REGISTRY_TABLES[version]
+    if tomlfile.get_path(doc, [*table, "mirrors"]):
+        raise ConfigError(
+            f"{config} sets {'.'.join(table)}.mirrors, which containerd refuses beside config_path: "
+            "move those mirrors into hosts.toml files first; nothing was changed"
+        )
+    current = tomlfile.get_path(doc, [*table, "config_path"])
+    existing = str(current).split(":")[0] if current else None
+    directory = certs_dir or (Path(existing) if existing else DEFAULT_CERTS_DIR)
+    if current is not None and str(current) == str(directory):
+        return Change(state, state.data or b""), directory
+    tomlfile.set_path(state, doc, [*table, "config_path"], str(directory))
+    return Change(state, tomlfile.render(state, doc), new_mode=0o644), directory

@@ -1,0 +1,233 @@
+"""``regauth doctor``: one report on whether the clients reach regauth and the records are healthy.
+
+Every check gives a ``Finding``: ``ok``, ``action`` (something to do; the exit status is 1) or ``info``.
+A finding names hosts, files and commands, never a secret: plaintext credentials are found by the
+presence of their fields, and their values are not read into a message.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from regauth.config import Settings
+from regauth.configure import docker, jsonfile, podman, tomlfile
+from regauth.configure.files import read_state
+from regauth.configure.hosts import HELPER
+from regauth.errors import RegauthError
+from regauth.registries import Registry
+
+OK, ACTION, INFO = "ok", "action", "info"
+HELPER_EXE = f"docker-credential-{HELPER}"
+# Container Registry (gcr.io and its regional hosts) is shut down in favour of Artifact Registry.
+_GCR_HOSTS = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io")
+
+
+class Finding(NamedTuple):
+    check: str
+    status: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return self._asdict()
+
+
+class Options(NamedTuple):
+    max_age_days: float = 90.0
+    validate: bool = False
+    containerd_certs_dir: Path | None = None
+
+
+def examine(
+    settings: Settings, records: Sequence[Registry], options: Options, validator: Any = None
+) -> list[Finding]:
+    findings = list(_helper())
+    findings += _docker(settings.environ, records)
+    findings += _podman(settings.environ, records)
+    if options.containerd_certs_dir is not None:
+        findings += _containerd(options.containerd_certs_dir, records)
+    findings += _store(settings)
+    findings += _records(records, options, validator)
+    return findings
+
+
+def _helper() -> Iterator[Finding]:
+    exe = shutil.which(HELPER_EXE)
+    if exe is None:
+        yield Finding("helper", ACTION, f"{HELPER_EXE} is not on PATH: the clients cannot run it")
+        return
+    try:
+        proc = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        yield Finding("helper", ACTION, f"{exe} did not answer `version`: {exc}")
+        return
+    if proc.returncode != 0:
+        yield Finding("helper", ACTION, f"{exe} did not answer `version` (exit {proc.returncode})")
+    else:
+        yield Finding("helper", OK, f"{exe} is on PATH and answers")
+
+
+def _docker(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator[Finding]:
+    path = docker.config_file(environ, None)
+    config = _json(path)
+    if config is None:
+        yield Finding("docker", INFO, f"{path}: no docker config (`regauth configure docker` writes one)")
+        return
+    helpers = _helpers(config)
+    if config.get("credsStore") == HELPER:
+        yield Finding("docker", OK, f"{path}: credsStore is regauth (every registry)")
+    else:
+        missing = [r.registry for r in records if helpers.get(docker.docker_key(r.registry)) != HELPER]
+        if missing:
+            yield Finding(
+                "docker",
+                ACTION,
+                f"{path}: not pointed at regauth for {', '.join(missing)}; run `regauth configure docker`",
+            )
+        elif records:
+            yield Finding("docker", OK, f"{path}: credHelpers name regauth for every configured registry")
+    yield from _plaintext("docker", path, config)
+
+
+def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator[Finding]:
+    path = podman.auth_file(environ, None)
+    config = _json(path) or {}
+    yield from _plaintext("podman", path, config)
+    conf = podman.registries_conf(environ, None, False)
+    global_helper = _first_helper(conf) == HELPER
+    if global_helper:
+        yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
+        return
+    helpers = _helpers(config)
+    missing = [r.registry for r in records if helpers.get(r.registry) != HELPER]
+    if missing:
+        yield Finding(
+            "podman",
+            ACTION,
+            f"{path}: not pointed at regauth for {', '.join(missing)}; run `regauth configure podman`",
+        )
+    elif records:
+        yield Finding("podman", OK, f"{path}: credHelpers name regauth for every configured registry")
+
+
+def _helpers(config: Mapping[str, Any]) -> dict[str, Any]:
+    value = config.get("credHelpers")
+    return value if isinstance(value, dict) else {}
+
+
+def _first_helper(path: Path) -> str | None:
+    try:
+        doc = tomlfile.parse(read_state(path))
+    except RegauthError:
+        return None
+    value = doc.get("credential-helpers")
+    return str(value[0]) if isinstance(value, list) and value else None
+
+
+def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Finding]:
+    from regauth.configure.containerd import hosts_file
+
+    missing = []
+    for record in records:
+        text = read_state(hosts_file(certs_dir, record.registry)).data or b""
+        if b"[host." not in text:
+            missing.append(record.registry)
+    if missing:
+        yield Finding(
+            "containerd",
+            ACTION,
+            f"{certs_dir}: no mirror for {', '.join(missing)}; "
+            "run `regauth configure containerd --proxy URL`",
+        )
+    elif records:
+        yield Finding("containerd", OK, f"{certs_dir}: a hosts.toml mirror for every configured registry")
+
+
+def _plaintext(client: str, path: Path, config: Mapping[str, Any]) -> Iterator[Finding]:
+    hosts = docker.plaintext_hosts(config)
+    if hosts:
+        yield Finding(
+            client,
+            ACTION,
+            f"{path} holds plaintext credentials for {', '.join(hosts)}; run `regauth import {client}`",
+        )
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        state = read_state(path)
+        return None if state.data is None else jsonfile.load_object(state)
+    except RegauthError:
+        return None
+
+
+def _store(settings: Settings) -> Iterator[Finding]:
+    from regauth.store import open_store, resolve_backend
+
+    try:
+        backend = resolve_backend(settings)
+        store = open_store(settings)
+        store.get("regauth-doctor/probe")
+    except RegauthError as exc:
+        yield Finding("store", ACTION, f"the secret store does not open: {exc}")
+        return
+    how = "chosen by auto" if settings.store == "auto" else "set by REGAUTH_STORE"
+    yield Finding("store", OK, f"the {backend} store ({how}) opens")
+
+
+def _records(records: Sequence[Registry], options: Options, validator: Any) -> Iterator[Finding]:
+    if not records:
+        yield Finding("records", INFO, "no registries configured (`regauth registry add NAME --url URL`)")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for record in records:
+        check = f"registry {record.name}"
+        if record.registry in _GCR_HOSTS or record.registry.endswith(".gcr.io"):
+            yield Finding(
+                check,
+                ACTION,
+                f"{record.registry} is Container Registry, which is shut down: "
+                "move to Artifact Registry (*.pkg.dev)",
+            )
+        age = _age_days(record.updated_at, now)
+        if (
+            age is not None
+            and not record.anonymous
+            and record.provider == "static"
+            and age > options.max_age_days
+        ):
+            yield Finding(
+                check,
+                ACTION,
+                f"its secret is {age:.0f} days old (over {options.max_age_days:.0f}): rotate it with "
+                f"`regauth registry update {record.name} --password-stdin`",
+            )
+        if options.validate and validator is not None:
+            why = validator(record)
+            if why is None:
+                yield Finding(check, OK, "validates")
+            else:
+                yield Finding(check, ACTION, f"does not validate: {why}")
+
+
+def _age_days(stamp: str, now: datetime.datetime) -> float | None:
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return (now - when).total_seconds() / 86400
+
+
+def render(findings: Sequence[Finding], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([f.to_json() for f in findings], indent=2)
+    marks = {OK: "ok    ", ACTION: "ACTION", INFO: "info  "}
+    from regauth.printable import printable
+
+    return "\n".join(f"{marks[f.status]} {f.check}: {printable(f.message)}" for f in findings)

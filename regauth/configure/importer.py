@@ -1,0 +1,163 @@
+"""``regauth import docker|podman``: plaintext ``auths`` into regauth's store, the hosts onto the helper.
+
+Each ``auths`` entry with an ``auth`` (base64 ``user:password``) or an ``identitytoken`` becomes a
+static record, checked against its registry first (unless ``--no-validate``) by the same validation as
+``regauth registry add``, and saved by the same ``RegistryBook.add``. Only the entries that moved lose
+their secret fields in the file, and get a ``credHelpers`` entry; the file is rewritten through
+``core.apply``, so the original goes to a 0600 backup. Nothing secret is ever printed, not even in the
+``--dry-run`` diff.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from regauth.config import Settings
+from regauth.configure import jsonfile
+from regauth.configure.core import Change, Plan
+from regauth.configure.docker import docker_key
+from regauth.configure.files import FileState, read_state
+from regauth.configure.hosts import HELPER
+from regauth.errors import RegauthError
+from regauth.printable import printable
+from regauth.registries import Registry, RegistryBook, name_for_host
+from regauth.servers import normalize_registry
+
+# What a docker or containers auth entry may hold that is a credential.
+SECRET_FIELDS = ("auth", "identitytoken", "password", "registrytoken", "username")
+TOKEN_USERNAME = "<token>"  # how docker stores an identity token (docker-credential-helpers)
+
+
+class Found(NamedTuple):
+    key: str  # the auths key as written
+    host: str
+    username: str
+    secret: str
+
+
+class Outcome(NamedTuple):
+    moved: list[str]
+    already: list[str]
+    failed: list[str]
+    skipped: list[str]
+
+
+Validator = Callable[[Registry, str], str | None]  # None when valid, else the reason
+
+
+def plaintext(state: FileState, config: dict[str, Any]) -> tuple[list[Found], list[str], list[str]]:
+    """The credentials in ``config``'s ``auths``, the entries that cannot be imported (with why), and
+    every secret string seen (for redaction)."""
+    found: list[Found] = []
+    skipped: list[str] = []
+    secrets: list[str] = []
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        return found, skipped, secrets
+    for key, entry in auths.items():
+        if not isinstance(entry, dict):
+            continue
+        secrets += [str(entry[f]) for f in SECRET_FIELDS[:-1] if entry.get(f)]
+        credential = _credential(entry)
+        if credential is None:
+            if entry.get("auth") or entry.get("identitytoken"):
+                skipped.append(f"{printable(key)}: its auth field is not base64 of user:password")
+            continue
+        username, secret = credential
+        secrets.append(secret)
+        try:
+            host = normalize_registry(key)
+        except RegauthError as exc:
+            skipped.append(f"{printable(key)}: {exc}")
+            continue
+        if "/" in key.split("://", 1)[-1].rstrip("/") and not key.startswith("https://index.docker.io/v1"):
+            skipped.append(f"{printable(key)}: a namespaced entry (regauth keeps one credential per host)")
+            continue
+        found.append(Found(key, host, username, secret))
+    return found, skipped, secrets
+
+
+def _credential(entry: dict[str, Any]) -> tuple[str, str] | None:
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        return TOKEN_USERNAME, token
+    auth = entry.get("auth")
+    if not isinstance(auth, str) or not auth:
+        return None
+    try:
+        text = base64.b64decode(auth, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = text.partition(":")
+    if not sep or not username or not password:
+        return None
+    return username, password
+
+
+def run_import(
+    client: str,
+    path: Path,
+    settings: Settings,
+    book: RegistryBook,
+    validator: Validator | None,
+    *,
+    dry_run: bool,
+) -> tuple[Plan, Outcome]:
+    """Move what validates into the book (not on a dry run) and plan the file without it."""
+    state = read_state(path)
+    before = jsonfile.load_object(state)
+    found, skipped, secrets = plaintext(state, before)
+    after = copy.deepcopy(before)
+    outcome = Outcome([], [], [], skipped)
+    for item in found:
+        existing = book.for_host(item.host)
+        if existing is not None:
+            outcome.already.append(f"{item.host}: already in regauth as {existing.name!r}; left in place")
+            continue
+        record = _record(settings, book, item)
+        why = validator(record, item.secret) if validator is not None else None
+        if why is not None:
+            outcome.failed.append(f"{item.host}: {printable(why)}; left in place")
+            continue
+        if not dry_run:
+            record = book.add(record, item.secret)
+        outcome.moved.append(f"{item.host} (user {printable(item.username)}) -> registry {record.name!r}")
+        _point_at_helper(after, item, client)
+    data = jsonfile.rewrite(state, before, after)
+    plan = Plan(f"import-{client}", [Change(state, data, new_mode=0o600, dir_mode=0o700)], secrets=secrets)
+    return plan, outcome
+
+
+def _record(settings: Settings, book: RegistryBook, item: Found) -> Registry:
+    from regauth.clientcerts import client_ca
+
+    taken = {r.name for r in book.all()}
+    name = base = name_for_host(item.host)
+    counter = 2
+    while name in taken:
+        name, counter = f"{base}-{counter}", counter + 1
+    return Registry(
+        id="",
+        name=name,
+        registry=item.host,
+        username=item.username,
+        # The CA the clients trust for the host, as a login through the helper takes it.
+        ca_file=client_ca(settings.certs_dirs, item.host),
+    )
+
+
+def _point_at_helper(config: dict[str, Any], item: Found, client: str) -> None:
+    auths = config["auths"]
+    for field in SECRET_FIELDS:
+        auths[item.key].pop(field, None)
+    if not auths[item.key]:
+        # The helper answers for the host now; an empty entry would only be noise.
+        del auths[item.key]
+    helpers = config.setdefault("credHelpers", {})
+    if isinstance(helpers, dict):
+        helpers[docker_key(item.host) if client == "docker" else item.host] = HELPER

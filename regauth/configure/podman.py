@@ -1,0 +1,84 @@
+"""``regauth configure podman``: the containers clients (podman, skopeo, buildah, CRI-O).
+
+Two ways, as containers-auth.json(5) and containers-registries.conf(5) allow: ``credHelpers`` for the
+named hosts in the auth file (the default), or ``--registries-conf``: ``credential-helpers`` with
+regauth first for every registry, in the file ``$CONTAINERS_REGISTRIES_CONF`` names or else in a drop-in
+of regauth's own in ``registries.conf.d``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from regauth.configure import jsonfile, tomlfile
+from regauth.configure.core import Change, Plan
+from regauth.configure.docker import plaintext_hosts
+from regauth.configure.files import read_state
+from regauth.configure.hosts import HELPER, no_hosts_error
+
+CLIENT = "podman"
+# The special helper name for "the auth files" (containers-registries.conf(5)); kept after regauth so
+# credentials already in an auth file still work.
+AUTH_FILES = "containers-auth.json"
+DROP_IN = "50-regauth.conf"
+SYSTEM_CONF_DIR = Path("/etc/containers/registries.conf.d")
+
+
+def auth_file(environ: Mapping[str, str], flag: str | None) -> Path:
+    """``--auth-file``, else ``$REGISTRY_AUTH_FILE``, else the persistent user file
+    ``$XDG_CONFIG_HOME/containers/auth.json`` (the runtime one under ``$XDG_RUNTIME_DIR`` is gone at
+    the next boot)."""
+    if flag or environ.get("REGISTRY_AUTH_FILE"):
+        return Path(flag or environ["REGISTRY_AUTH_FILE"]).expanduser()
+    return _config_home(environ) / "containers" / "auth.json"
+
+
+def registries_conf(environ: Mapping[str, str], conf_dir: str | None, system: bool) -> Path:
+    """The file that gets ``credential-helpers``: ``$CONTAINERS_REGISTRIES_CONF`` when it names one
+    (the clients read that file), else regauth's drop-in in ``--conf-dir``, the system's with
+    ``--system``, or the user's."""
+    if conf_dir:
+        return Path(conf_dir).expanduser() / DROP_IN
+    if environ.get("CONTAINERS_REGISTRIES_CONF") and not system:
+        return Path(environ["CONTAINERS_REGISTRIES_CONF"]).expanduser()
+    if system:
+        return SYSTEM_CONF_DIR / DROP_IN
+    return _config_home(environ) / "containers" / "registries.conf.d" / DROP_IN
+
+
+def _config_home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", "~"), ".config")).expanduser()
+
+
+def plan_auth_file(path: Path, hosts: Sequence[str]) -> Plan:
+    if not hosts:
+        raise no_hosts_error("podman", "--registries-conf for every registry")
+    state = read_state(path)
+    before = jsonfile.load_object(state)
+    after = copy.deepcopy(before)
+    helpers = jsonfile.section(after, "credHelpers", state)
+    for host in hosts:
+        # containers/image asks for Docker Hub as docker.io: the canonical host is its key.
+        helpers[host] = HELPER
+    change = Change(state, jsonfile.rewrite(state, before, after), new_mode=0o600, dir_mode=0o700)
+    notes = []
+    if plaintext := plaintext_hosts(after):
+        notes.append(
+            f"note: {path} still holds plaintext credentials for {', '.join(plaintext)}; "
+            f"`regauth import {CLIENT}` moves them into regauth's store"
+        )
+    return Plan(CLIENT, [change], notes=notes)
+
+
+def plan_registries_conf(path: Path) -> Plan:
+    state = read_state(path)
+    data = tomlfile.with_first_helper(state, HELPER, AUTH_FILES, header=_DROP_IN_HEADER)
+    return Plan(CLIENT, [Change(state, data, new_mode=0o644)])
+
+
+_DROP_IN_HEADER = (
+    "# Written by `regauth configure podman --registries-conf`: podman, skopeo, buildah and CRI-O ask\n"
+    "# docker-credential-regauth first, then the auth files (containers-registries.conf(5)).\n"
+)
