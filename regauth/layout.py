@@ -1,10 +1,11 @@
 """Where regauth keeps its files (XDG base directories, as plain strings) and what they must be.
 
 The credential helper's ``get`` reads these paths before anything else, so this module imports only
-``os``: ``config.Settings`` wraps the same paths for the rest of regauth. The two rules the fast ``get``
-and the general path must apply alike live here too, so that each is written once: which files and
-directories are safe to trust (``unsafe_because``) and what a well-formed entry of the registries
-file is (``record_problem``).
+``os`` (and the provider names from ``providers.table``, which imports nothing): ``config.Settings``
+wraps the same paths for the rest of regauth. The two rules the fast ``get`` and the general path
+must apply alike live here too, so that each is written once: which files and directories are safe
+to trust (``unsafe_because``) and what a well-formed entry of the registries file is
+(``record_problem``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
+
+# The names a record's provider may hold: the one table's.
+from regauth.providers.table import NAMES as PROVIDERS
 
 APP = "regauth"
 # (variable, default under HOME) for the config, data, cache and state directories.
@@ -36,7 +40,6 @@ REGISTRIES_VERSION = 1
 # A registries file is a few KiB; anything far larger is not one.
 REGISTRIES_MAX_BYTES = 16 * 1024 * 1024
 
-PROVIDERS = ("static", "ecr", "acr", "gcp", "env")
 # Each field of a registry record and the JSON types it may hold (registries.Registry has the same
 # fields; a test holds them equal). ``options`` is an object of strings, checked apart.
 _STR, _OPT_STR = (str,), (str, type(None))
@@ -53,6 +56,11 @@ RECORD_TYPES: Mapping[str, tuple[type, ...]] = {
     "created_at": _STR,
     "updated_at": _STR,
     "origin": _OPT_STR,
+    "active": (bool,),
+    "created_by": _OPT_STR,
+    "updated_by": _OPT_STR,
+    # {"outcome", "message", "at"}: strings, checked apart as the options are.
+    "last_validation": (dict, type(None)),
 }
 _REQUIRED = ("id", "name", "registry")
 # The provider of a record that names none: a username and a secret of the store's.
@@ -118,6 +126,10 @@ def record_problem(item: object) -> str | None:
     for key, value in options.items():
         if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
             return f"option {_shown(key)} of a registry entry is not a string"
+    note = item.get("last_validation") or {}
+    for key, value in note.items():
+        if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
+            return f"field {_shown(key)} of a registry entry's last_validation is not a string"
     if item.get("provider", DEFAULT_PROVIDER) not in PROVIDERS:
         return f"a registry entry has an unknown provider {_shown(item['provider'])}"
     return None
