@@ -6,9 +6,13 @@ token is cached, moto is stopped, so any second mint would fail and show.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from kube_kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
@@ -78,3 +82,43 @@ def test_no_cloud_credentials_exits_1_saying_how_to_log_in() -> None:
         proc.stderr.startswith("regauth-credential-provider: ecr provider") and proc.stderr.count("\n") == 1
     )
     assert "Traceback" not in proc.stderr
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers (a firewall that drops replies)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_an_endpoint_that_never_answers_ends_within_the_kubelets_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # boto3's own retries would wait 3 x 20 s here: the plugin's deadline answers first.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with black_hole() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        proc = run_plugin(request(IMAGE))  # fails the test if the kubelet's 60 s pass
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert "within 45s (the kubelet gives up at 60s)" in proc.stderr
