@@ -9,7 +9,9 @@ makes, so records, the secret store and the token cache are shared: a token mint
   half its remaining life (as ecr-credential-provider does: the rest covers the time between mint and
   pull); a static one for ``default_cache``, or, with none given, the config's defaultCacheDuration.
 - No record or provider for the registry, or an anonymous record: an empty ``auth``, so the kubelet
-  pulls anonymously without logging an error on every pull.
+  pulls anonymously without logging an error on every pull. "Nothing configured" is kept only as long as
+  a provider's "no credentials" is (``Settings.no_credentials_ttl``): a record added later must not wait
+  for a 12-hour default to be used.
 - A provider that cannot mint: ``ProviderError``, which the edge turns into exit 1 and one line.
 - A request with a service-account token (``tokenAttributes`` in the kubelet's config): refused. The
   kubelet drops a response to such a request that has no ``serviceAccountTokenCacheType``, and
@@ -56,7 +58,8 @@ def answer(
     try:
         credential = credential_for(settings, book, store, host)
     except NotFoundError:
-        credential = None
+        nothing = int(settings.no_credentials_ttl)
+        return Response(request.api_version, CACHE_REGISTRY, min(nothing, default_cache or nothing), {})
     if credential is None:
         return Response(request.api_version, CACHE_REGISTRY, default_cache, {})
     entry = AuthEntry(credential.username, credential.secret)

@@ -27,7 +27,7 @@ from regauth.configure.core import Change, Plan
 from regauth.configure.files import FileState, read_state
 from regauth.errors import ConfigError, UsageError
 from regauth.kube.main import PROGRAM
-from regauth.kube.patterns import problems
+from regauth.kube.patterns import CLOUD_PATTERNS, problems
 from regauth.kube.wire import V1, go_duration
 
 CLIENT = "kubelet"
@@ -72,7 +72,11 @@ def plan(
         Change(state, jsonfile.rewrite(state, before, after), new_mode=0o644),
         Change(read_state(bin_dir / PROGRAM), wrapper(plugin), new_mode=0o755),
     ]
-    return Plan(CLIENT, changes, notes=notes(after, config, bin_dir))
+    return Plan(
+        CLIENT,
+        changes,
+        notes=notes(after, config, bin_dir, cloud=any(p in CLOUD_PATTERNS for p in match_images)),
+    )
 
 
 def provider_entry(
@@ -118,9 +122,16 @@ def lint(config: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def notes(config: Mapping[str, Any], path: Path, bin_dir: Path) -> list[str]:
+def notes(config: Mapping[str, Any], path: Path, bin_dir: Path, *, cloud: bool) -> list[str]:
+    found = lint(config)
+    if cloud:
+        found.append(
+            "note: ECR, ACR and Google registry images now ask regauth; on a node without that cloud's "
+            "credentials (or its SDK) such a pull logs regauth's error and goes on anonymously "
+            "(--no-cloud leaves the cloud hosts out)"
+        )
     return [
-        *lint(config),
+        *found,
         "kubelet flags: --image-credential-provider-config="
         f"{path} --image-credential-provider-bin-dir={bin_dir} (then restart the kubelet)",
     ]
