@@ -7,8 +7,11 @@ TLS (the test CA in the record's ``ca_file``), direct and through the proxy cold
 are HTTPS. Then direct and cold once more with the relay on a core of its own (the client and the
 registry pinned to one CPU, the relays to another): on 2 cores, three processes on the path compete
 for them, and this shows the relay apart from that. Then the proxy's peak RSS around a 1 GiB blob.
+Then a fleet's cold start: ``--fleet`` (50) concurrent cold pulls of the blob through one proxy, without
+a cache (a spool) and with a fresh ``--cache-dir``, counting the GETs the registry saw (the goal:
+exactly one), with the wall time beside one client's cold pull.
 
-Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N]
+Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N] [--fleet N] [--fleet-only]
 
 Every pull is read to nowhere by the same aiohttp client; each figure is the median of the runs, printed
 in MiB/s and as a ratio to the direct pull. Goals: cold >= 0.9x direct and >= distribution's proxy;
@@ -391,6 +394,9 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
                 await haproxy.ready(session)
             # Warm the registries' page caches.
             await pull(session, registry.url + path)
+            if args.fleet_only:
+                await fleet(args, session, env, work)
+                return
             await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
             digests = (digest, tls_digest)
             results = await rounds(
@@ -403,11 +409,72 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
                 cold = ratio["regauth proxy, cold"]
                 print(f"  cold >= 0.90x direct, proxy on its own core: {_met(cold >= 0.9)} ({cold:.2f}x)")
             await big_blob(args, registry, session, env, work, big)
+            if args.fleet:
+                await fleet(args, session, env, work)
     finally:
         for proc in procs:
             proc.stop()
         registry.stop()
         tls.stop()
+
+
+def registry_gets(registry: RegistryProcess, digest: str) -> int:
+    """GETs of ``digest`` in the registry's access log so far."""
+    log = (registry.workdir / "registry.log").read_text(errors="replace")
+    return log.count(f'"GET /v2/{REPO}/blobs/{digest} ')
+
+
+def start_counting_registry(workdir: Path) -> RegistryProcess:
+    """An anonymous registry that writes its access log, so that its GETs can be counted."""
+
+    def config(port: int) -> dict[str, object]:
+        conf = _base_config(workdir, port)
+        conf["log"] = {"level": "error", "accesslog": {"disabled": False}}
+        return conf
+
+    return _start(workdir, config, None)
+
+
+async def fleet(
+    args: argparse.Namespace, session: aiohttp.ClientSession, env: dict[str, str], work: Path
+) -> None:
+    """``args.fleet`` concurrent cold pulls of one blob through one proxy: one upstream GET, and the
+    wall time beside one client's cold pull through the same kind of proxy."""
+    size = args.size_mib * MIB
+    registry = start_counting_registry(work / "registry-counting")
+    try:
+        digest = push_blob(registry.url, size)
+        await pull(session, f"{registry.url}/v2/{REPO}/blobs/{digest}")  # its page cache, warm
+        book = RegistryBook.for_settings(load_settings(env))
+        book.add(Registry(id="", name="counted", registry=registry.host, insecure=True), None)
+        print(f"\n{args.fleet} concurrent cold pulls of the {args.size_mib} MiB blob through one proxy:")
+        for label, cached in (("no cache (spool)", False), ("fresh --cache-dir", True)):
+            times: dict[str, float] = {}
+            gets: dict[str, int] = {}
+            for mode, pulls in (("one", 1), ("fleet", args.fleet)):
+                cache = ("--cache-dir", str(work / f"fleet-{mode}-{int(cached)}")) if cached else ()
+                proxy = Proxy(env, work, *cache)
+                try:
+                    await proxy.ready(session)
+                    url = f"{proxy.url}/v2/counted/{REPO}/blobs/{digest}"
+                    before = registry_gets(registry, digest)
+                    started = time.perf_counter()
+                    done = await asyncio.gather(*(pull(session, url) for _ in range(pulls)))
+                    times[mode] = time.perf_counter() - started
+                    assert all(got == size for _, got in done), label
+                    # The registry writes its access line once the response is done: let it land.
+                    await asyncio.sleep(0.3)
+                    gets[mode] = registry_gets(registry, digest) - before
+                finally:
+                    proxy.stop()
+            met = _met(gets["fleet"] == 1)
+            print(
+                f"  {label:18s} one client {times['one']:6.2f}s; {args.fleet} clients "
+                f"{times['fleet']:6.2f}s wall ({times['fleet'] / times['one']:.1f}x one), "
+                f"upstream GETs {gets['fleet']} (goal 1: {met})"
+            )
+    finally:
+        registry.stop()
 
 
 async def big_blob(
@@ -444,6 +511,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument(
+        "--fleet", type=int, default=50, help="concurrent cold pulls through one proxy (0: skip)"
+    )
+    parser.add_argument("--fleet-only", action="store_true", help="only the concurrent cold pulls")
     args = parser.parse_args()
     if shutil.which("docker-registry") is None:
         print("docker-registry is not installed (apt-get install docker-registry)", file=sys.stderr)
