@@ -219,3 +219,28 @@ def test_cloud_patterns_are_hosts_regauth_serves(settings: Settings, pattern: st
 def test_every_cloud_host_regauth_serves_is_matched(settings: Settings, host: str) -> None:
     assert route_ambient(settings, host) in ("ecr", "acr", "gcp")
     assert any(urls_match(p, f"{host}/team/app") for p in CLOUD_PATTERNS)
+
+
+def test_through_the_regauth_command(regauth_exe: str, paths: tuple[Path, Path, list[str]]) -> None:
+    config, bin_dir, argv = paths
+    dry = subprocess.run(
+        [regauth_exe, "configure", "kubelet", *argv, "--dry-run"], capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "kubelet: dry run, nothing written (2 file(s) would change)" in dry.stdout
+    assert not config.exists() and not bin_dir.exists()
+    config.parent.mkdir()
+    config.write_text("providers: []\n")
+    refused = subprocess.run(
+        [regauth_exe, "configure", "kubelet", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr.startswith("regauth: error: ") and refused.stderr.count("\n") == 1
+    assert "is YAML" in refused.stderr and config.read_text() == "providers: []\n"
+    bad = subprocess.run(
+        [regauth_exe, "configure", "kubelet", *argv, "--default-cache-duration=-1h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and bad.stderr.startswith("regauth: error: invalid duration")
