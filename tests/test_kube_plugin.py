@@ -76,6 +76,13 @@ def test_no_record_and_anonymous_records_answer_empty_auth(settings: Settings) -
     assert durations == {"nothing.example.com": "1m0s", "anon.example.com": "5m0s"}
 
 
+def test_a_zero_default_means_never_cache_even_for_nothing(settings: Settings) -> None:
+    data = kubelet_decode(
+        run_plugin(request("nothing.example.com/app"), "--default-cache-duration", "0").stdout
+    )
+    assert (data["auth"], data["cacheDuration"]) == ({}, "0s")
+
+
 @pytest.mark.parametrize(
     ("stdin", "says"),
     [

@@ -28,6 +28,7 @@ from regauth.config import Settings
 from regauth.errors import ConfigError, NotFoundError, UsageError
 from regauth.kube.matching import urls_match
 from regauth.kube.wire import CACHE_REGISTRY, AuthEntry, Request, Response
+from regauth.printable import quoted
 from regauth.providers.base import Credential
 from regauth.providers.routing import credential_for
 from regauth.reference import parse_reference
@@ -59,7 +60,8 @@ def answer(
         credential = credential_for(settings, book, store, host)
     except NotFoundError:
         nothing = int(settings.no_credentials_ttl)
-        return Response(request.api_version, CACHE_REGISTRY, min(nothing, default_cache or nothing), {})
+        brief = nothing if default_cache is None else min(nothing, default_cache)
+        return Response(request.api_version, CACHE_REGISTRY, brief, {})
     if credential is None:
         return Response(request.api_version, CACHE_REGISTRY, default_cache, {})
     entry = AuthEntry(credential.username, credential.secret)
@@ -74,7 +76,7 @@ def auth_key(image: str) -> str:
     first, slash, _ = image.partition("/")
     key = first if slash and _names_registry(first) else _HUB_FALLBACK_KEY
     if key != _HUB_FALLBACK_KEY and not urls_match(key, image):
-        raise UsageError(f"the kubelet would match no credential to the image {image!r}")
+        raise UsageError(f"the kubelet would match no credential to the image {quoted(image)}")
     return key
 
 
