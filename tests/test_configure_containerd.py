@@ -1,0 +1,188 @@
+"""``regauth configure containerd``: containerd's ``ctr`` (its own daemon) pulls from the token registry
+through ``regauth proxy`` with the ``hosts.toml`` files it writes, holding no credential; CRI's
+``config_path`` lands under the 1.x or the 2.x key with the user's comments kept, and containerd itself
+reads the result; ``--undo`` puts back what was there, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomlkit
+from support.image import PushedImage, push_runnable_image
+from support.proxy import ProxyProcess, caching_proxy_before
+from support.registry import RegistryFixture
+from test_proxy_clients import Containerd, _ctr_digest
+
+from regauth.config import Settings
+
+TIMEOUT = 60
+USER_CONFIG_V2 = """\
+version = 2
+# The node's containerd: keep this comment.
+root = "/var/lib/containerd"
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = ""   # set by the platform team
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+"""
+USER_CONFIG_V3 = """\
+version = 3
+# containerd 2.x
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+"""
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which(argv[0])
+    assert exe, f"{argv[0]} is not installed; these tests need it (never skipped)"
+    return subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def ok(argv: list[str]) -> str:
+    proc = run(argv)
+    assert proc.returncode == 0, f"{argv}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def _toml(text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = tomlkit.parse(text).unwrap()
+    return parsed
+
+
+@pytest.fixture
+def containerd(short_tmp: Path) -> Iterator[Containerd]:
+    daemon = Containerd(short_tmp / "containerd")
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def proxy(
+    regauth_exe: str, settings: Settings, tmp_path: Path, registry_token: RegistryFixture
+) -> Iterator[ProxyProcess]:
+    with caching_proxy_before(regauth_exe, settings, tmp_path, {"tok": registry_token}) as proc:
+        yield proc
+
+
+def test_ctr_pulls_through_the_proxy_after_configure(
+    containerd: Containerd, proxy: ProxyProcess, registry_token: RegistryFixture, tmp_path: Path
+) -> None:
+    fx = registry_token
+    image: PushedImage = push_runnable_image(
+        fx.url, context=fx.ssl_context(), username=fx.username, password=fx.password, files={"a.txt": b"a\n"}
+    )
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    certs = tmp_path / "certs.d"
+    config = tmp_path / "config.toml"
+    config.write_text(USER_CONFIG_V2)
+    pull = [*containerd.ctr("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)]
+    assert run(pull).returncode != 0
+
+    out = ok(
+        [
+            "regauth",
+            "configure",
+            "containerd",
+            "--proxy",
+            proxy.url,
+            "--certs-dir",
+            str(certs),
+            "--config",
+            str(config),
+        ]
+    )
+    assert "restart containerd" in out
+    hosts = certs / fx.host / "hosts.toml"
+    assert _toml(hosts.read_text()) == {
+        "server": f"https://{fx.host}",
+        "host": {proxy.url: {"capabilities": ["pull", "resolve"]}},
+    }
+    ok(pull)
+    assert _ctr_digest(ok(containerd.ctr("images", "ls")), ref) == image.digest
+    assert f"?ns={fx.host} 200 " in proxy.log()
+
+    # Only config_path changed, the comment beside it kept; containerd itself reads the file.
+    assert config.read_text() == USER_CONFIG_V2.replace('config_path = ""', f'config_path = "{certs}"')
+    dumped = ok(["containerd", "--config", str(config), "config", "dump"])
+    assert f'config_path = "{certs}"' in dumped
+
+    again = ["regauth", "configure", "containerd", "--proxy", proxy.url, "--config", str(config)]
+    # A second run finds the certs.d directory from config_path, and nothing to change.
+    assert "already configured, nothing to change" in ok(again)
+    ok(["regauth", "configure", "containerd", "--undo"])
+    assert config.read_text() == USER_CONFIG_V2 and not certs.exists()
+
+
+def test_containerd_2_key_and_replaced_hosts_files(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs.d"
+    # containerd reads host_port_ before host:port: that is the file to replace, and it comes back.
+    mine = certs / "lab.example_5000_" / "hosts.toml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('server = "https://lab.example:5000"  # the old mirror\n')
+    os.chmod(mine, 0o640)
+    config = tmp_path / "config.toml"
+    config.write_text(USER_CONFIG_V3)
+    argv = [
+        "regauth",
+        "configure",
+        "containerd",
+        "--proxy",
+        "http://127.0.0.1:5000",
+        "--certs-dir",
+        str(certs),
+    ]
+    argv += ["--config", str(config), "--registries", "lab.example:5000,docker.io"]
+    ok(argv)
+    parsed = _toml(config.read_text())
+    assert parsed["plugins"]["io.containerd.cri.v1.images"]["registry"]["config_path"] == str(certs)
+    assert config.read_text().startswith(USER_CONFIG_V3)
+    assert "http://127.0.0.1:5000" in mine.read_text() and (mine.stat().st_mode & 0o777) == 0o640
+    assert not (certs / "lab.example:5000").exists()
+    hub = _toml((certs / "docker.io" / "hosts.toml").read_text())
+    assert hub["server"] == "https://registry-1.docker.io"
+
+    ok(["regauth", "configure", "containerd", "--undo"])
+    assert config.read_text() == USER_CONFIG_V3
+    assert mine.read_text() == 'server = "https://lab.example:5000"  # the old mirror\n'
+    assert sorted(p.name for p in certs.iterdir()) == ["lab.example_5000_"]
+
+
+def test_a_new_config_and_refusals(isolated_env: Path, regauth_exe: str, tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "config.toml"
+    certs = tmp_path / "certs.d"
+    base = ["regauth", "configure", "containerd", "--certs-dir", str(certs), "--registries", "ghcr.io"]
+    ok([*base, "--proxy", "http://127.0.0.1:5000", "--config", str(config)])
+    assert _toml(config.read_text()) == {
+        "version": 2,
+        "plugins": {"io.containerd.grpc.v1.cri": {"registry": {"config_path": str(certs)}}},
+    }
+    ok(["containerd", "--config", str(config), "config", "dump"])
+
+    certs = tmp_path / "other-certs.d"
+    base[4] = str(certs)
+    mirrors = tmp_path / "mirrors.toml"
+    mirrors.write_text(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '  endpoint = ["https://mirror.example"]\n'
+    )
+    refused = run([*base, "--proxy", "http://127.0.0.1:5000", "--config", str(mirrors)])
+    assert refused.returncode == 1 and "mirrors" in refused.stderr and "nothing was changed" in refused.stderr
+    no_proxy = run([*base, "--no-config"])
+    assert no_proxy.returncode == 1 and "--proxy URL is needed" in no_proxy.stderr
+    bad = run([*base, "--no-config", "--proxy", "ftp://x"])
+    assert bad.returncode == 1 and "http://HOST:PORT" in bad.stderr
+    assert not certs.exists()
