@@ -14,6 +14,8 @@ from regauth import __version__
 from regauth.commands import (
     cmd_add,
     cmd_cache_clear,
+    cmd_disable,
+    cmd_enable,
     cmd_list,
     cmd_proxy,
     cmd_remove,
@@ -107,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     from regauth.configure.cli import add_parsers
 
     add_parsers(commands, _examples)
+    # serve (the API and console) and token (its API tokens): regauth/api.
+    from regauth.api.cli import add_parsers as add_api_parsers
+
+    add_api_parsers(commands, _examples)
     return parser
 
 
@@ -184,6 +190,23 @@ def _add_registry_parser(commands: Any) -> None:
     )
     remove.add_argument("name", help="the registry's name (see `regauth registry list`)")
     remove.set_defaults(func=cmd_remove)
+
+    for verb, func, what in (
+        ("enable", cmd_enable, "put a disabled registry back in use"),
+        (
+            "disable",
+            cmd_disable,
+            "take a registry out of use, keeping it (helper: not found; proxy: refused)",
+        ),
+    ):
+        toggle = actions.add_parser(
+            verb,
+            help=what,
+            description=what[0].upper() + what[1:] + ".",
+            epilog=_examples(f"regauth registry {verb} ghcr"),
+        )
+        toggle.add_argument("name", help="the registry's name (see `regauth registry list`)")
+        toggle.set_defaults(func=func)
 
     validate = actions.add_parser(
         "validate",

@@ -13,12 +13,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from regauth import audit, registry_ops
 from regauth.config import Settings
 from regauth.errors import UsageError, ValidationError
 from regauth.printable import printable
-from regauth.providers.table import PROVIDERS
 from regauth.reference import check_repository
 from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, stored_secret
+from regauth.registry_ops import check_option_keys, check_scheme, forget_tokens
+from regauth.registry_ops import known_option_keys as known_option_keys  # the rule is registry_ops'
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
@@ -31,7 +33,7 @@ MAX_SECRET_BYTES = 64 * 1024
 
 def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     provider = args.provider or "static"
-    _check_scheme(args.url, bool(args.insecure))
+    check_scheme(args.url, bool(args.insecure))
     record = Registry(
         id="",
         name=args.name,
@@ -45,12 +47,14 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
     )
     # Before anything is read or sent: a bad username or repository must not reach the registry.
     check_record(record)
-    _check_option_keys(record)
+    check_option_keys(record)
     _check_secret_wanted(args, record)
     secret = _read_secret(args, needed=provider == "static" and args.username is not None)
     if not args.no_validate:
-        _validate_or_raise(settings, store, record, secret, args.repository)
+        result = _validate_or_raise(settings, store, record, secret, args.repository)
+        record = record._replace(last_validation=registry_ops.last_validation(result))
     saved = book.add(record, secret)
+    _audit(settings, audit.CREATED, saved, secret_set=secret is not None)
     print(f"added registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 
@@ -60,7 +64,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     # Changed with `regauth registry`, the record is the user's own: a logout keeps its settings.
     changes: dict[str, Any] = {"origin": ORIGIN_CLI}
     if args.url is not None:
-        _check_scheme(args.url, old.insecure if args.insecure is None else args.insecure)
+        check_scheme(args.url, old.insecure if args.insecure is None else args.insecure)
         changes["registry"] = normalize_registry(args.url)
     if args.rename is not None:
         changes["name"] = args.rename
@@ -84,7 +88,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
         changes["repository"] = args.repository or None
     new = check_record(old._replace(**changes))
     if args.option or args.provider is not None:
-        _check_option_keys(new)
+        check_option_keys(new)
     _check_secret_wanted(args, new)
     # A new username with the old password is almost never right: ask for the secret again.
     needs_secret = (
@@ -94,17 +98,23 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     )
     secret = _read_secret(args, needed=needs_secret)
     if not args.no_validate:
-        # With no new secret, the stored one (the record keeps its id, so its key) is checked.
-        _validate_or_raise(settings, store, new, secret, new.repository)
+        # With no new secret, the stored one (the record keeps its id, so its key) is checked, unless
+        # the record moves to another host: that keeps no secret.
+        checked = registry_ops.secret_for_check(old, new, secret)
+        result = _validate_or_raise(settings, store, new, checked, new.repository)
+        changes["last_validation"] = registry_ops.last_validation(result)
     saved = book.update(old.name, changes, secret)
-    _forget_tokens(settings, store, old)
+    forget_tokens(settings, store, old)
+    dropped = registry_ops.moves_host(old, new) and secret is None and not old.anonymous
+    _audit(settings, audit.UPDATED, saved, secret_set=secret is not None, dropped=dropped)
     print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
     return 0
 
 
 def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     record = book.remove(args.name)
-    _forget_tokens(settings, store, record)
+    forget_tokens(settings, store, record)
+    _audit(settings, audit.DELETED, record)
     print(f"removed registry {record.name!r} ({record.registry})")
     return 0
 
@@ -117,15 +127,46 @@ def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook, s
     if not records:
         print("no registries configured (add one with `regauth registry add NAME --url URL`)")
         return 0
-    rows: list[tuple[str, ...]] = [("NAME", "REGISTRY", "USERNAME", "PROVIDER", "UPDATED")]
+    rows: list[tuple[str, ...]] = [("NAME", "REGISTRY", "USERNAME", "PROVIDER", "ACTIVE", "UPDATED")]
     rows += [
-        tuple(printable(cell) for cell in (r.name, r.registry, r.username or "-", r.provider, r.updated_at))
+        tuple(
+            printable(cell)
+            for cell in (
+                r.name,
+                r.registry,
+                r.username or "-",
+                r.provider,
+                "yes" if r.active else "no (inactive)",
+                r.updated_at,
+            )
+        )
         for r in records
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
         print("  ".join(cells) + "  " + row[-1])
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
+    return _set_active(args.name, settings, book, True)
+
+
+def cmd_disable(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
+    return _set_active(args.name, settings, book, False)
+
+
+def _set_active(name: str, settings: Settings, book: RegistryBook, active: bool) -> int:
+    old = book.get(name)
+    state = "enabled" if active else "disabled"
+    if old.active is active:
+        print(f"registry {old.name!r} is already {state}")
+        return 0
+    saved = book.update(old.name, {"active": active})
+    _audit(settings, audit.ENABLED if active else audit.DISABLED, saved)
+    what = "" if active else "; kept, but the helper answers not-found for it and the proxy refuses it"
+    print(f"{state} registry {saved.name!r} ({saved.registry}){what}")
     return 0
 
 
@@ -152,6 +193,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
     results = []
     for record in records:
         result = _validate(settings, store, record, None, args.repository or record.repository)
+        book.note_validation(record.id, registry_ops.last_validation(result))
         advice = None if result.ok else _advice(result, record, f"regauth registry update {record.name}")
         results.append((record, result, advice))
         if not args.json:
@@ -214,21 +256,17 @@ def _validate(
     settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
 ) -> ValidationResult:
     """Check ``record`` against its registry; ``secret`` is one not saved yet, if any."""
-    from regauth.distribution.validate import validate_sync
-    from regauth.providers.routing import record_credential
-
-    # Always a fresh mint: a cached token would prove nothing about a changed secret or option.
-    credential = record_credential(settings, store, record, secret=secret, use_cache=False)
-    return validate_sync(record.target(), credential, repository, label=record.label)
+    return registry_ops.check(settings, store, record, secret, repository)
 
 
 def _validate_or_raise(
     settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
-) -> None:
+) -> ValidationResult:
     result = _validate(settings, store, record, secret, repository)
     if not result.ok:
         advice = _advice(result, record, "") or "--no-validate skips the check"
         raise ValidationError(f"{result.message}; nothing was saved ({advice})", outcome=result.outcome)
+    return result
 
 
 def _advice(result: ValidationResult, record: Registry, command: str) -> str | None:
@@ -248,53 +286,8 @@ def _advice(result: ValidationResult, record: Registry, command: str) -> str | N
     return f"a registry with a private CA: name the CA with {run}; a plain-HTTP registry: {plain}"
 
 
-def _forget_tokens(settings: Settings, store: SecretStore, record: Registry) -> None:
-    """Drop the host's cached provider tokens: they were minted for the record as it was."""
-    if not PROVIDERS[record.provider].mints:
-        return
-    from regauth.providers.cache import clear
-
-    clear(settings, store, host=record.registry)
-
-
-def _check_scheme(url: str, insecure: bool) -> None:
-    # Said before anything is sent: over HTTPS, a plain-HTTP registry fails with a puzzling TLS error.
-    if url.strip().lower().startswith("http://") and not insecure:
-        raise UsageError(
-            f"{url.strip()} is plain HTTP: add `--insecure` to allow it (for this registry only)"
-        )
-
-
 def _check_secret_wanted(args: argparse.Namespace, record: Registry) -> None:
-    # A static record without a username is anonymous and keeps no secret: one given would be lost.
-    if args.password_stdin and record.anonymous:
-        raise UsageError(
-            "--password-stdin needs --username: a static registry without a username is anonymous and "
-            "keeps no secret"
-        )
-
-
-def known_option_keys(provider: str) -> frozenset[str]:
-    """The record options ``provider`` reads: its own (declared in its module) and every record's."""
-    from regauth.distribution.realms import REALM_HOSTS_OPTION
-
-    return PROVIDERS[provider].option_keys() | {REALM_HOSTS_OPTION}
-
-
-def _check_option_keys(record: Registry) -> None:
-    known = known_option_keys(record.provider)
-    unknown = sorted(set(record.options) - known)
-    if not unknown:
-        return
-    import difflib
-
-    key = unknown[0]
-    close = difflib.get_close_matches(key, known, n=1)
-    guess = f" (did you mean {close[0]}?)" if close else ""
-    raise UsageError(
-        f"unknown option {key!r} for the {record.provider} provider{guess}; it knows: "
-        f"{', '.join(sorted(known))}"
-    )
+    registry_ops.check_secret_wanted(record, bool(args.password_stdin))
 
 
 def _read_secret(args: argparse.Namespace, *, needed: bool) -> str | None:
@@ -354,3 +347,10 @@ def _secret_state(store: SecretStore, record: Registry) -> str:
     if record.anonymous:
         return "none (anonymous)"
     return "stored" if stored_secret(store, record) is not None else "missing"
+
+
+def _audit(
+    settings: Settings, action: str, record: Registry, *, secret_set: bool = False, dropped: bool = False
+) -> None:
+    secret = "set" if secret_set else ("dropped" if dropped else None)
+    audit.AuditLog.for_settings(settings).append(ORIGIN_CLI, action, record.id, record.name, secret=secret)

@@ -57,6 +57,13 @@ class Registry(NamedTuple):
     updated_at: str = ""
     # ORIGIN_CLI or ORIGIN_HELPER; None in files written before regauth recorded it.
     origin: str | None = None
+    # False: kept but out of use; the helper answers not-found for it and the proxy refuses it.
+    active: bool = True
+    # Who made it and who changed it last: an API token's name, or ORIGIN_CLI / ORIGIN_HELPER.
+    created_by: str | None = None
+    updated_by: str | None = None
+    # The last check against the registry, {"outcome", "message", "at"} (registry_ops.last_validation).
+    last_validation: Mapping[str, str] | None = None
 
     @property
     def secret_key(self) -> str:
@@ -93,6 +100,8 @@ class Registry(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         data = self._asdict()
         data["options"] = dict(self.options)
+        if self.last_validation is not None:
+            data["last_validation"] = dict(self.last_validation)
         return data
 
     @classmethod
@@ -216,20 +225,30 @@ class RegistryBook:
                 return record
         return None
 
-    def add(self, record: Registry, secret: str | None) -> Registry:
+    def add(self, record: Registry, secret: str | None, *, by: str = ORIGIN_CLI) -> Registry:
+        """Save a new record; ``by`` is who (``created_by``): an API token's name, or the CLI."""
         check_record(record)
         with file_lock(self._lock_path):
             records = self._read()
             self._check_free(records, record)
             now = _now()
             record = record._replace(
-                id=record.id or os.urandom(8).hex(), created_at=now, updated_at=now, origin=ORIGIN_CLI
+                id=record.id or os.urandom(8).hex(),
+                created_at=now,
+                updated_at=now,
+                origin=ORIGIN_CLI,
+                created_by=by,
+                updated_by=by,
             )
             self._commit(records + [record], record, secret)
         return record
 
-    def update(self, name: str, changes: Mapping[str, Any], secret: str | None = None) -> Registry:
-        """Change fields of ``name``; a ``secret`` of None keeps the stored one.
+    def update(
+        self, name: str, changes: Mapping[str, Any], secret: str | None = None, *, by: str = ORIGIN_CLI
+    ) -> Registry:
+        """Change fields of ``name``; a ``secret`` of None keeps the stored one, unless the record moves
+        to another host: then it keeps none (``registry_ops``' rule), so whoever may change a record
+        cannot send its stored secret to a host of their choosing. ``by`` is who (``updated_by``).
 
         ``changes`` may set ``origin``: `regauth registry update` makes the record the user's own.
         """
@@ -238,15 +257,24 @@ class RegistryBook:
             old = next((r for r in records if r.name == name), None)
             if old is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
-            new = check_record(old._replace(**changes, updated_at=_now()))
+            new = check_record(old._replace(**changes, updated_at=_now(), updated_by=by))
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
             rest = [new if r.id == old.id else r for r in records]
-            if secret is None and not new.anonymous:
+            if secret is None and not new.anonymous and new.registry == old.registry:
                 self._write(rest)
             else:
                 self._commit(rest, new, secret)
         return new
+
+    def note_validation(self, record_id: str, note: Mapping[str, str]) -> None:
+        """Keep the outcome of a check on the record: no change of it, so ``updated_at`` stays."""
+        with file_lock(self._lock_path):
+            records = self._read()
+            if any(r.id == record_id for r in records):  # else removed meanwhile: nothing to note
+                self._write(
+                    [r._replace(last_validation=dict(note)) if r.id == record_id else r for r in records]
+                )
 
     def remove(self, name: str) -> Registry:
         with file_lock(self._lock_path):
@@ -312,10 +340,12 @@ class RegistryBook:
                     created_at=now,
                     updated_at=now,
                     origin=ORIGIN_HELPER,
+                    created_by=ORIGIN_HELPER,
+                    updated_by=ORIGIN_HELPER,
                 )
                 records = records + [new]
             else:
-                new = old._replace(username=username, updated_at=_now())
+                new = old._replace(username=username, updated_at=_now(), updated_by=ORIGIN_HELPER)
                 records = [new if r.id == old.id else r for r in records]
             self._commit(records, new, secret)
         return new

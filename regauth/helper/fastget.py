@@ -98,6 +98,9 @@ def _record_for(host: str, registries_json: bytes) -> dict[str, str] | None:
             found = item
     if found is None or found.get("provider", layout.DEFAULT_PROVIDER) != layout.DEFAULT_PROVIDER:
         return None
+    # A disabled record: the general path says it is not found, and why.
+    if found.get("active", True) is not True:
+        return None
     # record_problem checked the types: "id" is a string, and so is a "username" that is not None.
     return found if isinstance(found.get("username"), str) else None
 

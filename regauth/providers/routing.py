@@ -43,6 +43,9 @@ def credential_for(
     host = normalize_registry(server)
     record = book.for_host(host)
     if record is not None:
+        if not record.active:
+            # Kept but out of use: nothing answers for its host, not even an ambient provider.
+            raise NotFoundError(f"{record.label} is disabled (`regauth registry enable {record.name}`)")
         return record_credential(settings, store, record, use_cache=use_cache)
     name = route_ambient(settings, host)
     if name is None:

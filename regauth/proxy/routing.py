@@ -4,7 +4,8 @@ Only configured registries (and Docker Hub when enabled) are upstreams: the prox
 proxy. Ways in, all of which end here:
 
 - ``/v2/ghcr.io/org/app/...``  the prefix is a configured host (podman/CRI-O mirror ``location``s too);
-- ``/v2/NAME/org/app/...``     the prefix is a record's name (the only way to a host with a port);
+- ``/v2/NAME/org/app/...``     the prefix is a record's name (the only way to a host with a port),
+  or its id, as the platforms reference "their" registry;
 - ``/v2/org/app/...?ns=HOST``  containerd's mirror, which names the upstream in ``ns``;
 - ``/v2/library/ubuntu/...``   no prefix and no ``ns``: Docker Hub (Docker's ``registry-mirrors``).
 
@@ -48,7 +49,7 @@ class Upstream:
 class Target:
     """What one V2 request asks of which upstream. ``client_name`` is the name as the client wrote it."""
 
-    kind: str  # "base", "manifest", "blob", "tags"
+    kind: str  # "base", "manifest", "blob", "tags", "referrers"
     upstream: Upstream | None = None
     repository: str = ""
     reference: str = ""
@@ -96,7 +97,9 @@ class Upstreams:
                 log.error("%s; still serving the registries read before", exc)
                 self._stamp = stamp
                 return
-            self._by_name = {r.name: r for r in records}
+            # A disabled record is out of use: refused by name, id and host alike.
+            records = [r for r in records if r.active]
+            self._by_name = {**{r.id: r for r in records}, **{r.name: r for r in records}}
             self._by_host = {r.registry: r for r in records}
             self._made = {}
             self._stamp = stamp
@@ -146,6 +149,8 @@ def kind_of(tail: str) -> str:
         return "base"
     if tail.endswith("/tags/list"):
         return "tags"
+    if "/referrers/" in tail:
+        return "referrers"
     if "/manifests/" in tail:
         return "manifest"
     return "blob" if "/blobs/" in tail else "other"
@@ -157,6 +162,9 @@ def parse_target(tail: str, ns: str | None, upstreams: Upstreams) -> Target:
         return Target("base")
     if tail.endswith("/tags/list"):
         kind, name, reference = "tags", tail[: -len("/tags/list")], ""
+    elif "/referrers/" in tail:
+        name, _, reference = tail.rpartition("/referrers/")
+        kind = "referrers"
     elif "/manifests/" in tail:
         name, _, reference = tail.rpartition("/manifests/")
         kind = "manifest"
@@ -231,5 +239,7 @@ def _check(kind: str, name: str, reference: str) -> None:
         if reference.startswith("uploads"):
             raise ApiError(405, UNSUPPORTED, "this proxy is pull-only: pushing is not supported")
         raise ApiError(400, "DIGEST_INVALID", f"invalid blob digest {quoted(reference)}")
+    if kind == "referrers" and not is_digest(reference):
+        raise ApiError(400, "DIGEST_INVALID", f"invalid subject digest {quoted(reference)}")
     if kind == "manifest" and not (is_digest(reference) or is_tag(reference)):
         raise ApiError(400, "MANIFEST_INVALID", f"invalid tag or digest {quoted(reference)}")

@@ -1,0 +1,87 @@
+"""The audit log: one JSON line per change of a registry record (who, what, when; never a secret).
+
+Append-only: each event is one ``write`` to a file opened ``O_APPEND`` (``fsutil.open_append``), so
+concurrent writers (the API, the CLI) interleave whole lines. An event names the record and the fields
+that changed, and whether a secret was set or dropped; it never holds a field's value, so no secret can
+reach it by way of a field the API did not foresee.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from regauth.config import Settings
+from regauth.fsutil import open_append, read_private
+
+EVENTS_FILE = "events.jsonl"  # in the state dir
+# The log grows without bound by design; a read takes at most this much of it.
+_READ_MAX = 64 * 1024 * 1024
+
+CREATED, UPDATED, DELETED, VALIDATED = "created", "updated", "deleted", "validated"
+ENABLED, DISABLED = "enabled", "disabled"
+ACTIONS = (CREATED, UPDATED, DELETED, VALIDATED, ENABLED, DISABLED)
+
+
+def events_path(settings: Settings) -> Path:
+    return settings.state_dir / EVENTS_FILE
+
+
+class AuditLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> AuditLog:
+        return cls(events_path(settings))
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        record_id: str,
+        name: str,
+        *,
+        fields: Iterable[str] = (),
+        secret: str | None = None,
+        outcome: str | None = None,
+    ) -> dict[str, Any]:
+        """Record one event; ``secret`` says what happened to the secret ("set", "dropped"), never it."""
+        event: dict[str, Any] = {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "actor": actor,
+            "action": action,
+            "registry_id": record_id,
+            "registry_name": name,
+            "fields": sorted(fields),
+        }
+        if secret is not None:
+            event["secret"] = secret
+        if outcome is not None:
+            event["outcome"] = outcome
+        line = (json.dumps(event, ensure_ascii=True) + "\n").encode()
+        fd = open_append(self.path)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        return event
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every event, oldest first; a torn or foreign line is passed over, not fatal."""
+        raw = read_private(self.path, limit=_READ_MAX)
+        if raw is None:
+            return []
+        events = []
+        for line in raw.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events

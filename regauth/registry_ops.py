@@ -1,0 +1,138 @@
+"""What adding, changing and checking a registry record mean, for every edge that does them: the CLI's
+``registry add|update|validate`` and the API's POST, PATCH and validate. One place per rule.
+
+- A plain-HTTP URL needs ``insecure``, said before anything is sent.
+- Option keys are the provider's own and every record's (``realm_hosts``).
+- A secret given for an anonymous static record would be lost: refused.
+- **A record that moves to another host keeps no secret.** Its check never reads the stored secret
+  (``secret_for_check``), and ``RegistryBook.update`` drops it unless a new one comes with the change,
+  so whoever may edit a record cannot send its stored password to a host of their choosing.
+- A check always mints afresh (``use_cache=False``): a cached token proves nothing about a changed secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from regauth.config import Settings
+from regauth.errors import UsageError
+from regauth.registries import Registry, stored_secret
+from regauth.store.base import SecretStore
+
+if TYPE_CHECKING:
+    # Only for annotations: importing them loads aiohttp, which no command but a validation needs.
+    from regauth.distribution.credential import Credential
+    from regauth.distribution.validate import ValidationResult
+
+# What stands for "no secret" in a check of a moved record: not None, which means "the stored one".
+_NO_SECRET = ""
+
+
+def check_scheme(url: str, insecure: bool, *, fix: str = "add `--insecure` to allow it") -> None:
+    # Said before anything is sent: over HTTPS, a plain-HTTP registry fails with a puzzling TLS error.
+    if url.strip().lower().startswith("http://") and not insecure:
+        raise UsageError(f"{url.strip()} is plain HTTP: {fix} (for this registry only)")
+
+
+def known_option_keys(provider: str) -> frozenset[str]:
+    """The record options ``provider`` reads: its own (declared in its module) and every record's."""
+    from regauth.distribution.realms import REALM_HOSTS_OPTION
+    from regauth.providers.table import PROVIDERS
+
+    return PROVIDERS[provider].option_keys() | {REALM_HOSTS_OPTION}
+
+
+def check_option_keys(record: Registry) -> None:
+    known = known_option_keys(record.provider)
+    unknown = sorted(set(record.options) - known)
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, known, n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(
+        f"unknown option {key!r} for the {record.provider} provider{guess}; it knows: "
+        f"{', '.join(sorted(known))}"
+    )
+
+
+def check_secret_wanted(
+    record: Registry, secret_given: bool, *, needs: str = "--password-stdin needs --username"
+) -> None:
+    # A static record without a username is anonymous and keeps no secret: one given would be lost.
+    if secret_given and record.anonymous:
+        raise UsageError(f"{needs}: a static registry without a username is anonymous and keeps no secret")
+
+
+def moves_host(old: Registry, new: Registry) -> bool:
+    return old.registry != new.registry
+
+
+def secret_for_check(old: Registry, new: Registry, secret: str | None) -> str | None:
+    """The secret to check ``new`` (the change of ``old``) with: the one given; else, when the record
+    moves to another host, none at all (never the stored one); else None, which reads the stored one."""
+    if secret is not None or not moves_host(old, new):
+        return secret
+    from regauth.providers.table import PROVIDERS
+
+    if not new.anonymous and PROVIDERS[new.provider].reads_secret:
+        raise UsageError(
+            f"{new.label} would move from {old.registry}: a record that moves to another host keeps "
+            "no stored secret, so give its secret again with the change"
+        )
+    return _NO_SECRET
+
+
+def credential_for_check(
+    settings: Settings, store: SecretStore, record: Registry, secret: str | None
+) -> Credential | None:
+    """The credential to check ``record`` with; ``secret`` is one not saved yet (None: the stored one)."""
+    from regauth.providers.routing import record_credential
+
+    return record_credential(settings, store, record, secret=secret, use_cache=False)
+
+
+def check(
+    settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
+) -> ValidationResult:
+    """Validate ``record`` against its registry, for a synchronous caller (the CLI)."""
+    from regauth.distribution.validate import validate_sync
+
+    credential = credential_for_check(settings, store, record, secret)
+    return validate_sync(record.target(), credential, repository, label=record.label)
+
+
+async def check_async(
+    settings: Settings, store: SecretStore, record: Registry, secret: str | None, repository: str | None
+) -> ValidationResult:
+    """``check`` on a running event loop (the API): the credential lookup runs on a worker thread."""
+    import asyncio
+
+    from regauth.distribution.validate import validate
+
+    credential = await asyncio.to_thread(credential_for_check, settings, store, record, secret)
+    return await validate(record.target(), credential, repository, label=record.label)
+
+
+def last_validation(result: ValidationResult) -> dict[str, Any]:
+    """What a record keeps of its last check (``Registry.last_validation``): never a secret."""
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {"outcome": str(result.outcome), "message": result.message, "at": at}
+
+
+def has_secret(store: SecretStore, record: Registry) -> bool:
+    return stored_secret(store, record) is not None
+
+
+def forget_tokens(settings: Settings, store: SecretStore, record: Registry) -> None:
+    """Drop the host's cached provider tokens: they were minted for the record as it was."""
+    from regauth.providers.table import PROVIDERS
+
+    kind = PROVIDERS.get(record.provider)
+    if kind is None or not kind.mints:
+        return
+    from regauth.providers.cache import clear
+
+    clear(settings, store, host=record.registry)
