@@ -11,6 +11,7 @@ from regauth.configure import core
 from regauth.configure.hosts import registry_hosts
 from regauth.errors import UsageError
 from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
 
 CLIENTS = ("docker", "podman", "containerd", "systemd")
 
@@ -327,7 +328,9 @@ def add_import_parser(commands: Any, examples: Any) -> None:
     imp.set_defaults(func=cmd_import, undo=False, force=False)
 
 
-def cmd_import(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: Any = None) -> int:
+def cmd_import(
+    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
+) -> int:
     from regauth.configure import docker, importer
 
     if args.client == "docker":
@@ -338,8 +341,15 @@ def cmd_import(args: argparse.Namespace, settings: Settings, book: RegistryBook,
         if args.config:
             raise UsageError("--config is docker's; podman takes --auth-file PATH")
         path = _podman_auth_file(settings, args.auth_file)
-    validator = None if args.no_validate else _validator(settings, store)
-    plan, outcome = importer.run_import(args.client, path, settings, book, validator, dry_run=args.dry_run)
+    plan, outcome = importer.run_import(
+        args.client,
+        path,
+        settings,
+        book,
+        _store(settings, store),
+        validate=not args.no_validate,
+        dry_run=args.dry_run,
+    )
     for line in outcome.moved:
         print(f"{'would move' if args.dry_run else 'moved'} {line}")
     for line in outcome.already:
@@ -368,20 +378,12 @@ def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
     return podman.auth_file(env, flag)
 
 
-def _validator(settings: Settings, store: Any) -> Any:
-    # The very check `regauth registry add` runs before it saves (regauth.commands).
-    from regauth import commands
+def _store(settings: Settings, store: SecretStore | None) -> SecretStore:
+    if store is not None:
+        return store
+    from regauth.store.lazy import LazyStore
 
-    if store is None:
-        from regauth.store.lazy import LazyStore
-
-        store = LazyStore.for_settings(settings)
-
-    def check(record: Any, secret: str | None) -> str | None:
-        result = commands._validate(settings, store, record, secret, None)
-        return None if result.ok else str(result.message)
-
-    return check
+    return LazyStore.for_settings(settings)
 
 
 # --- regauth doctor ---------------------------------------------------------------------------------
@@ -408,24 +410,21 @@ def add_doctor_parser(commands: Any, examples: Any) -> None:
     doctor.add_argument(
         "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
     )
+    doctor.add_argument("--proxy", metavar="URL", help="also ask the running proxy at URL")
     doctor.set_defaults(func=cmd_doctor)
 
 
-def cmd_doctor(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: Any = None) -> int:
+def cmd_doctor(
+    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
+) -> int:
     from regauth.configure import doctor
 
     options = doctor.Options(
         max_age_days=args.max_age,
         validate=args.validate,
         containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
+        proxy=args.proxy,
     )
-    validator = None
-    if args.validate:
-        check = _validator(settings, store)
-
-        def validator(record: Any) -> str | None:
-            return check(record, None)
-
-    findings = doctor.examine(settings, book.all(), options, validator)
+    findings = doctor.examine(settings, book.all(), options, _store(settings, store))
     print(doctor.render(findings, args.json))
     return 1 if any(f.status == doctor.ACTION for f in findings) else 0

@@ -21,6 +21,7 @@ from regauth.configure.files import read_state
 from regauth.configure.hosts import HELPER
 from regauth.errors import RegauthError
 from regauth.registries import Registry
+from regauth.store.base import SecretStore
 
 OK, ACTION, INFO = "ok", "action", "info"
 HELPER_EXE = f"docker-credential-{HELPER}"
@@ -41,18 +42,21 @@ class Options(NamedTuple):
     max_age_days: float = 90.0
     validate: bool = False
     containerd_certs_dir: Path | None = None
+    proxy: str | None = None  # a running proxy's URL to ask
 
 
 def examine(
-    settings: Settings, records: Sequence[Registry], options: Options, validator: Any = None
+    settings: Settings, records: Sequence[Registry], options: Options, store: SecretStore | None = None
 ) -> list[Finding]:
     findings = list(_helper())
     findings += _docker(settings.environ, records)
     findings += _podman(settings.environ, records)
     if options.containerd_certs_dir is not None:
         findings += _containerd(options.containerd_certs_dir, records)
+    if options.proxy is not None:
+        findings.append(_proxy(options.proxy))
     findings += _store(settings)
-    findings += _records(records, options, validator)
+    findings += _records(settings, records, options, store)
     return findings
 
 
@@ -148,6 +152,23 @@ def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Findin
         yield Finding("containerd", OK, f"{certs_dir}: a hosts.toml mirror for every configured registry")
 
 
+def _proxy(url: str) -> Finding:
+    import urllib.error
+    import urllib.request
+
+    base = url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/v2/", timeout=10) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        return Finding("proxy", ACTION, f"{base} does not answer: {getattr(exc, 'reason', exc)}")
+    if status in (200, 401):
+        return Finding("proxy", OK, f"{base} answers the Registry V2 API")
+    return Finding("proxy", ACTION, f"{base}/v2/ answered {status}: is it regauth's proxy?")
+
+
 def _plaintext(client: str, path: Path, config: Mapping[str, Any]) -> Iterator[Finding]:
     hosts = docker.plaintext_hosts(config)
     if hosts:
@@ -180,7 +201,9 @@ def _store(settings: Settings) -> Iterator[Finding]:
     yield Finding("store", OK, f"the {backend} store ({how}) opens")
 
 
-def _records(records: Sequence[Registry], options: Options, validator: Any) -> Iterator[Finding]:
+def _records(
+    settings: Settings, records: Sequence[Registry], options: Options, store: SecretStore | None
+) -> Iterator[Finding]:
     if not records:
         yield Finding("records", INFO, "no registries configured (`regauth registry add NAME --url URL`)")
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -196,8 +219,8 @@ def _records(records: Sequence[Registry], options: Options, validator: Any) -> I
         age = _age_days(record.updated_at, now)
         if (
             age is not None
-            and not record.anonymous
             and record.provider == "static"
+            and not record.anonymous
             and age > options.max_age_days
         ):
             yield Finding(
@@ -206,12 +229,39 @@ def _records(records: Sequence[Registry], options: Options, validator: Any) -> I
                 f"its secret is {age:.0f} days old (over {options.max_age_days:.0f}): rotate it with "
                 f"`regauth registry update {record.name} --password-stdin`",
             )
-        if options.validate and validator is not None:
-            why = validator(record)
-            if why is None:
-                yield Finding(check, OK, "validates")
-            else:
-                yield Finding(check, ACTION, f"does not validate: {why}")
+        if options.validate and store is not None:
+            yield _validated(settings, store, record, check)
+        else:
+            yield _last_validation(record, check)
+
+
+def _validated(settings: Settings, store: SecretStore, record: Registry, check: str) -> Finding:
+    from regauth import registry_ops
+
+    try:
+        result = registry_ops.check(settings, store, record, None, record.repository)
+    except RegauthError as exc:
+        return Finding(check, ACTION, f"cannot be checked: {exc}")
+    if result.ok:
+        return Finding(check, OK, f"validates ({record.registry})")
+    return Finding(check, ACTION, f"does not validate: {result.message}")
+
+
+def _last_validation(record: Registry, check: str) -> Finding:
+    last = record.last_validation
+    if not last:
+        return Finding(
+            check, INFO, f"{record.registry}: not validated since it was saved (--validate checks it)"
+        )
+    when = last.get("at", "?")
+    if last.get("outcome") == "valid":
+        return Finding(check, OK, f"{record.registry}: valid at its last check ({when})")
+    return Finding(
+        check,
+        ACTION,
+        f"{record.registry}: its last check ({when}) said {last.get('outcome')}: {last.get('message', '')}; "
+        f"`regauth registry validate {record.name}` checks it again",
+    )
 
 
 def _age_days(stamp: str, now: datetime.datetime) -> float | None:

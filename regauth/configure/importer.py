@@ -1,8 +1,9 @@
 """``regauth import docker|podman``: plaintext ``auths`` into regauth's store, the hosts onto the helper.
 
 Each ``auths`` entry with an ``auth`` (base64 ``user:password``) or an ``identitytoken`` becomes a
-static record, checked against its registry first (unless ``--no-validate``) by the same validation as
-``regauth registry add``, and saved by the same ``RegistryBook.add``. Only the entries that moved lose
+static record, checked against its registry first (unless ``--no-validate``) by the same
+``registry_ops.check`` as ``regauth registry add``, and saved by the same ``RegistryBook.add``, with
+its last validation and an audit event. Only the entries that moved lose
 their secret fields in the file, and get a ``credHelpers`` entry; the file is rewritten through
 ``core.apply``, so the original goes to a 0600 backup. Nothing secret is ever printed, not even in the
 ``--dry-run`` diff.
@@ -13,10 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from regauth import audit, registry_ops
 from regauth.config import Settings
 from regauth.configure import jsonfile
 from regauth.configure.core import Change, Plan
@@ -25,8 +26,9 @@ from regauth.configure.files import FileState, read_state
 from regauth.configure.hosts import HELPER
 from regauth.errors import RegauthError
 from regauth.printable import printable
-from regauth.registries import Registry, RegistryBook, name_for_host
+from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, name_for_host
 from regauth.servers import normalize_registry
+from regauth.store.base import SecretStore
 
 # What a docker or containers auth entry may hold that is a credential.
 SECRET_FIELDS = ("auth", "identitytoken", "password", "registrytoken", "username")
@@ -45,9 +47,6 @@ class Outcome(NamedTuple):
     already: list[str]
     failed: list[str]
     skipped: list[str]
-
-
-Validator = Callable[[Registry, str], str | None]  # None when valid, else the reason
 
 
 def plaintext(state: FileState, config: dict[str, Any]) -> tuple[list[Found], list[str], list[str]]:
@@ -104,8 +103,9 @@ def run_import(
     path: Path,
     settings: Settings,
     book: RegistryBook,
-    validator: Validator | None,
+    store: SecretStore,
     *,
+    validate: bool,
     dry_run: bool,
 ) -> tuple[Plan, Outcome]:
     """Move what validates into the book (not on a dry run) and plan the file without it."""
@@ -119,13 +119,23 @@ def run_import(
         if existing is not None:
             outcome.already.append(f"{item.host}: already in regauth as {existing.name!r}; left in place")
             continue
-        record = _record(settings, book, item)
-        why = validator(record, item.secret) if validator is not None else None
-        if why is not None:
-            outcome.failed.append(f"{item.host}: {printable(why)}; left in place")
+        try:
+            # As `regauth registry add` does, before anything is sent.
+            record = check_record(_record(settings, book, item))
+        except RegauthError as exc:
+            outcome.skipped.append(f"{printable(item.key)}: {exc}")
             continue
+        if validate:
+            result = registry_ops.check(settings, store, record, item.secret, None)
+            if not result.ok:
+                outcome.failed.append(f"{item.host}: {printable(result.message)}; left in place")
+                continue
+            record = record._replace(last_validation=registry_ops.last_validation(result))
         if not dry_run:
             record = book.add(record, item.secret)
+            audit.AuditLog.for_settings(settings).append(
+                ORIGIN_CLI, audit.CREATED, record.id, record.name, secret="set"
+            )
         outcome.moved.append(f"{item.host} (user {printable(item.username)}) -> registry {record.name!r}")
         _point_at_helper(after, item, client)
     data = jsonfile.rewrite(state, before, after)

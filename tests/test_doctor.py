@@ -1,0 +1,100 @@
+"""``regauth doctor``: a verdict per line, exit status 1 when anything needs action, never a secret;
+with the real registry (htpasswd over TLS) for ``--validate`` and the clients' files in the test's home."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from support.registry import RegistryFixture
+
+from regauth.config import Settings
+from regauth.registries import Registry, RegistryBook
+
+TIMEOUT = 60
+
+
+def regauth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("regauth")
+    assert exe
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_a_healthy_set_up(
+    registry_htpasswd: RegistryFixture, settings: Settings, isolated_env: Path, regauth_exe: str
+) -> None:
+    fx = registry_htpasswd
+    assert fx.password
+    record = Registry(id="", name="lab", registry=fx.host, username=fx.username, ca_file=fx.ca_file)
+    RegistryBook.for_settings(settings).add(record, fx.password)
+    ok(regauth("configure", "docker"))
+    ok(regauth("configure", "podman"))
+
+    out = ok(regauth("doctor"))
+    lines = out.splitlines()
+    assert all(line.split()[0] in ("ok", "info") for line in lines), out
+    assert any(line.startswith("ok     helper:") for line in lines)
+    assert any(line.startswith("ok     docker:") and "credHelpers" in line for line in lines)
+    assert any(line.startswith("ok     store: the file store") for line in lines)
+    assert "not validated since it was saved" in out
+
+    checked = json.loads(ok(regauth("doctor", "--json", "--validate")))
+    assert {"check": "registry lab", "status": "ok", "message": f"validates ({fx.host})"} in checked
+    assert fx.password not in out + json.dumps(checked)
+
+
+def test_what_needs_action_is_named_without_secrets(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    book = RegistryBook.for_settings(settings)
+    book.add(Registry(id="", name="old", registry="registry.lab:5000", username="ci"), "s3cret-old")
+    book.add(Registry(id="", name="gcr", registry="gcr.io"), None)
+    # A record last changed long ago.
+    path = settings.registries_file
+    data = json.loads(path.read_text())
+    data["registries"][0]["updated_at"] = "2020-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(data))
+    docker_auth = base64.b64encode(b"me:s3cret-docker").decode()
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {"ghcr.io": {"auth": docker_auth}}}))
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps({"auths": {"quay.io": {"identitytoken": "s3cret-quay"}}}))
+    env = dict(os.environ, REGISTRY_AUTH_FILE=str(auth_file))
+
+    proc = regauth(
+        "doctor",
+        "--containerd-certs-dir",
+        str(tmp_path / "certs.d"),
+        "--proxy",
+        "http://127.0.0.1:1",
+        env=env,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    for needed in (
+        f"ACTION docker: {config}: not pointed at regauth for registry.lab:5000, gcr.io",
+        f"ACTION docker: {config} holds plaintext credentials for ghcr.io; run `regauth import docker`",
+        f"ACTION podman: {auth_file} holds plaintext credentials for quay.io; run `regauth import podman`",
+        "ACTION containerd:",
+        "ACTION proxy: http://127.0.0.1:1 does not answer",
+        "ACTION registry gcr: gcr.io is Container Registry",
+        "ACTION registry old: its secret is",
+    ):
+        assert needed in out, out
+    for secret in ("s3cret", docker_auth):
+        assert secret not in out + proc.stderr
+    findings = json.loads(regauth("doctor", "--json", env=env).stdout)
+    assert {f["status"] for f in findings} <= {"ok", "action", "info"}
+    assert any(f["check"] == "podman" and f["status"] == "action" for f in findings)
+    # A longer threshold: the old secret is fine.
+    assert "its secret is" not in regauth("doctor", "--max-age", "100000", env=env).stdout
