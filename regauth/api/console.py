@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import jinja2
 from aiohttp import web
@@ -28,6 +29,10 @@ from regauth.errors import RegauthError, UsageError
 from regauth.registries import PROVIDERS, Registry
 
 COOKIE = "regauth_console"
+# The outcome of the last form, shown once by the list it redirects to (post/redirect/get: a reload
+# or a back button never sends the form again).
+NOTE_COOKIE = "regauth_console_note"
+_NOTE_MAX = 1000
 _TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 _SECURE = web.AppKey("console_secure_cookies", bool)
 _HEADERS = {
@@ -65,7 +70,12 @@ async def index(request: web.Request) -> web.Response:
     caller = await _caller(request)
     if caller is None:
         return _page(request, "signin.html", status=200)
-    return await _list(request, caller)
+    note = unquote(request.cookies.get(NOTE_COOKIE, ""))
+    error = note.startswith("!")
+    response = await _list(request, caller, note=note.removeprefix("!") or None, error=error)
+    if note:
+        response.del_cookie(NOTE_COOKIE, path="/")
+    return response
 
 
 async def login(request: web.Request) -> web.Response:
@@ -108,7 +118,7 @@ async def create(request: web.Request) -> web.Response:
     except RegauthError as exc:
         status = response_for(exc).status
         return _form(request, caller, None, _values_from(form), note=exc.message, status=status)
-    return await _list(request, caller, note=f"added registry {saved.name!r} ({saved.registry})")
+    return _done(request, f"added registry {saved.name!r} ({saved.registry})")
 
 
 async def edit_form(request: web.Request) -> web.Response:
@@ -128,7 +138,7 @@ async def edit(request: web.Request) -> web.Response:
     except RegauthError as exc:
         status = response_for(exc).status
         return _form(request, caller, record, _values_from(form), note=exc.message, status=status)
-    return await _list(request, caller, note=f"updated registry {saved.name!r} ({saved.registry})")
+    return _done(request, f"updated registry {saved.name!r} ({saved.registry})")
 
 
 async def act(request: web.Request) -> web.Response:
@@ -139,18 +149,28 @@ async def act(request: web.Request) -> web.Response:
     try:
         if action == "validate":
             result = validation_answer(await service.check_saved(key, caller.name))
-            return await _list(request, caller, note=result["message"], error=not result["valid"])
+            return _done(request, result["message"], error=not result["valid"])
         if action == "remove":
             gone = await service.delete(key, caller.name)
-            return await _list(request, caller, note=f"removed registry {gone.name!r}")
+            return _done(request, f"removed registry {gone.name!r}")
         body = read_body({"active": action == "enable"}, create=False)
         saved = await service.update(key, body, caller.name)
     except RegauthError as exc:
-        return await _list(request, caller, note=exc.message, error=True, status=response_for(exc).status)
-    return await _list(request, caller, note=f"{action}d registry {saved.name!r}")
+        return _done(request, exc.message, error=True)
+    return _done(request, f"{action}d registry {saved.name!r}")
 
 
 # --- the parts --------------------------------------------------------------------------------------
+
+
+def _done(request: web.Request, note: str, *, error: bool = False) -> web.Response:
+    """Back to the list, which shows ``note`` once."""
+    response = web.Response(status=303, headers={"Location": "/", **_HEADERS})
+    value = quote(("!" if error else "") + note[:_NOTE_MAX], safe="")
+    response.set_cookie(
+        NOTE_COOKIE, value, httponly=True, samesite="Strict", secure=request.app[_SECURE], path="/"
+    )
+    return response
 
 
 async def _list(
