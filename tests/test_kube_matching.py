@@ -7,6 +7,8 @@ filepath.Match, ports equal, paths as raw prefixes, and what Go's url.Parse does
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from regauth.kube.answer import auth_key
 from regauth.kube.matching import label_match, urls_match
@@ -108,3 +110,25 @@ def test_the_auth_key_is_the_registry_as_the_image_spells_it(image: str, key: st
     assert auth_key(image) == key
     if "/" in image and key != "index.docker.io" or image.startswith("index.docker.io/"):
         assert urls_match(key, image)
+
+
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+_component = st.from_regex(r"[a-z0-9]+([._-][a-z0-9]+)?", fullmatch=True)
+
+
+@given(
+    labels=st.lists(_label, min_size=2, max_size=4),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    path=st.lists(_component, min_size=1, max_size=3),
+)
+def test_the_auth_key_always_covers_the_image_and_its_registrys_others(
+    labels: list[str], port: int | None, path: list[str]
+) -> None:
+    host = ".".join(labels) + (f":{port}" if port else "")
+    image = f"{host}/{'/'.join(path)}"
+    key = auth_key(image)
+    assert key == host
+    assert urls_match(key, image) and urls_match(key, f"{host}/other/app")
+    # A key never reaches past its registry: another port or one more label is another registry.
+    assert not urls_match(key, f"{host}0/app" if port else f"{host}:1/app")
+    assert not urls_match(key, f"x.{host}/app")
