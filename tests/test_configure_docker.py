@@ -173,3 +173,26 @@ def test_bad_input_is_one_line_and_changes_nothing(isolated_env: Path, regauth_e
     assert pattern.returncode == 1 and "exact hosts, not patterns" in pattern.stderr
     nothing = regauth("configure", "docker")
     assert nothing.returncode == 1 and "no registries to configure docker for" in nothing.stderr
+
+
+def test_owner_kept_helpers_replaced_said_and_hostile_bytes_escaped(
+    isolated_env: Path, regauth_exe: str
+) -> None:
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    config.parent.mkdir()
+    # A right-to-left override is valid in a JSON string, and would reorder what the terminal shows.
+    config.write_text('{"credHelpers": {"ghcr.io": "desktop"}, "x-note": "\u202egnp.exe"}\n')
+    before = config.read_bytes()
+    if os.geteuid() == 0:
+        # As root (CI): a file of another user stays that user's.
+        os.chown(config, 4321, 4321)
+    owner = (config.stat().st_uid, config.stat().st_gid)
+    dry = ok(regauth("configure", "docker", "--registries", "ghcr.io", "--dry-run"))
+    assert "\u202e" not in dry and "\\u202egnp.exe" in dry
+    out = ok(regauth("configure", "docker", "--registries", "ghcr.io"))
+    assert "note: ghcr.io was served by 'desktop'; it is now 'regauth'" in out
+    assert (config.stat().st_uid, config.stat().st_gid) == owner
+    undo_dry = ok(regauth("configure", "docker", "--undo", "--dry-run"))
+    assert '-{"credHelpers": {"ghcr.io": "regauth"}' in undo_dry and "nothing restored" in undo_dry
+    ok(regauth("configure", "docker", "--undo"))
+    assert config.read_bytes() == before and (config.stat().st_uid, config.stat().st_gid) == owner

@@ -84,6 +84,13 @@ def test_docker_login_imported_then_docker_still_authenticates(
     got = run([helper_exe, "get"], fx.host)
     assert json.loads(ok(got)) == {"ServerURL": fx.host, "Username": fx.username, "Secret": fx.password}
 
+    [saved] = json.loads(ok(run(["regauth", "registry", "list", "--json"])))
+    assert (saved["registry"], saved["username"], saved["ca_file"]) == (
+        fx.host,
+        fx.username,
+        str(isolated_env / "certs.d" / fx.host / "ca.crt"),
+    )
+    assert saved["last_validation"]["outcome"] == "valid"
     # The docker CLI authenticates through the helper now.
     assert json.loads(ok(run(manifest)))["schemaVersion"] == 2
     assert fx.password not in config.read_text()

@@ -28,6 +28,7 @@ class Entry(NamedTuple):
     existed: bool
     written_sha256: str
     created_dirs: tuple[str, ...] = ()
+    written: bool = False  # set once the new content is in place
 
     @property
     def backup_name(self) -> str:
@@ -78,6 +79,7 @@ def read_manifest(directory: Path) -> list[Entry]:
                 existed=bool(f["existed"]),
                 written_sha256=str(f["written_sha256"]),
                 created_dirs=tuple(str(d) for d in f.get("created_dirs", ())),
+                written=bool(f.get("written", False)),
             )
             for f in body["files"]
         ]

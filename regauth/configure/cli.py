@@ -270,7 +270,7 @@ def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: Re
             description="regauth pull-through registry proxy",
         )
         path = systemd.unit_dir(settings.environ, args.unit_dir, args.user) / systemd.UNIT
-        return systemd.plan(path, text, user=args.user)
+        return systemd.plan(path, text, user=args.user, cache_dir=cache_dir)
 
     return run(args, settings, systemd.CLIENT, make)
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from regauth.configure import backup
 from regauth.configure.files import FileState, read_state, remove_file, write_in_place
 from regauth.errors import ConfigError
+from regauth.printable import printable
 
 Say = Callable[[str], None]
 REDACTED = "<redacted>"
@@ -67,11 +68,16 @@ def apply(plan: Plan, *, dry_run: bool, backup_root: Path, say: Say) -> int:
         if change.state.data is not None:
             backup.save_original(directory, entry, change.state.data)
     backup.write_manifest(directory, plan.client, entries)
-    done: list[backup.Entry] = []
-    for change, entry in zip(pending, entries, strict=True):
-        created = write_in_place(change.state, change.new, change.new_mode, change.dir_mode)
-        done.append(entry._replace(created_dirs=tuple(str(d) for d in created)))
-        backup.write_manifest(directory, plan.client, done + entries[len(done) :])
+    for index, change in enumerate(pending):
+        try:
+            created = write_in_place(change.state, change.new, change.new_mode, change.dir_mode)
+        except ConfigError as exc:
+            if index == 0:
+                backup.discard_set(directory)
+                raise
+            raise ConfigError(f"{exc}; what was written before it can be undone with --undo") from exc
+        entries[index] = entries[index]._replace(written=True, created_dirs=tuple(str(d) for d in created))
+        backup.write_manifest(directory, plan.client, entries)
         link = f" (through the link {change.state.path})" if change.state.target != change.state.path else ""
         say(f"{'updated' if change.state.data is not None else 'created'} {change.state.target}{link}")
     say(f"backup of what was replaced: {directory} (undo with --undo)")
@@ -86,7 +92,8 @@ def undo(client: str, *, backup_root: Path, force: bool, dry_run: bool, say: Say
         raise ConfigError(
             f"no backup of a `regauth configure {client}` run in {backup_root / client}: nothing to undo"
         )
-    entries = backup.read_manifest(directory)
+    # A run stopped half-way wrote only some of its files: the others are as they were.
+    entries = [entry for entry in backup.read_manifest(directory) if entry.written]
     restores = [(entry, read_state(Path(entry.path))) for entry in entries]
     changed = [
         entry.path
@@ -129,19 +136,17 @@ def diff(change: Change, *, removed: bool = False) -> str:
     label = str(change.state.path)
     old = _lines(change.state.data)
     new = [] if removed else _lines(change.new)
-    lines = difflib.unified_diff(
-        old,
-        new,
-        fromfile="/dev/null"
-        if change.state.data is None
-        else f"a{label}"
-        if label.startswith("/")
-        else label,
-        tofile="/dev/null" if removed else f"b{label}" if label.startswith("/") else label,
-    )
-    return "".join(
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
-    ).rstrip("\n")
+    name = label.lstrip("/")
+    fromfile = "/dev/null" if change.state.data is None else f"a/{name}"
+    lines = difflib.unified_diff(old, new, fromfile=fromfile, tofile="/dev/null" if removed else f"b/{name}")
+    shown = []
+    for line in lines:
+        body = line.removesuffix("\n")
+        # A file's bytes must not drive the terminal; a tab is how JSON and TOML indent, kept as it is.
+        shown.append("\t".join(printable(part) for part in body.split("\t")))
+        if not line.endswith("\n"):
+            shown.append("\\ No newline at end of file")
+    return "\n".join(shown)
 
 
 def _lines(data: bytes | None) -> list[str]:

@@ -44,7 +44,9 @@ def plan(path: Path, hosts: Sequence[str], *, creds_store: bool) -> Plan:
     data = jsonfile.rewrite(state, before, after)
     # The docker CLI creates ~/.docker 0700 and config.json 0600: it can hold plaintext auths.
     change = Change(state, data, new_mode=0o600, dir_mode=0o700)
-    return Plan(CLIENT, [change], notes=_notes(after, hosts, creds_store, path))
+    return Plan(
+        CLIENT, [change], notes=replaced_helpers(before, after) + _notes(after, hosts, creds_store, path)
+    )
 
 
 def _notes(config: dict[str, Any], hosts: Sequence[str], creds_store: bool, path: Path) -> list[str]:
@@ -58,6 +60,21 @@ def _notes(config: dict[str, Any], hosts: Sequence[str], creds_store: bool, path
             f"note: {path} still holds plaintext credentials for {', '.join(covered)}; "
             f"`regauth import {CLIENT}` moves them into regauth's store"
         )
+    return notes
+
+
+def replaced_helpers(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """A line for each helper regauth took the place of: the diff shows it, this says it plainly."""
+    notes = []
+    old_store = before.get("credsStore")
+    if old_store and old_store != after.get("credsStore"):
+        notes.append(f"note: credsStore was {old_store!r}; it is now {after.get('credsStore')!r}")
+    old = before.get("credHelpers")
+    new = after.get("credHelpers")
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key, helper in old.items():
+            if new.get(key) != helper:
+                notes.append(f"note: {key} was served by {helper!r}; it is now {new.get(key)!r}")
     return notes
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from regauth.configure import jsonfile, tomlfile
 from regauth.configure.core import Change, Plan
-from regauth.configure.docker import plaintext_hosts
+from regauth.configure.docker import plaintext_hosts, replaced_helpers
 from regauth.configure.files import read_state
 from regauth.configure.hosts import HELPER, no_hosts_error
 
@@ -63,7 +63,7 @@ def plan_auth_file(path: Path, hosts: Sequence[str]) -> Plan:
         # containers/image asks for Docker Hub as docker.io: the canonical host is its key.
         helpers[host] = HELPER
     change = Change(state, jsonfile.rewrite(state, before, after), new_mode=0o600, dir_mode=0o700)
-    notes = []
+    notes = replaced_helpers(before, after)
     if plaintext := plaintext_hosts(after):
         notes.append(
             f"note: {path} still holds plaintext credentials for {', '.join(plaintext)}; "

@@ -81,8 +81,12 @@ def unit_text(
     return "\n".join(lines) + "\n"
 
 
-def plan(path: Path, text: str, *, user: bool) -> Plan:
+def plan(path: Path, text: str, *, user: bool, cache_dir: Path | None = None) -> Plan:
     state = read_state(path)
     ctl = "systemctl --user" if user else "systemctl"
     notes = [f"then: {ctl} daemon-reload && {ctl} enable --now {path.name}"]
+    if cache_dir is not None and (cache_dir == Path("/tmp") or Path("/tmp") in cache_dir.parents):
+        notes.append(
+            f"note: {cache_dir} is under /tmp, which is the unit's own (PrivateTmp=yes) and gone at each stop"
+        )
     return Plan(CLIENT, [Change(state, text.encode(), new_mode=0o644)], notes=notes)
