@@ -1,4 +1,4 @@
-"""The V2 pull API: ``/v2/``, manifests, blobs and tag lists, relayed from the routed upstream.
+"""The V2 pull API: ``/v2/``, manifests, blobs, tag lists and referrers, relayed from the routed upstream.
 
 Blobs are ``blobs.py``'s; how bodies stream and refusals are relayed is ``relay.py``'s. A manifest is
 read whole (it is small, and checked against its digest when asked by one) and kept in the manifest
@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from regauth.distribution.errors import UpstreamError
-from regauth.distribution.transport import MANIFEST_MAX, read_capped
+from regauth.distribution.transport import MANIFEST_MAX, TAGS_MAX, read_capped
 from regauth.proxy import state
 from regauth.proxy.blobs import blob
 from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault
@@ -23,12 +23,11 @@ from regauth.proxy.relay import (
     bytes_response,
     head,
     relayed_headers,
-    stream,
     upstream_error,
 )
 from regauth.proxy.routing import Target, kind_of, parse_target
 
-_FORWARDED = ("Accept", "Range", "If-Range", "If-None-Match")
+_FORWARDED = ("Accept", "If-None-Match")
 
 
 async def v2(request: web.Request) -> web.StreamResponse:
@@ -46,6 +45,8 @@ async def v2(request: web.Request) -> web.StreamResponse:
         return await blob(request, target)
     if target.kind == "manifest":
         return await _manifest(request, target)
+    if target.kind == "referrers":
+        return await _referrers(request, target)
     return await _tags(request, target)
 
 
@@ -83,23 +84,44 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
 
 
 async def _tags(request: web.Request, target: Target) -> web.StreamResponse:
+    # A page of a tag list: n and last, passed on; the Link to the next page is rewritten to here.
+    path = f"/v2/{target.repository}/tags/list"
+    return await _listing(request, target, path, ("n", "last"), TAGS_MAX, "tag list")
+
+
+async def _referrers(request: web.Request, target: Target) -> web.StreamResponse:
+    # OCI distribution 1.1: an image index of the manifests whose subject is the digest, filtered by
+    # artifactType where the registry supports it (it says so in OCI-Filters-Applied, relayed). A 404,
+    # from a registry without the API, is passed on: clients then read the referrers tag schema.
+    path = f"/v2/{target.repository}/referrers/{target.reference}"
+    return await _listing(request, target, path, ("artifactType",), MANIFEST_MAX, "referrers list")
+
+
+async def _listing(
+    request: web.Request, target: Target, path: str, params: tuple[str, ...], cap: int, what: str
+) -> web.StreamResponse:
+    """A JSON listing relayed whole: read within ``cap`` (a body that never ends is a 502, not an
+    endless answer), with the client's query ``params`` passed on and nothing else (``ns`` is the
+    proxy's own)."""
     upstream = target.upstream
     assert upstream is not None
-    path = f"/v2/{target.repository}/tags/list"
-    # A tag list takes a query (n, last); ns is the proxy's own and stays here.
-    query = urlencode([(k, v) for k, v in request.query.items() if k != "ns"])
+    query = urlencode([(k, v) for k, v in request.query.items() if k in params])
     if query:
         path = f"{path}?{query}"
     forwarded = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
     client = request.app[state.CLIENT]
     async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
-        if resp.status not in (200, 206, 304):
+        if resp.status not in (200, 304):
             return await upstream_error(request, target, resp)
-        relayed = relayed_headers(resp, target)
+        relayed = relayed_headers(resp, target, request.query.get("ns"))
         if request.method == "HEAD" or resp.status == 304:
             return await head(request, resp, relayed)
-        out, _ = await stream(request, resp, relayed, None)
-        return out
+        try:
+            body = await read_capped(resp, cap, what)
+        except UpstreamError as exc:
+            raise UpstreamFault(502, str(exc)) from exc
+        request[state.SOURCE] = "upstream"
+    return bytes_response(200, relayed, body)
 
 
 async def _read_manifest(resp: aiohttp.ClientResponse) -> bytes:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -40,14 +42,21 @@ _RELAYED = (
     "Accept-Ranges",
     "ETag",
     "Last-Modified",
-    "Link",
+    # The referrers API says with it which filters (artifactType) the registry applied.
+    "OCI-Filters-Applied",
 )
 # Hashing goes to a worker thread in batches: at least _HASH_MIN bytes (a thread hand-off per 64 KiB
 # chunk costs more than it saves), handed over as soon as the worker is idle, and never more than
 # _HASH_MAX waiting: one stream holds at most about two batches besides what the sockets buffer.
 _HASH_MIN = 1024 * 1024
 _HASH_MAX = 2 * 1024 * 1024
-_UNKNOWN_CODE = {"manifest": "MANIFEST_UNKNOWN", "blob": "BLOB_UNKNOWN", "tags": "NAME_UNKNOWN"}
+_UNKNOWN_CODE = {
+    "manifest": "MANIFEST_UNKNOWN",
+    "blob": "BLOB_UNKNOWN",
+    "tags": "NAME_UNKNOWN",
+    "referrers": "MANIFEST_UNKNOWN",
+}
+_LINK = re.compile(r"\s*<([^>]*)>(.*)\Z", re.DOTALL)
 
 
 class Sink(Protocol):
@@ -116,18 +125,23 @@ async def _stream_hashed(
     thread cost a quarter more CPU per GiB than the hashing itself (the GIL changes hands per chunk),
     and a relay with no core to spare ran no faster for it."""
     pending = b""
-    await out.prepare(request)
-    async for chunk in resp.content.iter_any():
-        sink.update(chunk)
+    client: web.StreamResponse | None = out
+    try:
+        await out.prepare(request)
+        async for chunk in resp.content.iter_any():
+            sink.update(chunk)
+            if pending and client is not None:
+                client = await _send_on(client, pending, sink, counter)
+            pending = chunk
+        if not sink.finish():
+            raise _mismatch(request, sink)
+        if client is None:
+            raise ConnectionResetError("the client went away; the fetch went on for the pulls sharing it")
         if pending:
             await out.write(pending)
             counter[0] += len(pending)
-        pending = chunk
-    if not sink.finish():
-        raise _mismatch(request, sink)
-    if pending:
-        await out.write(pending)
-        counter[0] += len(pending)
+    finally:
+        sink.abort()
 
 
 async def _stream_through(
@@ -291,7 +305,9 @@ def bytes_response(status: int, headers: CIMultiDict[str], body: bytes) -> web.R
     return web.Response(status=status, body=body, headers=headers)
 
 
-def relayed_headers(resp: aiohttp.ClientResponse, target: Target) -> CIMultiDict[str]:
+def relayed_headers(resp: aiohttp.ClientResponse, target: Target, ns: str | None = None) -> CIMultiDict[str]:
+    """The upstream's headers a client needs; a pagination ``Link`` as the client must follow it (see
+    ``own_link``), with ``ns`` when the client routed by it."""
     headers: CIMultiDict[str] = CIMultiDict(API_VERSION_HEADER)
     for name in _RELAYED:
         if name in resp.headers:
@@ -299,6 +315,32 @@ def relayed_headers(resp: aiohttp.ClientResponse, target: Target) -> CIMultiDict
     if target.kind == "blob" and "Docker-Content-Digest" not in headers:
         # Blob storage behind a redirect does not send it; the digest is the blob's name.
         headers["Docker-Content-Digest"] = target.reference
-    if "Link" in headers and target.upstream is not None:
-        headers["Link"] = headers["Link"].replace(f"/v2/{target.repository}/", f"/v2/{target.client_name}/")
+    if "Link" in resp.headers:
+        link = own_link(resp.headers["Link"], target, ns)
+        if link is not None:
+            headers["Link"] = link
     return headers
+
+
+def own_link(value: str, target: Target, ns: str | None) -> str | None:
+    """An upstream's ``Link: <URL>; rel="next"`` as a path on this proxy, under the name the client
+    used (and its ``ns``); None when it leads anywhere but this repository on this upstream, which a
+    client must not be sent to: it would leave the proxy, or reach another repository through it."""
+    found = _LINK.match(value)
+    if found is None or target.upstream is None:
+        return None
+    url, params = found.groups()
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        origin = urlsplit(target.upstream.transport.base_url)
+        if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
+            return None
+    prefix = f"/v2/{target.repository}/"
+    if not parts.path.startswith(prefix) or ".." in parts.path:
+        return None
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "ns"]
+    if ns:
+        query.append(("ns", ns))
+    path = f"/v2/{target.client_name}/{parts.path[len(prefix) :]}"
+    encoded = urlencode(query)
+    return f"<{path}{'?' + encoded if encoded else ''}>{params}"
