@@ -186,3 +186,18 @@ def test_an_existing_list_gets_regauth_first(isolated_env: Path, regauth_exe: st
     conf.write_text("credential-helpers = [\n")
     bad = run(["regauth", "configure", "podman", "--registries-conf"], env)
     assert bad.returncode == 1 and "is not valid TOML" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_the_user_drop_in_is_what_the_clients_read(
+    clients: Clients, tmp_path: Path, isolated_env: Path
+) -> None:
+    # No CONTAINERS_REGISTRIES_CONF: the clients read the system file and the user's drop-ins.
+    del clients.env["CONTAINERS_REGISTRIES_CONF"]
+    auth = tmp_path / "empty-auth.json"
+    auth.write_text("{}")
+    clients.env["REGISTRY_AUTH_FILE"] = str(auth)
+    assert clients.skopeo_inspect().returncode != 0
+    ok(clients.regauth("configure", "podman", "--registries-conf"))
+    assert (isolated_env / ".config/containers/registries.conf.d/50-regauth.conf").is_file()
+    assert json.loads(ok(clients.skopeo_inspect()))["Digest"] == clients.image.digest
+    ok(clients.podman_pull())

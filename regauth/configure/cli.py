@@ -18,9 +18,11 @@ CLIENTS = ("docker", "podman", "containerd", "systemd")
 
 def add_parsers(commands: Any, examples: Any) -> None:
     """``configure``, ``import`` and ``doctor`` under the top-level ``commands``."""
+    from regauth.configure import cli_doctor, cli_import
+
     add_configure_parser(commands, examples)
-    add_import_parser(commands, examples)
-    add_doctor_parser(commands, examples)
+    cli_import.add_parser(commands, examples)
+    cli_doctor.add_parser(commands, examples)
 
 
 def add_configure_parser(commands: Any, examples: Any) -> None:
@@ -175,6 +177,15 @@ def _systemd(clients: Any, examples: Any) -> None:
 # --- the commands ---------------------------------------------------------------------------------
 
 
+def store_of(settings: Settings, store: SecretStore | None) -> SecretStore:
+    """The edge's store, or one of our own (opened lazily) for a caller that passes none."""
+    if store is not None:
+        return store
+    from regauth.store.lazy import LazyStore
+
+    return LazyStore.for_settings(settings)
+
+
 def backup_root(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(args.backup_dir).expanduser() if args.backup_dir else settings.state_dir / "backups"
 
@@ -301,130 +312,3 @@ def _regauth_exe(flag: str | None) -> str:
     if not found:
         raise UsageError("cannot find the regauth command: name it with --exec PATH")
     return str(Path(found).absolute())
-
-
-# --- regauth import ---------------------------------------------------------------------------------
-
-
-def add_import_parser(commands: Any, examples: Any) -> None:
-    imp = commands.add_parser(
-        "import",
-        help="move plaintext credentials from docker's or podman's auth file into regauth",
-        description="Move the plaintext credentials (auths entries with auth or identitytoken) of the "
-        "docker config or the containers auth file into regauth's store as static records, each "
-        "validated first unless --no-validate; point those hosts at the helper and remove the "
-        "plaintext from the file (the original kept in a 0600 backup). Exit status 1 when something "
-        "was left in place.",
-        epilog=examples("regauth import docker --dry-run", "regauth import podman --auth-file ~/auth.json"),
-    )
-    imp.add_argument("client", choices=("docker", "podman"), help="whose file to import from")
-    imp.add_argument("--config", metavar="DIR", help="docker: the config directory (default: $DOCKER_CONFIG)")
-    imp.add_argument(
-        "--auth-file", metavar="PATH", help="podman: the auth file (default: $REGISTRY_AUTH_FILE)"
-    )
-    imp.add_argument("--no-validate", action="store_true", help="save without checking each registry")
-    imp.add_argument("--dry-run", action="store_true", help="check and show; save and write nothing")
-    imp.add_argument("--backup-dir", metavar="DIR", help="keep the backup here")
-    imp.set_defaults(func=cmd_import, undo=False, force=False)
-
-
-def cmd_import(
-    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
-) -> int:
-    from regauth.configure import docker, importer
-
-    if args.client == "docker":
-        if args.auth_file:
-            raise UsageError("--auth-file is podman's; docker takes --config DIR")
-        path = docker.config_file(settings.environ, args.config)
-    else:
-        if args.config:
-            raise UsageError("--config is docker's; podman takes --auth-file PATH")
-        path = _podman_auth_file(settings, args.auth_file)
-    plan, outcome = importer.run_import(
-        args.client,
-        path,
-        settings,
-        book,
-        _store(settings, store),
-        validate=not args.no_validate,
-        dry_run=args.dry_run,
-    )
-    for line in outcome.moved:
-        print(f"{'would move' if args.dry_run else 'moved'} {line}")
-    for line in outcome.already:
-        print(f"already there: {line}")
-    for line in outcome.failed:
-        print(f"did not validate: {line}")
-    for line in outcome.skipped:
-        print(f"left in place: {line}")
-    if not (outcome.moved or outcome.already or outcome.failed or outcome.skipped):
-        print(f"no plaintext credentials in {path}")
-    if any(change.changes for change in plan.changes):
-        core.apply(plan, dry_run=args.dry_run, backup_root=backup_root(args, settings), say=print)
-    return 1 if outcome.failed or outcome.skipped else 0
-
-
-def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
-    """The file ``podman login`` wrote: ``--auth-file``, ``$REGISTRY_AUTH_FILE``, else the runtime one
-    (``${XDG_RUNTIME_DIR}/containers/auth.json``), else the user's persistent one."""
-    from regauth.configure import podman
-
-    env = settings.environ
-    if not flag and not env.get("REGISTRY_AUTH_FILE") and env.get("XDG_RUNTIME_DIR"):
-        runtime = Path(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
-        if runtime.exists():
-            return runtime
-    return podman.auth_file(env, flag)
-
-
-def _store(settings: Settings, store: SecretStore | None) -> SecretStore:
-    if store is not None:
-        return store
-    from regauth.store.lazy import LazyStore
-
-    return LazyStore.for_settings(settings)
-
-
-# --- regauth doctor ---------------------------------------------------------------------------------
-
-
-def add_doctor_parser(commands: Any, examples: Any) -> None:
-    doctor = commands.add_parser(
-        "doctor",
-        help="check that the clients reach regauth and the records are healthy",
-        description="One report, a verdict per line: the helper on PATH and answering, docker's and "
-        "podman's files pointing at regauth, plaintext credentials left in them, the secret store, "
-        "each record's age and host. Exit status 1 when anything needs action. Never a secret.",
-        epilog=examples("regauth doctor", "regauth doctor --json --validate"),
-    )
-    doctor.add_argument("--json", action="store_true", help="machine-readable output")
-    doctor.add_argument("--validate", action="store_true", help="also validate every record again")
-    doctor.add_argument(
-        "--max-age",
-        type=float,
-        default=90.0,
-        metavar="DAYS",
-        help="a static secret older than this needs rotating",
-    )
-    doctor.add_argument(
-        "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
-    )
-    doctor.add_argument("--proxy", metavar="URL", help="also ask the running proxy at URL")
-    doctor.set_defaults(func=cmd_doctor)
-
-
-def cmd_doctor(
-    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
-) -> int:
-    from regauth.configure import doctor
-
-    options = doctor.Options(
-        max_age_days=args.max_age,
-        validate=args.validate,
-        containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
-        proxy=args.proxy,
-    )
-    findings = doctor.examine(settings, book.all(), options, _store(settings, store))
-    print(doctor.render(findings, args.json))
-    return 1 if any(f.status == doctor.ACTION for f in findings) else 0

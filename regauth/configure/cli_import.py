@@ -1,0 +1,86 @@
+"""The ``regauth import docker|podman`` command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from regauth.config import Settings
+from regauth.configure import core
+from regauth.configure.cli import backup_root, store_of
+from regauth.errors import UsageError
+from regauth.registries import RegistryBook
+from regauth.store.base import SecretStore
+
+
+def add_parser(commands: Any, examples: Any) -> None:
+    imp = commands.add_parser(
+        "import",
+        help="move plaintext credentials from docker's or podman's auth file into regauth",
+        description="Move the plaintext credentials (auths entries with auth or identitytoken) of the "
+        "docker config or the containers auth file into regauth's store as static records, each "
+        "validated first unless --no-validate; point those hosts at the helper and remove the "
+        "plaintext from the file (the original kept in a 0600 backup). Exit status 1 when something "
+        "was left in place.",
+        epilog=examples("regauth import docker --dry-run", "regauth import podman --auth-file ~/auth.json"),
+    )
+    imp.add_argument("client", choices=("docker", "podman"), help="whose file to import from")
+    imp.add_argument("--config", metavar="DIR", help="docker: the config directory (default: $DOCKER_CONFIG)")
+    imp.add_argument(
+        "--auth-file", metavar="PATH", help="podman: the auth file (default: $REGISTRY_AUTH_FILE)"
+    )
+    imp.add_argument("--no-validate", action="store_true", help="save without checking each registry")
+    imp.add_argument("--dry-run", action="store_true", help="check and show; save and write nothing")
+    imp.add_argument("--backup-dir", metavar="DIR", help="keep the backup here")
+    imp.set_defaults(func=cmd_import)
+
+
+def cmd_import(
+    args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
+) -> int:
+    from regauth.configure import docker, importer
+
+    if args.client == "docker":
+        if args.auth_file:
+            raise UsageError("--auth-file is podman's; docker takes --config DIR")
+        path = docker.config_file(settings.environ, args.config)
+    else:
+        if args.config:
+            raise UsageError("--config is docker's; podman takes --auth-file PATH")
+        path = _podman_auth_file(settings, args.auth_file)
+    plan, outcome = importer.run_import(
+        args.client,
+        path,
+        settings,
+        book,
+        store_of(settings, store),
+        validate=not args.no_validate,
+        dry_run=args.dry_run,
+    )
+    for line in outcome.moved:
+        print(f"{'would move' if args.dry_run else 'moved'} {line}")
+    for line in outcome.already:
+        print(f"already there: {line}")
+    for line in outcome.failed:
+        print(f"did not validate: {line}")
+    for line in outcome.skipped:
+        print(f"left in place: {line}")
+    if not (outcome.moved or outcome.already or outcome.failed or outcome.skipped):
+        print(f"no plaintext credentials in {path}")
+    if any(change.changes for change in plan.changes):
+        core.apply(plan, dry_run=args.dry_run, backup_root=backup_root(args, settings), say=print)
+    return 1 if outcome.failed or outcome.skipped else 0
+
+
+def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
+    """The file ``podman login`` wrote: ``--auth-file``, ``$REGISTRY_AUTH_FILE``, else the runtime one
+    (``${XDG_RUNTIME_DIR}/containers/auth.json``), else the user's persistent one."""
+    from regauth.configure import podman
+
+    env = settings.environ
+    if not flag and not env.get("REGISTRY_AUTH_FILE") and env.get("XDG_RUNTIME_DIR"):
+        runtime = Path(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
+        if runtime.exists():
+            return runtime
+    return podman.auth_file(env, flag)
