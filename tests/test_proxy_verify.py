@@ -1,6 +1,7 @@
 """A hostile upstream that sends other bytes than the digest it is asked for: whatever the path (no
 cache, the request that writes the cache, the ones that arrive while it does, a Range answered whole),
-the client gets a cut body, never a complete 200 of tampered bytes, and nothing lands in the cache."""
+the client gets a cut body, never a complete 200 of tampered bytes, and nothing lands in the cache.
+Concurrent pulls of one blob share one fetch: their tampered and good cases are test_proxy_flights.py's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from proxy_support import add_record, cache_files, cached_blobs, digest_of, host_of, proxy_client
+from proxy_support import add_record, cache_files, digest_of, host_of, proxy_client
 
 from regauth.config import Settings
 
@@ -121,46 +122,6 @@ async def test_tampered_blob_without_cache_is_cut(
     hostile.tamper = False
     async with client.get(path) as resp:
         assert resp.status == 200 and await resp.read() == hostile.good
-
-
-@pytest.mark.parametrize("cached", [False, True])
-async def test_concurrent_pulls_of_a_tampered_blob_are_all_cut(
-    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path, cached: bool
-) -> None:
-    pulls = 6
-    hostile = Tamperer(os.urandom(LARGE), barrier=pulls)
-    options = {"cache_dir": tmp_path / "cache"} if cached else {}
-    client = await _proxy(aiohttp_server, aiohttp_client, settings, hostile, **options)
-    path = f"/v2/evil/org/app/blobs/{hostile.digest}"
-    got = await asyncio.wait_for(asyncio.gather(*(_is_cut(client, path) for _ in range(pulls))), timeout=60)
-    assert all(n < LARGE for n in got)
-    # All were in flight together: one wrote the cache, the others were relayed beside it.
-    assert len(hostile.seen) == pulls
-    if cached:
-        assert cache_files(tmp_path / "cache") == []
-
-
-async def test_concurrent_pulls_of_a_good_blob_cache_it_once(
-    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path
-) -> None:
-    pulls = 4
-    hostile = Tamperer(os.urandom(LARGE), tamper=False, barrier=pulls)
-    client = await _proxy(aiohttp_server, aiohttp_client, settings, hostile, cache_dir=tmp_path / "c")
-    path = f"/v2/evil/org/app/blobs/{hostile.digest}"
-
-    async def pull() -> bytes:
-        async with client.get(path) as resp:
-            assert resp.status == 200
-            return await resp.read()
-
-    bodies = await asyncio.wait_for(asyncio.gather(*(pull() for _ in range(pulls))), timeout=60)
-    assert all(body == hostile.good for body in bodies)
-    (blob,) = cached_blobs(tmp_path / "c")
-    assert blob.read_bytes() == hostile.good
-    hostile.tamper = True
-    async with client.get(path) as resp:
-        assert await resp.read() == hostile.good
-    assert len(hostile.seen) == pulls
 
 
 async def test_a_range_answered_whole_is_verified(
