@@ -31,6 +31,8 @@ def test_serves_healthz_and_the_api_on_loopback(regauth_exe: str) -> None:
     finally:
         log = server.stop()
     assert tok not in log and "Traceback" not in log
+    # One access line per request, with the token's name (never the token).
+    assert "GET /api/v1/registries 200" in log and "caller=ci" in log and "GET /api/v1/registries 401" in log
 
 
 def test_a_non_loopback_address_needs_tls(regauth_exe: str) -> None:

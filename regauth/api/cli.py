@@ -33,6 +33,7 @@ def add_parsers(commands: Any, examples: Any) -> None:
         action="store_true",
         help="allow a non-loopback --listen without TLS (the API tokens cross the network in clear)",
     )
+    serve.add_argument("--quiet", action="store_true", help="no access log")
     serve.set_defaults(func=cmd_serve)
 
     token = commands.add_parser(

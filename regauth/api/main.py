@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import ssl
 import sys
 
 from aiohttp import web
 
+from regauth.api.accesslog import ACCESS_LOG, AccessLogger
 from regauth.api.app import make_api_app
 from regauth.config import Settings
 from regauth.errors import UsageError
@@ -35,13 +37,15 @@ def run_serve(args: argparse.Namespace, settings: Settings, book: RegistryBook, 
         tls=tls is not None,
         cleartext=bool(args.accept_cleartext_credentials),
     )
+    if not args.quiet:
+        ACCESS_LOG.setLevel(logging.INFO)
     app = make_api_app(settings, book, store, secure_cookies=tls is not None)
     asyncio.run(serve(app, host, port, tls))
     return 0
 
 
 async def serve(app: web.Application, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=ACCESS_LOG)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
