@@ -315,6 +315,14 @@ def _add_proxy_parser(commands: Any) -> None:
         help="serve manifests fetched by tag from the cache this long (with --cache-dir; 0: never)",
     )
     proxy.add_argument(
+        "--serve-stale",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="while a registry is unreachable, serve a tag's last known manifest up to this old "
+        "(with --cache-dir; default 0: never)",
+    )
+    proxy.add_argument(
         "--docker-hub",
         action=argparse.BooleanOptionalAction,
         default=None,
