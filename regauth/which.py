@@ -40,6 +40,15 @@ def answer_for(settings: Settings, book: RegistryBook, store: SecretStore, targe
     answer: dict[str, Any] = dict.fromkeys(FIELDS)
     answer.update(target=target, registry=host, image=image)
     record = book.for_host(host)
+    if record is not None and not record.active:
+        # As the helper's routing: a disabled record answers not-found, and nothing answers in its stead.
+        return {
+            **answer,
+            "answered_by": "nothing",
+            "record": record.name,
+            "credential": f"none: registry {record.name!r} is disabled, so the helper answers not-found "
+            f"(`regauth registry enable {record.name}`)",
+        }
     if record is not None:
         return {**answer, **_from_record(settings, store, record)}
     provider = route_ambient(settings, host)

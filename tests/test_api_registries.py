@@ -165,10 +165,11 @@ async def test_conflicts_are_409_and_malformed_fields_422(
     for body, field in malformed:
         status, data, _ = await call(client, "POST", "/api/v1/registries", writer, body)
         assert status == 422 and data["errors"][0]["field"] == field, (field, data)
-    resp = await client.post(
-        "/api/v1/registries", data=b"{nope", headers={"Authorization": f"Bearer {writer}"}
-    )
-    assert resp.status == 422
+    for raw in (b"{nope", b"[" * 100_000, b"\xff\xfe"):
+        resp = await client.post(
+            "/api/v1/registries", data=raw, headers={"Authorization": f"Bearer {writer}"}
+        )
+        assert resp.status == 422 and (await resp.json())["errors"][0]["field"] == "body"
     status, data, _ = await call(
         client, "POST", "/api/v1/registries", writer, {"name": "x", "url": "http://h.io", "validate": False}
     )

@@ -73,6 +73,8 @@ def test_registry_disable_and_enable(regauth_exe: str, settings: Settings) -> No
     as_json = json.loads(run(regauth_exe, "registry", "list", "--json").stdout)
     assert as_json[0]["active"] is False and as_json[0]["created_by"] == "cli"
     assert "already disabled" in run(regauth_exe, "registry", "disable", "lab").stdout
+    which = run(regauth_exe, "registry", "which", "127.0.0.1:1")
+    assert which.returncode == 1 and "is disabled" in which.stdout
     assert run(regauth_exe, "registry", "enable", "lab").returncode == 0
     assert RegistryBook.for_settings(settings).get("lab").active is True
     missing = run(regauth_exe, "registry", "disable", "nope")

@@ -6,6 +6,7 @@ service, and answers JSON. A record in an answer is ``records.as_answer``: never
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -83,7 +84,7 @@ async def validate_unsaved(request: web.Request) -> web.Response:
 
 async def list_events(request: web.Request) -> web.Response:
     page, size = _paging(request)
-    events = await _to_thread(request.app[state.AUDIT].read)
+    events = await asyncio.to_thread(request.app[state.AUDIT].read)
     start = (page - 1) * size
     return json_response(events[start : start + size], headers={"X-Total-Count": str(len(events))})
 
@@ -110,6 +111,8 @@ async def _json(request: web.Request) -> object:
         return await request.json()
     except (ValueError, UnicodeDecodeError):
         raise FieldError("body", "the request body is not JSON") from None
+    except RecursionError:
+        raise FieldError("body", "the request body is nested too deeply") from None
 
 
 def _text_query(request: web.Request, name: str) -> str | None:
@@ -132,9 +135,3 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise FieldError(name, f"must be a whole number from {low} to {high}")
     return int(text)
-
-
-async def _to_thread(func: Any) -> Any:
-    import asyncio
-
-    return await asyncio.to_thread(func)

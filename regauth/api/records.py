@@ -178,7 +178,7 @@ def _pem(text: str | None) -> str:
     import ssl
 
     try:
-        ssl.create_default_context(cadata=text)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
     except (ssl.SSLError, ValueError):
         raise FieldError("ca_pem", "holds no PEM certificate that could be read") from None
     return text
