@@ -8,17 +8,19 @@ cache under the ``Accept`` media types the proxy knows, which are also what it a
 from __future__ import annotations
 
 import hashlib
+import logging
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from regauth.distribution.errors import UpstreamError
 from regauth.distribution.transport import MANIFEST_MAX, TAGS_MAX, read_capped
 from regauth.proxy import state
 from regauth.proxy.blobs import blob
-from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault
-from regauth.proxy.manifestcache import accept_header, accept_key
+from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault, as_api_error
+from regauth.proxy.manifestcache import Key, accept_header, accept_key
 from regauth.proxy.relay import (
     bytes_response,
     head,
@@ -28,6 +30,7 @@ from regauth.proxy.relay import (
 from regauth.proxy.routing import Target, kind_of, parse_target
 
 _FORWARDED = ("Accept", "If-None-Match")
+log = logging.getLogger("regauth.proxy")
 
 
 async def v2(request: web.Request) -> web.StreamResponse:
@@ -66,9 +69,48 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
             request[state.SOURCE] = "cache"
             return bytes_response(200, entry.headers, entry.body)
         metrics.miss("manifest")
+    try:
+        return await _manifest_upstream(request, target, key)
+    except (UpstreamError, UpstreamFault) as exc:
+        stale = _stale(request, target, key, as_api_error(exc).message)
+        if stale is None:
+            raise
+        return stale
+
+
+def _stale(request: web.Request, target: Target, key: Key, why: str) -> web.Response | None:
+    """The tag's last known manifest, if serving stale is on and it is young enough, marked stale."""
+    manifests = request.app[state.MANIFESTS]
+    max_age = request.app[state.OPTIONS].serve_stale
+    if manifests is None or max_age <= 0 or target.is_digest or target.upstream is None:
+        return None
+    found = manifests.stale(key, max_age)
+    if found is None:
+        return None
+    entry, age = found
+    request.app[state.METRICS].stale(target.upstream.host)
+    request[state.SOURCE] = "stale"
+    log.warning(
+        "%s:%s: serving its manifest of %.0fs ago: %s", target.client_name, target.reference, age, why
+    )
+    headers = CIMultiDict(entry.headers)
+    # RFC 9111 dropped Warning, but clients and caches still show it; Age says how stale.
+    headers["Warning"] = f'110 regauth "Response is Stale: {target.upstream.host} is unreachable"'
+    headers["Age"] = str(int(age))
+    return bytes_response(200, headers, entry.body)
+
+
+async def _manifest_upstream(request: web.Request, target: Target, key: Key) -> web.StreamResponse:
+    manifests = request.app[state.MANIFESTS]
+    upstream = target.upstream
+    assert upstream is not None
+    accept = key[3]
     path = f"/v2/{target.repository}/manifests/{target.reference}"
     client = request.app[state.CLIENT]
     async with client.open(upstream, request.method, path, accept_header(accept), target.scope) as resp:
+        if resp.status == 429 and (stale := _stale(request, target, key, "rate limited (429)")) is not None:
+            # Docker Hub's pull limit: what a pull-through proxy is there to ride out.
+            return stale
         if resp.status != 200:
             return await upstream_error(request, target, resp)
         relayed = relayed_headers(resp, target)
@@ -79,7 +121,8 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
     if target.is_digest and not _matches(body, target.reference):
         raise UpstreamFault(502, f"{upstream.host} sent a manifest that does not match {target.reference}")
     if manifests is not None:
-        manifests.put(key, body, relayed, by_digest=target.is_digest)
+        keep = request.app[state.OPTIONS].serve_stale > 0
+        manifests.put(key, body, relayed, by_digest=target.is_digest, keep=keep)
     return bytes_response(200, relayed, body)
 
 

@@ -44,6 +44,11 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
     max_size = parse_size(args.cache_max_size) if args.cache_max_size else None
     if max_size is not None and cache_dir is None:
         raise UsageError("--cache-max-size needs --cache-dir")
+    serve_stale = getattr(args, "serve_stale", None) or 0.0
+    if serve_stale < 0:
+        raise UsageError("--serve-stale must be 0 (off) or more seconds")
+    if serve_stale and cache_dir is None:
+        raise UsageError("--serve-stale needs --cache-dir (the manifest cache it serves from)")
     token_file = getattr(args, "client_token_file", None)
     htpasswd = getattr(args, "htpasswd", None)
     max_connections = getattr(args, "max_connections", None)
@@ -55,6 +60,7 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         cache_dir=cache_dir,
         cache_max_size=max_size,
         manifest_tag_ttl=args.manifest_ttl,
+        serve_stale=serve_stale,
         docker_hub=args.docker_hub,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,

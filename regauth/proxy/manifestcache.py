@@ -1,6 +1,7 @@
 """Manifests kept in memory under a byte budget: by digest until pushed out, by tag for a short TTL.
 
-A tag moves when someone pushes, so a tag is answered from memory only for ``tag_ttl`` seconds. The key
+A tag moves when someone pushes, so a tag is answered from memory only for ``tag_ttl`` seconds; past
+it, the entry stays (within the budget) so that ``stale`` can answer while the upstream is down. The key
 holds the ``Accept`` media types because a registry picks the manifest (index or single) by them, but
 only as ``accept_key`` normalises them: the manifest types the proxy knows, sorted, and ``*/*`` for
 anything else. That is also exactly what the proxy sends upstream, so an entry answers every request
@@ -70,6 +71,7 @@ class CachedManifest:
     headers: CIMultiDict[str]
     expires_at: float | None
     weight: int
+    stored_at: float = 0.0
 
 
 class ManifestCache:
@@ -90,24 +92,40 @@ class ManifestCache:
         return len(self._entries)
 
     def get(self, key: Key) -> CachedManifest | None:
+        """A fresh entry. One by tag past its TTL stays (within the budget) for ``stale``."""
         entry = self._entries.get(key)
         if entry is None:
             return None
         if entry.expires_at is not None and entry.expires_at <= self._clock():
-            self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: Key, body: bytes, headers: CIMultiDict[str], *, by_digest: bool) -> None:
-        if not by_digest and self.tag_ttl <= 0:
+    def stale(self, key: Key, max_age: float) -> tuple[CachedManifest, float] | None:
+        """The last manifest fetched for ``key``, with its age, if it is at most ``max_age`` seconds
+        old: what a tag pointed to when the upstream last answered."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        age = self._clock() - entry.stored_at
+        if age > max_age:
+            return None
+        self._entries.move_to_end(key)
+        return entry, age
+
+    def put(
+        self, key: Key, body: bytes, headers: CIMultiDict[str], *, by_digest: bool, keep: bool = False
+    ) -> None:
+        """``keep``: store a tag's manifest even with no TTL, to serve stale while the upstream is down."""
+        if not by_digest and self.tag_ttl <= 0 and not keep:
             return
         self._drop(key)
         weight = _weight(key, body, headers)
         if weight > self.max_bytes:
             return
-        expires = None if by_digest else self._clock() + self.tag_ttl
-        self._entries[key] = CachedManifest(body, headers, expires, weight)
+        now = self._clock()
+        expires = None if by_digest else now + self.tag_ttl
+        self._entries[key] = CachedManifest(body, headers, expires, weight, now)
         self.held += weight
         while self.held > self.max_bytes:
             oldest = next(iter(self._entries))

@@ -31,6 +31,7 @@ class Metrics:
         self.cache_hits: dict[Labels, int] = defaultdict(int)
         self.cache_misses: dict[Labels, int] = defaultdict(int)
         self.upstream_errors: dict[Labels, int] = defaultdict(int)
+        self.stale_served: dict[Labels, int] = defaultdict(int)
         self._latency_buckets: dict[Labels, list[int]] = {}
         self._latency_sum: dict[Labels, float] = defaultdict(float)
         self._latency_count: dict[Labels, int] = defaultdict(int)
@@ -48,6 +49,9 @@ class Metrics:
 
     def miss(self, kind: str) -> None:
         self.cache_misses[(("kind", kind),)] += 1
+
+    def stale(self, upstream: str) -> None:
+        self.stale_served[(("upstream", upstream),)] += 1
 
     def upstream_error(self, upstream: str, reason: str) -> None:
         self.upstream_errors[(("upstream", upstream), ("reason", reason))] += 1
@@ -76,6 +80,12 @@ class Metrics:
         )
         self._counter(
             out, "regauth_proxy_upstream_errors_total", "Upstream faults, by reason.", self.upstream_errors
+        )
+        self._counter(
+            out,
+            "regauth_proxy_stale_manifests_total",
+            "Tags answered with their last known manifest because the upstream was unreachable.",
+            self.stale_served,
         )
         self._histogram(out)
         for name, (kind, help_text, read) in sorted(self.gauges.items()):

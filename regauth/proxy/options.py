@@ -36,6 +36,9 @@ class ProxyOptions:
     cache_max_size: int | None = None
     # How long a manifest fetched by tag is served from memory; 0 turns that off.
     manifest_tag_ttl: float = 30.0
+    # While the upstream is unreachable, a tag's last known manifest is served up to this many seconds
+    # after it was fetched (with a Warning header); 0 turns that off.
+    serve_stale: float = 0.0
     # Requests with no registry prefix and no ns go to Docker Hub: True always (anonymously if there
     # is no docker.io record), None when a docker.io record exists, False never.
     docker_hub: bool | None = None
