@@ -119,3 +119,28 @@ def test_cli_update_to_another_host_keeps_no_secret(regauth_exe: str, settings: 
     assert moved.returncode == 0, moved.stderr
     shown = json.loads(run(regauth_exe, "registry", "show", "lab", "--json").stdout)
     assert shown["registry"] == "127.0.0.1:5997" and shown["secret"] == "missing"
+
+
+def test_the_helper_s_store_and_erase_are_in_the_audit_log(
+    helper_exe: str, regauth_exe: str, settings: Settings
+) -> None:
+    request = '{"ServerURL":"127.0.0.1:5996","Username":"h","Secret":"helper-pw-1"}'
+    assert (
+        subprocess.run([helper_exe, "store"], input=request, capture_output=True, text=True).returncode == 0
+    )
+    listed = subprocess.run([helper_exe, "list"], input="", capture_output=True, text=True)
+    assert "127.0.0.1:5996" in listed.stdout
+    name = RegistryBook.for_settings(settings).all()[0].name
+    assert run(regauth_exe, "registry", "disable", name).returncode == 0
+    # A disabled record is not listed: the helper would not answer a get for it.
+    listed = subprocess.run([helper_exe, "list"], input="", capture_output=True, text=True)
+    assert "127.0.0.1:5996" not in listed.stdout
+    assert (
+        subprocess.run(
+            [helper_exe, "erase"], input="127.0.0.1:5996", capture_output=True, text=True
+        ).returncode
+        == 0
+    )
+    actions = [(e["actor"], e["action"]) for e in AuditLog.for_settings(settings).read()]
+    assert actions == [("helper", "created"), ("cli", "disabled"), ("helper", "deleted")]
+    assert "helper-pw-1" not in AuditLog.for_settings(settings).path.read_text()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from typing import IO
 
+from regauth import audit
 from regauth.config import Settings
 from regauth.errors import NotFoundError, ProviderError, StoreError
 from regauth.helper.texts import PROGRAM
 from regauth.providers.routing import cloud_for, credential_for
-from regauth.registries import RegistryBook
+from regauth.registries import ORIGIN_HELPER, RegistryBook
 from regauth.servers import server_url_for
 from regauth.store.base import SecretStore
 
@@ -36,6 +37,7 @@ class RegauthBackend:
     def store(self, server_url: str, username: str, secret: str) -> None:
         new_host = self.book.for_host(server_url) is None
         record = self.book.upsert_static(server_url, username, secret)
+        self._audit(audit.CREATED if new_host else audit.UPDATED, record.id, record.name, secret="set")
         if new_host:
             self._note_cloud_login(record.registry, record.name, username)
 
@@ -52,11 +54,16 @@ class RegauthBackend:
         return credential.username, credential.secret
 
     def erase(self, server_url: str) -> None:
+        before = self.book.for_host(server_url)
         erased = self.book.erase_login(server_url)
         # None: docker logout erases several spellings of one server; absent ones are not an error.
         if erased is None:
             return
         record, kept = erased
+        if not kept:
+            self._audit(audit.DELETED, record.id, record.name)
+        elif before is not None and before.username != record.username:
+            self._audit(audit.UPDATED, record.id, record.name, secret="dropped")
         if record.provider != "static":
             self._stderr.write(
                 f"{PROGRAM}: {record.registry} uses the {record.provider} provider (registry "
@@ -73,8 +80,13 @@ class RegauthBackend:
         return {
             server_url_for(r.registry): r.username
             for r in self.book.all()
-            if r.provider == "static" and r.username is not None
+            if r.provider == "static" and r.username is not None and r.active
         }
+
+    def _audit(self, action: str, record_id: str, name: str, *, secret: str | None = None) -> None:
+        audit.AuditLog.for_settings(self.settings).append(
+            ORIGIN_HELPER, action, record_id, name, secret=secret
+        )
 
     def _note_cloud_login(self, host: str, name: str, username: str) -> None:
         """A token login stored for a cloud registry works until it expires: say so, and what lasts.
