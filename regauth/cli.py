@@ -308,6 +308,19 @@ def _add_proxy_parser(commands: Any) -> None:
         "--cache-max-size", metavar="SIZE", help="cap the blob cache, e.g. 10GiB (default: no cap)"
     )
     proxy.add_argument(
+        "--cache-url",
+        metavar="s3://BUCKET/PREFIX",
+        help="share cached blobs with other instances in this S3-compatible bucket (boto3's settings; "
+        "AWS_ENDPOINT_URL_S3 for MinIO or Ceph)",
+    )
+    proxy.add_argument(
+        "--cache-lease",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --cache-url, how long an instance's claim to fetch a cold blob lives unrenewed",
+    )
+    proxy.add_argument(
         "--manifest-ttl",
         type=float,
         default=30.0,
