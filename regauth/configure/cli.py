@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regauth.config import Settings
-from regauth.configure import core
-from regauth.configure.hosts import registry_hosts
 from regauth.errors import UsageError
 from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
+
+if TYPE_CHECKING:
+    from regauth.configure.core import Plan
 
 CLIENTS = ("docker", "podman", "containerd", "systemd")
 
@@ -192,18 +195,35 @@ def backup_root(args: argparse.Namespace, settings: Settings) -> Path:
 
 def run(args: argparse.Namespace, settings: Settings, client: str, make_plan: Any) -> int:
     """``--undo`` or the plan ``make_plan()`` builds, applied with the common flags."""
+    from regauth.configure import core
+
     root = backup_root(args, settings)
-    if args.undo:
-        return core.undo(client, backup_root=root, force=args.force, dry_run=args.dry_run, say=print)
-    if args.force:
+    if args.force and not args.undo:
         raise UsageError("--force goes with --undo only")
-    return core.apply(make_plan(), dry_run=args.dry_run, backup_root=root, say=print)
+    with one_at_a_time(root, client, args.dry_run):
+        if args.undo:
+            return core.undo(client, backup_root=root, force=args.force, dry_run=args.dry_run, say=print)
+        return core.apply(make_plan(), dry_run=args.dry_run, backup_root=root, say=print)
+
+
+@contextlib.contextmanager
+def one_at_a_time(root: Path, client: str, dry_run: bool) -> Iterator[None]:
+    """Two runs for one client at once would each back up the other's half-done state: the second
+    waits. A dry run writes nothing, its lock file included."""
+    if dry_run:
+        yield
+        return
+    from regauth.fsutil import file_lock
+
+    with file_lock(root / f".{client}.lock"):
+        yield
 
 
 def cmd_configure_docker(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
     from regauth.configure import docker
+    from regauth.configure.hosts import registry_hosts
 
-    def make() -> core.Plan:
+    def make() -> Plan:
         path = docker.config_file(settings.environ, args.config)
         return docker.plan(path, registry_hosts(book.all(), args.registries), creds_store=args.creds_store)
 
@@ -212,8 +232,9 @@ def cmd_configure_docker(args: argparse.Namespace, settings: Settings, book: Reg
 
 def cmd_configure_podman(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
     from regauth.configure import podman
+    from regauth.configure.hosts import registry_hosts
 
-    def make() -> core.Plan:
+    def make() -> Plan:
         if args.registries_conf:
             if args.auth_file or args.registries:
                 raise UsageError(
@@ -234,8 +255,9 @@ def cmd_configure_containerd(
     args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any
 ) -> int:
     from regauth.configure import containerd
+    from regauth.configure.hosts import registry_hosts
 
-    def make() -> core.Plan:
+    def make() -> Plan:
         if not args.proxy:
             raise UsageError("--proxy URL is needed: containerd reaches credentials through regauth's proxy")
         if args.no_config and args.config:
@@ -264,7 +286,7 @@ def cmd_configure_containerd(
 def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: RegistryBook, *_: Any) -> int:
     from regauth.configure import systemd
 
-    def make() -> core.Plan:
+    def make() -> Plan:
         proxy_args = list(args.proxy_args)
         if proxy_args[:1] == ["--"]:
             proxy_args = proxy_args[1:]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regauth.config import Settings
-from regauth.configure import core
-from regauth.configure.cli import backup_root, store_of
+from regauth.configure.cli import backup_root, one_at_a_time, store_of
 from regauth.errors import UsageError
 from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
+
+if TYPE_CHECKING:
+    from regauth.configure import importer
 
 
 def add_parser(commands: Any, examples: Any) -> None:
@@ -39,7 +41,7 @@ def add_parser(commands: Any, examples: Any) -> None:
 def cmd_import(
     args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore | None = None
 ) -> int:
-    from regauth.configure import docker, importer
+    from regauth.configure import core, docker, importer
 
     if args.client == "docker":
         if args.auth_file:
@@ -49,17 +51,26 @@ def cmd_import(
         if args.config:
             raise UsageError("--config is docker's; podman takes --auth-file PATH")
         path = _podman_auth_file(settings, args.auth_file)
-    plan, outcome = importer.run_import(
-        args.client,
-        path,
-        settings,
-        book,
-        store_of(settings, store),
-        validate=not args.no_validate,
-        dry_run=args.dry_run,
-    )
+    root = backup_root(args, settings)
+    with one_at_a_time(root, f"import-{args.client}", args.dry_run):
+        plan, outcome = importer.run_import(
+            args.client,
+            path,
+            settings,
+            book,
+            store_of(settings, store),
+            validate=not args.no_validate,
+            dry_run=args.dry_run,
+        )
+        _report(outcome, path, args.dry_run)
+        if any(change.changes for change in plan.changes):
+            core.apply(plan, dry_run=args.dry_run, backup_root=root, say=print)
+    return 1 if outcome.failed or outcome.skipped else 0
+
+
+def _report(outcome: importer.Outcome, path: Path, dry_run: bool) -> None:
     for line in outcome.moved:
-        print(f"{'would move' if args.dry_run else 'moved'} {line}")
+        print(f"{'would move' if dry_run else 'moved'} {line}")
     for line in outcome.already:
         print(f"already there: {line}")
     for line in outcome.failed:
@@ -68,9 +79,6 @@ def cmd_import(
         print(f"left in place: {line}")
     if not (outcome.moved or outcome.already or outcome.failed or outcome.skipped):
         print(f"no plaintext credentials in {path}")
-    if any(change.changes for change in plan.changes):
-        core.apply(plan, dry_run=args.dry_run, backup_root=backup_root(args, settings), say=print)
-    return 1 if outcome.failed or outcome.skipped else 0
 
 
 def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
