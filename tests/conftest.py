@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from metadata_stand_in import MetadataStandIn, nothing_here
-from network_guard import install, site_dir
+from support.metadata_stand_in import MetadataStandIn, nothing_here
+from support.network_guard import install, site_dir
 
 from regauth.config import Settings, load_settings
 
@@ -59,7 +59,7 @@ SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
 @pytest.fixture(scope="session")
 def network_guard_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """No test sends a packet outside the loopback range: stopped and recorded in this process and in
-    every Python child that inherits PYTHONPATH (tests/network_guard.py)."""
+    every Python child that inherits PYTHONPATH (tests/support/network_guard.py)."""
     root = tmp_path_factory.mktemp("network-guard")
     log = root / "stopped.log"
     log.touch()
@@ -99,7 +99,7 @@ def isolated_env(
         if name.startswith(_STRIP_PREFIXES) or name in _STRIP:
             monkeypatch.delenv(name, raising=False)
     # No packet leaves the loopback range: a credential search with no credentials asks the stand-in,
-    # which says at once that this is no cloud machine (tests/metadata_stand_in.py).
+    # which says at once that this is no cloud machine (tests/support/metadata_stand_in.py).
     for name, value in metadata_service.environ().items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "home"

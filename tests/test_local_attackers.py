@@ -22,13 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.records import add_record
 
 from regauth import fsutil
 from regauth.config import Settings
 from regauth.errors import StoreError
 from regauth.helper.fastget import answer
 from regauth.logs import append_log_line, setup_logging
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import RegistryBook
 
 OTHER_UID = 54321
 HOST = "registry.example"
@@ -41,10 +42,6 @@ def run(exe: str, *argv: str, stdin: str = "", umask: int | None = None) -> subp
     return subprocess.run(
         [exe, *argv], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, preexec_fn=preexec
     )
-
-
-def add_record(settings: Settings) -> None:
-    RegistryBook.for_settings(settings).add(Registry(id="", name="reg", registry=HOST, username="u"), SECRET)
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], path: Path, channel: str = "stderr") -> None:
@@ -126,7 +123,7 @@ CASES = {
 def test_unsafe_files_and_dirs_are_refused_everywhere(
     case: str, settings: Settings, regauth_exe: str, helper_exe: str
 ) -> None:
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     assert answer(HOST.encode(), os.environ) is not None
     which, attack = CASES[case]
     path = attack(which(settings))
@@ -141,7 +138,7 @@ def test_unsafe_files_and_dirs_are_refused_everywhere(
 
 def test_a_private_group_readable_directory_is_fine(settings: Settings, helper_exe: str) -> None:
     # Only write access lets another user change what regauth trusts; reading a directory does not.
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     settings.config_dir.chmod(0o750)
     done = run(helper_exe, "get", stdin=HOST)
     assert done.returncode == 0 and json.loads(done.stdout)["Secret"] == SECRET
@@ -172,7 +169,7 @@ def test_a_link_at_the_old_predictable_temporary_is_not_followed(settings: Setti
     # Where regauth used to write its temporary: a name anyone could compute from the PID.
     planted = settings.config_dir / f".registries.json.{os.getpid()}.tmp"
     planted.symlink_to(victim)
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     assert victim.read_text() == "precious\n"
     assert RegistryBook.for_settings(settings).get("reg").username == "u"
 
@@ -181,7 +178,7 @@ def test_a_link_raced_into_the_temporary_name_is_refused(
     settings: Settings, victim: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An attacker who guessed the random name and planted a link just before the create."""
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     before = settings.registries_file.read_bytes()
     guessed = settings.config_dir / ".registries.json.guessed.tmp"
 
@@ -257,7 +254,7 @@ def temporaries(directory: Path) -> list[str]:
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(settings: Settings) -> None:
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     proc, tmp = start_writer(settings.registries_file)
     try:
         assert tmp.read_text() == SECRET
@@ -277,7 +274,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(settings: Setti
 
 def test_leftovers_of_every_kind_go_with_the_next_write(settings: Settings, regauth_exe: str) -> None:
     """Leftovers as an older regauth (PID names) or a crash left them, beside both files with secrets."""
-    add_record(settings)
+    add_record(settings, HOST, SECRET, name="reg", username="u")
     leftovers = [
         settings.config_dir / ".registries.json.12345.tmp",
         settings.config_dir / ".registries.json.0123456789abcdef.tmp",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
-from proxy_support import ProxyProcess
+from support.proxy import ProxyProcess
 
 from regauth.config import load_settings
 from regauth.store import sealed

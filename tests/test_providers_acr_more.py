@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 import trustme
-from metadata_stand_in import black_hole
-from providers_support import StandIn, fake_jwt, stand_in, write_ca
+from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
+from support.metadata_stand_in import black_hole
 from test_providers_acr import TENANT, Exchange
 
 from regauth.config import load_settings
@@ -151,10 +151,10 @@ def add_record(book: RegistryBook, host: str, **options: str) -> Registry:
 def failure_of(host: str, **options: str) -> str:
     """The message of the ProviderError a get for ``host`` raises, its record made with ``options``."""
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, host, **options)
     with pytest.raises(ProviderError) as info:
-        credential_for(settings, book, host)
+        credential_for(settings, book, store, host)
     return str(info.value)
 
 
@@ -174,9 +174,9 @@ def test_managed_system_assigned_identity(
     _, msi = identity
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, credential="managed")
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     assert cred.expires_at is not None and cred.expires_at > time.time() + 10000
     (query,) = msi.forms
@@ -185,7 +185,7 @@ def test_managed_system_assigned_identity(
     (form,) = reg.forms
     assert form["tenant"] == TENANT and form["service"] == reg.netloc
     # A second get is a cache hit: neither the identity endpoint nor the registry is asked again.
-    assert credential_for(settings, book, reg.netloc) == cred
+    assert credential_for(settings, book, store, reg.netloc) == cred
     assert msi.hits["/msi/token"] == 1 and reg.hits["/oauth2/exchange"] == 1
 
 
@@ -195,9 +195,9 @@ def test_managed_user_assigned_identity_sends_its_client_id(
     _, msi = identity
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, credential="managed", client_id=USER_ASSIGNED)
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     (query,) = msi.forms
     assert query == {"api-version": "2019-08-01", "resource": ARM, "client_id": USER_ASSIGNED}
@@ -242,9 +242,9 @@ def test_managed_identity_on_a_vm_through_imds(
         # No App Service variables: azure-identity asks IMDS, at this host instead of 169.254.169.254.
         monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.url)
         settings = load_settings()
-        book = RegistryBook.for_settings(settings)
+        book, store = book_and_store(settings)
         add_record(book, reg.netloc, credential="managed", client_id=USER_ASSIGNED)
-        cred = credential_for(settings, book, reg.netloc)
+        cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME
     (query,) = metadata.forms
     assert query == {"api-version": "2018-02-01", "resource": ARM, "client_id": USER_ASSIGNED}
@@ -264,9 +264,9 @@ def resource_asked(argv: list[str]) -> str:
 def test_cli_token_exchanged_and_cached(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, credential="cli")
-    cred = credential_for(settings, book, reg.netloc)
+    cred = credential_for(settings, book, store, reg.netloc)
     assert cred is not None and cred.username == USERNAME and cred.secret.count(".") == 2
     (argv,) = az.calls
     assert argv[:4] == ["account", "get-access-token", "--output", "json"]
@@ -275,16 +275,16 @@ def test_cli_token_exchanged_and_cached(az: FakeAz, registry: tuple[Exchange, St
     (form,) = reg.forms
     assert form["tenant"] == TENANT
     # The second get is served from the cache: az is not run again.
-    assert credential_for(settings, book, f"https://{reg.netloc}/v2/") == cred
+    assert credential_for(settings, book, store, f"https://{reg.netloc}/v2/") == cred
     assert len(az.calls) == 1 and reg.hits["/oauth2/exchange"] == 1
 
 
 def test_cli_tenant_option_is_passed_to_az(az: FakeAz, registry: tuple[Exchange, StandIn]) -> None:
     _, reg = registry
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     add_record(book, reg.netloc, credential="cli", tenant_id=TENANT)
-    assert credential_for(settings, book, reg.netloc) is not None
+    assert credential_for(settings, book, store, reg.netloc) is not None
     (argv,) = az.calls
     assert argv[argv.index("--tenant") + 1] == TENANT
 
@@ -378,12 +378,12 @@ def test_exchange_trusts_the_records_ca_file(
     ca_file = os.environ["REQUESTS_CA_BUNDLE"]
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     settings = load_settings()
-    book = RegistryBook.for_settings(settings)
+    book, store = book_and_store(settings)
     without = add_record(book, reg.netloc, credential="cli")
     with pytest.raises(ProviderError, match="cannot reach"):
-        credential_for(settings, book, reg.netloc, use_cache=False)
+        credential_for(settings, book, store, reg.netloc, use_cache=False)
     book.update(without.name, {"ca_file": ca_file})
-    cred = credential_for(settings, book, reg.netloc, use_cache=False)
+    cred = credential_for(settings, book, store, reg.netloc, use_cache=False)
     assert cred is not None and cred.username == USERNAME
 
 

@@ -2,8 +2,8 @@
 installed helper in the autouse environment, under a guard that stops and records any connection,
 datagram or name lookup for a non-loopback address.
 
-The guard (tests/network_guard.py) is an audit hook, here in a ``sitecustomize`` of the test's own, so
-that the test reads what it stopped; conftest puts the same guard on every test session.
+The guard (tests/support/network_guard.py) is an audit hook, here in a ``sitecustomize`` of the test's
+own, so that the test reads what it stopped; conftest puts the same guard on every test session.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from metadata_stand_in import AZURE_TOKEN_PATH, MetadataStandIn
-from network_guard import site_dir
+from support.metadata_stand_in import AZURE_TOKEN_PATH, MetadataStandIn
+from support.network_guard import site_dir
 
 from regauth.helper.texts import NOT_FOUND
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from metadata_stand_in import BlackHole, black_hole
 from moto.server import ThreadedMotoServer
-from proxy_support import ProxyProcess
+from support.metadata_stand_in import BlackHole, black_hole
+from support.proxy import ProxyProcess
 
 from regauth.config import Settings
 from regauth.helper.texts import NOT_FOUND

@@ -11,8 +11,8 @@ import ssl
 from typing import Any
 
 import pytest
-from proxy_net import connect, served_proxy
-from proxy_support import Fake, add_record, host_of, start_fake
+from support.proxy import Fake, add_upstream, host_of, start_fake
+from support.proxy_net import connect, served_proxy
 
 from regauth.config import Settings
 from regauth.registries import RegistryBook
@@ -40,7 +40,7 @@ async def book(aiohttp_server: Any, settings: Settings) -> RegistryBook:
     fake = Fake(auth="none")
     fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    return add_record(settings, host_of(server), username=None)
+    return add_upstream(settings, host_of(server), username=None)
 
 
 async def test_a_path_cannot_forge_a_line_and_headers_are_never_printed(

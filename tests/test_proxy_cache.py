@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
-from proxy_support import (
+from support.proxy import (
     MANIFEST_V2,
     OCI_INDEX,
     Fake,
-    add_record,
+    add_upstream,
     cache_files,
     cached_blobs,
     digest_of,
@@ -41,7 +41,7 @@ async def test_second_pull_is_a_cache_hit(
     fake = Fake(auth="bearer")
     image = fake.add_image(size=300_000)
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server))
+    book = add_upstream(settings, host_of(server))
     client = await proxy_client(aiohttp_client, settings, book, cache_dir=tmp_path / "c")
     digest = digest_of(image["layer"])
     path = f"/v2/fake/org/app/blobs/{digest}"
@@ -73,7 +73,7 @@ async def test_a_range_miss_is_not_cached(
     client = await proxy_client(
         aiohttp_client,
         settings,
-        add_record(settings, host_of(server), username=None),
+        add_upstream(settings, host_of(server), username=None),
         cache_dir=tmp_path / "c",
     )
     resp = await client.get(
@@ -156,7 +156,7 @@ async def test_manifest_by_tag_is_cached_for_its_ttl(
     fake = Fake(auth="none")
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), username=None)
+    book = add_upstream(settings, host_of(server), username=None)
     client = await proxy_client(aiohttp_client, settings, book, cache_dir=tmp_path / "c", manifest_tag_ttl=60)
     accept = {"Accept": MANIFEST_V2}
     for _ in range(3):
@@ -212,7 +212,7 @@ async def test_many_accept_headers_for_a_large_manifest_stay_within_the_budget(
     app = web.Application()
     app.router.add_get("/v2/{name:.+}/manifests/{ref}", serve)
     server = await aiohttp_server(app)
-    book = add_record(settings, host_of(server), username=None)
+    book = add_upstream(settings, host_of(server), username=None)
     client = await proxy_client(aiohttp_client, settings, book, cache_dir=tmp_path / "c")
     cache = client.app[state.MANIFESTS]
     headers = [_accept(n) for n in range(300)]

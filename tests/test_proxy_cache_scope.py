@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from proxy_support import (
+from support.proxy import (
     Fake,
-    add_record,
+    add_upstream,
     cached_blobs,
     digest_of,
     fake_app,
@@ -81,7 +81,7 @@ async def _two_upstreams(aiohttp_server: Any, settings: Settings, *, lies: bool 
     owners = {layer: {"org/a", "org/c"}, image["digest"]: {"org/a"}}
     host, seen = await _registry(aiohttp_server, private, owners)
     public_host, public_seen = await _registry(aiohttp_server, Fake(auth="none"), {}, lies=lies)
-    book = add_record(settings, host, name="private")
+    book = add_upstream(settings, host, name="private")
     book.add(Registry(id="", name="public", registry=public_host, insecure=True), None)
     return {
         "fake": private,

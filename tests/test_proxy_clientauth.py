@@ -13,7 +13,7 @@ from typing import Any
 
 import bcrypt
 import pytest
-from proxy_support import MANIFEST_V2, Fake, add_record, host_of, start_fake
+from support.proxy import MANIFEST_V2, Fake, add_upstream, host_of, start_fake
 
 from regauth.config import Settings
 from regauth.proxy.clientauth import ClientAuth, read_htpasswd
@@ -102,12 +102,12 @@ async def test_the_proxy_answers_while_bcrypt_works(
     aiohttp_server: Any, aiohttp_client: Any, settings: Settings, htpasswd: Path
 ) -> None:
     """End to end through the proxy: wrong, unknown and right users, all answered correctly."""
-    from proxy_support import proxy_client
+    from support.proxy import proxy_client
 
     fake = Fake(auth="none")
     fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), username=None)
+    book = add_upstream(settings, host_of(server), username=None)
     client = await proxy_client(aiohttp_client, settings, book, htpasswd=htpasswd)
     path = "/v2/fake/org/app/manifests/1.0"
     answers = await asyncio.gather(

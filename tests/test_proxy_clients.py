@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import ProxyProcess, caching_proxy_before
 from support.daemon import Daemon
 from support.image import PushedImage, push_runnable_image
+from support.proxy import ProxyProcess, caching_proxy_before
 from support.registry import RegistryFixture
 
 from regauth.config import Settings

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from proxy_net import Served, close_all, closed_by_peer, connect, served_proxy, wait_until
-from proxy_support import MANIFEST_V2, Fake, add_record, digest_of, host_of, start_fake
+from support.proxy import MANIFEST_V2, Fake, add_upstream, digest_of, host_of, start_fake
+from support.proxy_net import Served, close_all, closed_by_peer, connect, served_proxy, wait_until
 
 from regauth.config import Settings
 from regauth.proxy import state
@@ -82,7 +82,7 @@ async def test_idle_and_half_sent_connections_do_not_stop_a_pull(
     fake = Fake(auth="none")
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), name="b", username=None)
+    book = add_upstream(settings, host_of(server), name="b", username=None)
     async with served_proxy(settings, book, max_connections=max_connections) as proxy:
         idle = [await connect(proxy.port) for _ in range(150)]
         half = [await connect(proxy.port) for _ in range(150)]
@@ -113,7 +113,7 @@ async def test_a_half_sent_request_and_an_idle_connection_are_closed(
     fake = Fake(auth="none")
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), name="b", username=None)
+    book = add_upstream(settings, host_of(server), name="b", username=None)
     async with served_proxy(settings, book, header_timeout=0.3, idle_timeout=3.0) as proxy:
         half_reader, half = await connect(proxy.port)
         half.write(HALF_SENT)
@@ -138,7 +138,7 @@ async def test_a_half_sent_request_and_an_idle_connection_are_closed(
 async def test_beyond_the_cap_a_client_gets_a_clear_503(aiohttp_server: Any, settings: Settings) -> None:
     holding = Holding()
     server: TestServer = await aiohttp_server(holding.app())
-    book = add_record(settings, host_of(server), name="a", username=None)
+    book = add_upstream(settings, host_of(server), name="a", username=None)
     async with served_proxy(settings, book, max_connections=5) as proxy:
         pulls = []
         for _ in range(5):
@@ -172,8 +172,8 @@ async def test_slow_pulls_from_one_upstream_do_not_starve_another(
     fake = Fake(auth="none")
     image = fake.add_image()
     other = await start_fake(aiohttp_server, fake)
-    add_record(settings, host_of(slow), name="a", username=None)
-    book = add_record(settings, host_of(other), name="b", username=None)
+    add_upstream(settings, host_of(slow), name="a", username=None)
+    book = add_upstream(settings, host_of(other), name="b", username=None)
     async with served_proxy(settings, book) as proxy:
         # 260 clients that never read, pulling one blob of upstream "a": more than its pool holds.
         readers = []

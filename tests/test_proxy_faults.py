@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from proxy_support import (
+from support.proxy import (
     MANIFEST_V2,
     Fake,
-    add_record,
+    add_upstream,
     cache_files,
     cached_blobs,
     digest_of,
@@ -27,7 +27,7 @@ from regauth.config import Settings
 async def _setup(aiohttp_server: Any, aiohttp_client: Any, settings: Settings, fake: Fake, **options: Any):  # type: ignore[no-untyped-def]
     image = fake.add_image(size=256 * 1024)
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), username=None if fake.auth == "none" else "proxyuser")
+    book = add_upstream(settings, host_of(server), username=None if fake.auth == "none" else "proxyuser")
     client = await proxy_client(aiohttp_client, settings, book, **options)
     return image, server, client
 
@@ -181,7 +181,7 @@ async def test_token_endpoint_down(aiohttp_server: Any, aiohttp_client: Any, set
 
 
 async def test_unreachable_upstream(aiohttp_client: Any, settings: Settings) -> None:
-    book = add_record(settings, "127.0.0.1:9", username=None)
+    book = add_upstream(settings, "127.0.0.1:9", username=None)
     client = await proxy_client(aiohttp_client, settings, book, connect_timeout=2)
     resp = await client.get("/v2/fake/org/app/manifests/1.0")
     assert resp.status == 502 and (await _error(resp))["code"] == "UNAVAILABLE"
@@ -193,7 +193,7 @@ async def test_wrong_credential_is_denied(
     fake = Fake(auth="basic")
     fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), username="someone-else")
+    book = add_upstream(settings, host_of(server), username="someone-else")
     client = await proxy_client(aiohttp_client, settings, book)
     resp = await client.get("/v2/fake/org/app/manifests/1.0")
     assert resp.status == 403 and (await _error(resp))["code"] == "DENIED"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from proxy_support import MANIFEST_V2, Fake, ProxyProcess, add_record, host_of, start_fake
+from support.proxy import MANIFEST_V2, Fake, ProxyProcess, add_upstream, host_of, start_fake
 from support.registry import free_port
 
 from regauth.config import Settings
@@ -45,7 +45,7 @@ def test_with_no_registry_it_says_how_to_add_one(regauth_exe: str, tmp_path: Pat
 
 
 def test_with_a_registry_there_is_no_notice(regauth_exe: str, settings: Settings, tmp_path: Path) -> None:
-    add_record(settings, "127.0.0.1:9", username=None)
+    add_upstream(settings, "127.0.0.1:9", username=None)
     proxy = ProxyProcess(regauth_exe, tmp_path)
     try:
         proxy.wait_ready()
@@ -57,7 +57,7 @@ def test_with_a_registry_there_is_no_notice(regauth_exe: str, settings: Settings
 def test_a_tls_client_hello_on_the_http_port_is_one_short_line(
     regauth_exe: str, settings: Settings, tmp_path: Path
 ) -> None:
-    add_record(settings, "127.0.0.1:9", username=None)
+    add_upstream(settings, "127.0.0.1:9", username=None)
     proxy = ProxyProcess(regauth_exe, tmp_path)
     try:
         proxy.wait_ready()
@@ -92,7 +92,7 @@ async def test_a_low_open_files_limit_lowers_the_cap_and_pulls_still_work(
     fake = Fake(auth="none")
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    add_record(settings, host_of(server), name="b", username=None)
+    add_upstream(settings, host_of(server), name="b", username=None)
     port = free_port()
     log_path = tmp_path / "proxy.log"
 
@@ -143,7 +143,7 @@ def test_skopeo_trying_https_first_leaves_one_line(
     regauth_exe: str, settings: Settings, tmp_path: Path
 ) -> None:
     """skopeo with --tls-verify=false tries HTTPS before plain HTTP, as podman does."""
-    add_record(settings, "127.0.0.1:9", username=None)
+    add_upstream(settings, "127.0.0.1:9", username=None)
     proxy = ProxyProcess(regauth_exe, tmp_path)
     try:
         proxy.wait_ready()

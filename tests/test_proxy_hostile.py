@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from proxy_support import PASSWORD, Fake, add_record, digest_of, host_of, proxy_client, start_fake
+from support.proxy import PASSWORD, Fake, add_upstream, digest_of, host_of, proxy_client, start_fake
 
 from regauth.config import Settings
 
@@ -47,7 +47,7 @@ async def test_a_401_from_blob_storage_is_not_the_registrys_challenge(
     # The realm is on the registry's own host (127.0.0.1): only the origin of the 401 tells it apart.
     storage = await aiohttp_server(_storage_that_challenges(f"http://127.0.0.1:{thief.port}/t", storage_seen))
     fake.redirect_to = str(storage.make_url("")).rstrip("/")
-    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    client = await proxy_client(aiohttp_client, settings, add_upstream(settings, host_of(registry)))
     digest = digest_of(image["layer"])
     for _ in range(2):
         resp = await client.get(f"/v2/fake/org/app/blobs/{digest}")
@@ -70,7 +70,7 @@ async def test_the_proxy_sends_no_credential_to_a_realm_on_another_host(
     thief_seen: list[tuple[str, str | None]] = []
     thief = await aiohttp_server(_thief(thief_seen))
     fake.url = f"http://localhost:{thief.port}"  # the challenge names the thief's token endpoint
-    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    client = await proxy_client(aiohttp_client, settings, add_upstream(settings, host_of(registry)))
     resp = await client.get("/v2/fake/org/app/manifests/1.0")
     assert resp.status == 502
     message = (await resp.json())["errors"][0]["message"]
@@ -101,7 +101,7 @@ async def test_a_token_server_that_never_stops_does_not_take_the_proxy_down(
     app.router.add_get("/token", forever)
     realm = await aiohttp_server(app)
     fake.url = str(realm.make_url("")).rstrip("/")
-    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(registry)))
+    client = await proxy_client(aiohttp_client, settings, add_upstream(settings, host_of(registry)))
     resp = await client.get("/v2/fake/org/app/manifests/1.0")
     assert resp.status == 502
     assert "token response of more than" in (await resp.json())["errors"][0]["message"]
@@ -116,7 +116,7 @@ async def test_a_registries_file_damaged_while_the_proxy_runs_keeps_the_last_goo
     fake = Fake(auth="basic")
     fake.add_image()
     registry = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(registry))
+    book = add_upstream(settings, host_of(registry))
     client = await proxy_client(aiohttp_client, settings, book)
     assert (await client.get("/v2/fake/org/app/manifests/1.0")).status == 200
     book.path.write_text('{"version": 1, "registries": [{"name": 123}]}')
@@ -171,7 +171,7 @@ async def test_a_manifest_that_never_ends_is_cut_at_its_cap(
     app.router.add_get("/v2/{name:.+}/manifests/{ref}", forever)
     registry = await aiohttp_server(app)
     client = await proxy_client(
-        aiohttp_client, settings, add_record(settings, host_of(registry), username=None)
+        aiohttp_client, settings, add_upstream(settings, host_of(registry), username=None)
     )
     resp = await client.get("/v2/fake/org/app/manifests/1.0")
     assert resp.status == 502

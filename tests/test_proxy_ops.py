@@ -9,12 +9,12 @@ from typing import Any
 
 import bcrypt
 import pytest
-from proxy_support import (
+from support.proxy import (
     MANIFEST_V2,
     PASSWORD,
     TOKEN_PREFIX,
     Fake,
-    add_record,
+    add_upstream,
     digest_of,
     host_of,
     proxy_client,
@@ -33,7 +33,7 @@ async def test_metrics(aiohttp_server: Any, aiohttp_client: Any, settings: Setti
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
     client = await proxy_client(
-        aiohttp_client, settings, add_record(settings, host_of(server)), cache_dir=tmp_path / "c"
+        aiohttp_client, settings, add_upstream(settings, host_of(server)), cache_dir=tmp_path / "c"
     )
     path = f"/v2/fake/org/app/blobs/{digest_of(image['layer'])}"
     for _ in range(2):
@@ -64,7 +64,7 @@ async def test_access_log_has_one_line_per_request_and_no_secret(
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
     storage = await aiohttp_server(storage_app(fake, []))
-    client = await proxy_client(aiohttp_client, settings, add_record(settings, host_of(server)))
+    client = await proxy_client(aiohttp_client, settings, add_upstream(settings, host_of(server)))
     await (await client.get("/v2/fake/org/app/manifests/1.0", headers={"Accept": MANIFEST_V2})).read()
     fake.redirect_to = str(storage.make_url("")).rstrip("/")
     resp = await client.get(f"/v2/fake/org/app/blobs/{digest_of(image['layer'])}?token=CLIENTSECRET")
@@ -90,7 +90,7 @@ async def test_client_auth_token_and_htpasswd(
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(f"ci:{bcrypt.hashpw(b'ci-password', bcrypt.gensalt(rounds=4)).decode()}\n")
     token = "a-client-token-of-some-length"
-    book = add_record(settings, host_of(server), username=None)
+    book = add_upstream(settings, host_of(server), username=None)
     client = await proxy_client(aiohttp_client, settings, book, client_token=token, htpasswd=htpasswd)
 
     def basic(user: str, password: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from proxy_support import MANIFEST_V2, Fake, ProxyProcess, add_record, digest_of, host_of, start_fake
+from support.proxy import MANIFEST_V2, Fake, ProxyProcess, add_upstream, digest_of, host_of, start_fake
 
 from regauth.config import Settings
 
@@ -21,7 +21,7 @@ async def _start(
     aiohttp_server: Any, settings: Settings, regauth_exe: str, tmp_path: Path, fake: Fake, *args: str
 ) -> ProxyProcess:
     server = await start_fake(aiohttp_server, fake)
-    add_record(settings, host_of(server), username=None)
+    add_upstream(settings, host_of(server), username=None)
     proxy = ProxyProcess(regauth_exe, tmp_path, *args)
     # Polled off the loop: the fake upstream runs on it.
     await asyncio.to_thread(proxy.wait_ready)

@@ -6,11 +6,11 @@ import asyncio
 import json
 from typing import Any
 
-from proxy_support import (
+from support.proxy import (
     MANIFEST_V2,
     OCI_INDEX,
     Fake,
-    add_record,
+    add_upstream,
     digest_of,
     host_of,
     proxy_client,
@@ -24,7 +24,7 @@ from regauth.config import Settings
 async def _setup(aiohttp_server: Any, aiohttp_client: Any, settings: Settings, fake: Fake, **options: Any):  # type: ignore[no-untyped-def]
     image = fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server), username=None if fake.auth == "none" else "proxyuser")
+    book = add_upstream(settings, host_of(server), username=None if fake.auth == "none" else "proxyuser")
     client = await proxy_client(aiohttp_client, settings, book, **options)
     return image, server, client
 
@@ -100,7 +100,7 @@ async def test_docker_hub_default_with_library_prefix(
     fake = Fake(auth="bearer")
     fake.add_image()
     server = await start_fake(aiohttp_server, fake)
-    book = add_record(settings, host_of(server))
+    book = add_upstream(settings, host_of(server))
     client = await proxy_client(aiohttp_client, settings, book, docker_hub=True, docker_hub_url=fake.url)
     resp = await client.get("/v2/alpine/manifests/1.0", headers={"Accept": MANIFEST_V2})
     assert resp.status == 200, await resp.text()
@@ -116,7 +116,7 @@ async def test_docker_hub_by_record_and_no_docker_hub(
     fake = Fake(auth="basic")
     fake.add_image()
     await start_fake(aiohttp_server, fake)
-    book = add_record(settings, "docker.io", name="hub")
+    book = add_upstream(settings, "docker.io", name="hub")
     accept = {"Accept": MANIFEST_V2}
     # Default: a docker.io record turns the Docker Hub route on, with the record's credential.
     client = await proxy_client(aiohttp_client, settings, book, docker_hub_url=fake.url)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proxy_support import ProxyProcess, caching_proxy_before
 from support.image import MANIFEST_V2
+from support.proxy import ProxyProcess, caching_proxy_before
 from support.registry import RegistryFixture
 
 from regauth.config import Settings

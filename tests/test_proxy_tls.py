@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from proxy_support import ProxyProcess
+from support.proxy import ProxyProcess
 from support.registry import RegistryFixture
 from support.tls import PKI
 

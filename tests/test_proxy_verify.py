@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from proxy_support import add_record, cache_files, digest_of, host_of, proxy_client
+from support.proxy import add_upstream, cache_files, digest_of, host_of, proxy_client
 
 from regauth.config import Settings
 
@@ -92,7 +92,7 @@ async def _proxy(
     aiohttp_server: Any, aiohttp_client: Any, settings: Settings, hostile: Tamperer, **options: Any
 ) -> Any:
     server = await aiohttp_server(tamperer_app(hostile))
-    book = add_record(settings, host_of(server), name="evil", username=None)
+    book = add_upstream(settings, host_of(server), name="evil", username=None)
     return await proxy_client(aiohttp_client, settings, book, **options)
 
 

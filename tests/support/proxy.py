@@ -20,13 +20,16 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from support.registry import RegistryFixture
 
 from regauth.config import Settings
 from regauth.proxy.accesslog import ACCESS_LOG, AccessLogger
 from regauth.proxy.app import make_proxy_app
 from regauth.proxy.options import ProxyOptions
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import RegistryBook
+from regauth.store.lazy import LazyStore
+
+from .records import add_record
+from .registry import RegistryFixture
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -192,12 +195,13 @@ def storage_app(fake: Fake, seen: list[tuple[str, str | None]]) -> web.Applicati
     return app
 
 
-def add_record(
+def add_upstream(
     settings: Settings, host: str, *, name: str = "fake", username: str | None = USER, **extra: Any
 ) -> RegistryBook:
+    """A record for a fake upstream on plain HTTP, with the fakes' password when it has a user; the book."""
     book = RegistryBook.for_settings(settings)
-    record = Registry(id="", name=name, registry=host, username=username, insecure=True, **extra)
-    book.add(record, PASSWORD if username else None)
+    secret = PASSWORD if username else None
+    add_record(book, host, secret, name=name, username=username, insecure=True, **extra)
     return book
 
 
@@ -213,7 +217,7 @@ async def start_fake(aiohttp_server: Factory, fake: Fake) -> TestServer:
 async def proxy_client(
     aiohttp_client: Factory, settings: Settings, book: RegistryBook, **options: Any
 ) -> TestClient[web.Request, web.Application]:
-    app = make_proxy_app(settings, book, options=ProxyOptions(**options))
+    app = make_proxy_app(settings, book, LazyStore.for_settings(settings), options=ProxyOptions(**options))
     server = TestServer(app)
     # Started here: TestServer passes runner options only through start_server. The proxy's own
     # access logger also counts the request metrics.
@@ -298,8 +302,7 @@ def caching_proxy_before(
     user's credential), started and, at the end, stopped cleanly."""
     book = RegistryBook.for_settings(settings)
     for name, fx in upstreams.items():
-        record = Registry(id="", name=name, registry=fx.host, username=fx.username, ca_file=fx.ca_file)
-        book.add(record, fx.password)
+        add_record(book, fx.host, fx.password, name=name, username=fx.username, ca_file=fx.ca_file)
     proc = ProxyProcess(exe, workdir, "--cache-dir", str(workdir / "cache"))
     try:
         proc.wait_ready()

@@ -17,6 +17,7 @@ from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.main import start
 from regauth.proxy.options import ProxyOptions
 from regauth.registries import RegistryBook
+from regauth.store.lazy import LazyStore
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def served_proxy(settings: Settings, book: RegistryBook, **options: Any) -> AsyncIterator[Served]:
-    app = make_proxy_app(settings, book, options=ProxyOptions(**options))
+    app = make_proxy_app(settings, book, LazyStore.for_settings(settings), options=ProxyOptions(**options))
     runner = await start(app, "127.0.0.1", 0, shutdown_timeout=5.0)
     try:
         yield Served(app, runner.addresses[0][1])
