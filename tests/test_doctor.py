@@ -98,3 +98,35 @@ def test_what_needs_action_is_named_without_secrets(
     assert any(f["check"] == "podman" and f["status"] == "action" for f in findings)
     # A longer threshold: the old secret is fine.
     assert "its secret is" not in regauth("doctor", "--max-age", "100000", env=env).stdout
+
+
+def test_kubelet_config_and_cached_tokens(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    import time
+
+    from regauth.providers.cache import CachedToken, cache_key
+    from regauth.store import open_store
+
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    now = time.time()
+    token = CachedToken(username="AWS", secret="s3cret-token", expires_at=now + 120, minted_at=now - 3600)
+    open_store(settings).set(cache_key("ecr", host, "role"), token.to_text())
+    kubelet = tmp_path / "providers.json"
+    kubelet.write_text(
+        json.dumps({"kind": "CredentialProviderConfig", "providers": [{"name": "ecr-credential-provider"}]})
+    )
+
+    proc = regauth("doctor", "--kubelet-config", str(kubelet))
+    assert proc.returncode == 1
+    assert f"ACTION kubelet: {kubelet}: no regauth-credential-provider provider" in proc.stdout
+    assert f"info   tokens: the cached ecr token for {host} expires in 2 min" in proc.stdout
+    assert "s3cret" not in proc.stdout + proc.stderr
+
+    kubelet.write_text(json.dumps({"providers": [{"name": "regauth-credential-provider"}]}))
+    assert (
+        f"ok     kubelet: {kubelet}: the kubelet runs regauth-credential-provider"
+        in regauth("doctor", "--kubelet-config", str(kubelet)).stdout
+    )
+    missing = regauth("doctor", "--kubelet-config", str(tmp_path / "none.json"))
+    assert "ACTION kubelet:" in missing.stdout and "no such file" in missing.stdout

@@ -34,6 +34,9 @@ def add_parser(commands: Any, examples: Any) -> None:
         "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
     )
     doctor.add_argument("--proxy", metavar="URL", help="also ask the running proxy at URL")
+    doctor.add_argument(
+        "--kubelet-config", metavar="FILE", help="the kubelet's CredentialProviderConfig to check"
+    )
     doctor.set_defaults(func=cmd_doctor)
 
 
@@ -47,6 +50,7 @@ def cmd_doctor(
         validate=args.validate,
         containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
         proxy=args.proxy,
+        kubelet_config=Path(args.kubelet_config) if args.kubelet_config else None,
     )
     findings = doctor.examine(settings, book.all(), options, store_of(settings, store))
     print(doctor.render(findings, args.json))

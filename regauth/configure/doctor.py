@@ -43,6 +43,7 @@ class Options(NamedTuple):
     validate: bool = False
     containerd_certs_dir: Path | None = None
     proxy: str | None = None  # a running proxy's URL to ask
+    kubelet_config: Path | None = None  # the kubelet's CredentialProviderConfig; None: the default's, if any
 
 
 def examine(
@@ -53,9 +54,12 @@ def examine(
     findings += _podman(settings.environ, records)
     if options.containerd_certs_dir is not None:
         findings += _containerd(options.containerd_certs_dir, records)
+    findings += _kubelet(options.kubelet_config)
     if options.proxy is not None:
         findings.append(_proxy(options.proxy))
     findings += _store(settings)
+    if store is not None:
+        findings += _tokens(store)
     findings += _records(settings, records, options, store)
     return findings
 
@@ -150,6 +154,50 @@ def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Findin
         )
     elif records:
         yield Finding("containerd", OK, f"{certs_dir}: a hosts.toml mirror for every configured registry")
+
+
+def _kubelet(flag: Path | None) -> Iterator[Finding]:
+    from regauth.kube.kubeletconfig import DEFAULT_CONFIG
+    from regauth.kube.main import PROGRAM
+
+    path = flag or DEFAULT_CONFIG
+    state = read_state(path) if flag is not None or DEFAULT_CONFIG.is_file() else None
+    if state is None:
+        return
+    if state.data is None:
+        yield Finding("kubelet", ACTION, f"{path}: no such file; `regauth configure kubelet` writes it")
+        return
+    config = _json(path) or {}
+    providers = config.get("providers")
+    names = [p.get("name") for p in providers if isinstance(p, dict)] if isinstance(providers, list) else []
+    if PROGRAM in names:
+        yield Finding("kubelet", OK, f"{path}: the kubelet runs {PROGRAM}")
+    else:
+        yield Finding("kubelet", ACTION, f"{path}: no {PROGRAM} provider; run `regauth configure kubelet`")
+
+
+def _tokens(store: SecretStore) -> Iterator[Finding]:
+    """Cached provider tokens past their fresh time: the next pull mints again (a slower pull, and a
+    failed one if the cloud login has gone meanwhile). Named by provider and host, never the token."""
+    import time
+
+    from regauth.providers.cache import PREFIX, CachedToken
+
+    now = time.time()
+    try:
+        keys = [key for key in store.keys() if key.startswith(PREFIX)]
+        tokens = [(key, CachedToken.from_text(store.get(key) or "")) for key in keys]
+    except RegauthError:
+        return  # the store finding already says it does not open
+    for key, token in tokens:
+        if token is None or token.is_fresh(now):
+            continue
+        _, provider, host, _ = key.split("/", 3)
+        left = token.expires_at - now
+        when = f"expires in {left / 60:.0f} min" if left > 0 else "has expired"
+        yield Finding(
+            "tokens", INFO, f"the cached {provider} token for {host} {when}; the next pull mints another"
+        )
 
 
 def _proxy(url: str) -> Finding:
