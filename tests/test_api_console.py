@@ -14,6 +14,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from support.api import Served, app_for, start_serve, token
 from support.registry import RegistryFixture
 
@@ -50,8 +52,8 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 @pytest.fixture
-def served(regauth_exe: str) -> Iterator[Served]:
-    server = start_serve(regauth_exe)
+def served(regauth_exe: str, tmp_path: Path) -> Iterator[Served]:
+    server = start_serve(regauth_exe, log_dir=tmp_path)
     try:
         yield server
     finally:
@@ -64,8 +66,12 @@ def _token(exe: str, name: str, scope: str) -> str:
     return done.stdout.strip()
 
 
-def _note(driver: WebDriver) -> str:
-    return driver.find_element(By.ID, "note").text
+def _note(driver: WebDriver, expected: str) -> str:
+    """The note of the page a click leads to, once it says ``expected`` (a click returns before the
+    browser has followed the form's redirect)."""
+    located = (By.ID, "note")
+    WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element(located, expected))
+    return driver.find_element(*located).text
 
 
 def test_sign_in_add_validate_disable_remove(
@@ -83,8 +89,10 @@ def test_sign_in_add_validate_disable_remove(
     browser.get(served.url + "/")
     browser.find_element(By.ID, "token").send_keys(secret)
     browser.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "add")))
     assert "console" in browser.find_element(By.TAG_NAME, "header").text
     browser.find_element(By.ID, "add").click()
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "ca_pem")))
     browser.find_element(By.ID, "name").send_keys("ht")
     browser.find_element(By.ID, "url").send_keys(f"https://{fx.host}")
     browser.find_element(By.ID, "username").send_keys(fx.username)
@@ -93,27 +101,29 @@ def test_sign_in_add_validate_disable_remove(
     browser.find_element(By.ID, "repository").send_keys(fx.repository)
     browser.find_element(By.ID, "save").click()
     pages.append(browser.page_source)
-    assert "added registry 'ht'" in _note(browser), _note(browser)
+    _note(browser, "added registry 'ht'")
     row = browser.find_element(By.ID, "row-ht")
     assert fx.host in row.text and "valid" in row.find_element(By.CLASS_NAME, "outcome").text
     # The edit form never fills the secret back in.
     row.find_element(By.LINK_TEXT, "Edit").click()
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "password")))
     assert browser.find_element(By.ID, "password").get_attribute("value") == ""
     pages.append(browser.page_source)
     browser.find_element(By.LINK_TEXT, "Cancel").click()
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "row-ht")))
     browser.find_element(By.CSS_SELECTOR, "#row-ht button[name=validate]").click()
-    assert "accepted" in _note(browser)
+    _note(browser, "accepted")
     pages.append(browser.page_source)
     browser.find_element(By.CSS_SELECTOR, "#row-ht button[name=disable]").click()
-    assert "disabled registry 'ht'" in _note(browser)
+    _note(browser, "disabled registry 'ht'")
     assert browser.find_element(By.CSS_SELECTOR, "#row-ht .active").text == "no"
     assert RegistryBook.for_settings(settings).get("ht").active is False
     pages.append(browser.page_source)
     shot = tmp_path / "console-list.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
     browser.find_element(By.CSS_SELECTOR, "#row-ht button[name=remove]").click()
-    assert "removed registry 'ht'" in _note(browser)
-    assert browser.find_elements(By.ID, "empty")
+    _note(browser, "removed registry 'ht'")
+    WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located((By.ID, "empty")))
     pages.append(browser.page_source)
     assert RegistryBook.for_settings(settings).all() == []
     log = served.stop()

@@ -30,8 +30,8 @@ _WAIT = 15.0
 
 
 @pytest.fixture
-def served(regauth_exe: str) -> Iterator[Served]:
-    server = start_serve(regauth_exe)
+def served(regauth_exe: str, tmp_path: Path) -> Iterator[Served]:
+    server = start_serve(regauth_exe, log_dir=tmp_path)
     try:
         yield server
     finally:

@@ -55,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
         timeout=60,
     )
     assert made.returncode == 0, made.stderr
-    server = start_serve(exe, env=env)
+    server = start_serve(exe, env=env, log_dir=home)
     try:
         yield server, made.stdout.strip()
     finally:

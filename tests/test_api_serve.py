@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from support.api import http, start_serve
 from support.tls import PKI
@@ -18,9 +19,9 @@ def run(exe: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
-def test_serves_healthz_and_the_api_on_loopback(regauth_exe: str) -> None:
+def test_serves_healthz_and_the_api_on_loopback(regauth_exe: str, tmp_path: Path) -> None:
     tok = run(regauth_exe, "token", "create", "ci", "--scope", "read").stdout.strip()
-    server = start_serve(regauth_exe)
+    server = start_serve(regauth_exe, log_dir=tmp_path)
     try:
         assert server.url.startswith("http://127.0.0.1:")
         status, data, _ = http("GET", f"{server.url}/healthz")
@@ -45,11 +46,10 @@ def test_a_non_loopback_address_needs_tls(regauth_exe: str) -> None:
     assert bad.returncode == 1 and "HOST:PORT" in bad.stderr
 
 
-def test_serves_https_with_a_certificate(regauth_exe: str, test_pki: PKI) -> None:
+def test_serves_https_with_a_certificate(regauth_exe: str, test_pki: PKI, tmp_path: Path) -> None:
     tok = run(regauth_exe, "token", "create", "ci", "--scope", "read").stdout.strip()
-    server = start_serve(
-        regauth_exe, "--tls-cert", str(test_pki.cert_file), "--tls-key", str(test_pki.key_file)
-    )
+    tls = ["--tls-cert", str(test_pki.cert_file), "--tls-key", str(test_pki.key_file)]
+    server = start_serve(regauth_exe, *tls, log_dir=tmp_path)
     try:
         assert server.url.startswith("https://")
         status, data, _ = http(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -69,46 +69,42 @@ def events(settings: Settings) -> list[dict[str, Any]]:
 
 @dataclass
 class Served:
-    """A `regauth serve` process on loopback."""
+    """A `regauth serve` process on loopback; its stderr goes to ``log`` (a file: a pipe nobody reads
+    would fill and stall the server)."""
 
     url: str
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes]
+    log: Path
 
     def stop(self) -> str:
         """Stops it (SIGTERM) and answers everything it wrote to stderr."""
         if self.process.poll() is None:
             self.process.terminate()
-        _, err = self.process.communicate(timeout=20)
-        return "".join(self.lines) + (err or "")
+        self.process.wait(timeout=20)
+        return self.log.read_text(errors="replace")
 
 
-def start_serve(exe: str, *extra: str, env: dict[str, str] | None = None) -> Served:
+def start_serve(exe: str, *extra: str, log_dir: Path, env: dict[str, str] | None = None) -> Served:
     port = free_port()
-    process = subprocess.Popen(
-        [exe, "serve", "--listen", f"127.0.0.1:{port}", *extra],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env or dict(os.environ),
-    )
-    assert process.stderr is not None
-    lines: list[str] = []
+    log = log_dir / f"serve-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [exe, "serve", "--listen", f"127.0.0.1:{port}", *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=env or dict(os.environ),
+        )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 0.2)
-        if ready:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "listening on" in line:
-                scheme = "https" if "https://" in line else "http"
-                return Served(f"{scheme}://127.0.0.1:{port}", process, lines)
+    while time.monotonic() < deadline and process.poll() is None:
+        text = log.read_text(errors="replace")
+        if "listening on" in text:
+            scheme = "https" if "https://" in text else "http"
+            return Served(f"{scheme}://127.0.0.1:{port}", process, log)
+        time.sleep(0.05)
     process.kill()
-    _, err = process.communicate(timeout=10)
-    raise AssertionError(f"regauth serve did not start: {''.join(lines)}{err}")
+    process.wait(timeout=10)
+    raise AssertionError(f"regauth serve did not start: {log.read_text(errors='replace')}")
 
 
 def http(
