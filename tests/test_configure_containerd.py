@@ -134,8 +134,12 @@ def test_containerd_2_key_and_replaced_hosts_files(
     mine.parent.mkdir(parents=True)
     mine.write_text('server = "https://lab.example:5000"  # the old mirror\n')
     os.chmod(mine, 0o640)
+    # config.toml a link into a checkout of the node's files: the link stays, the target changes.
+    target = tmp_path / "node-files" / "containerd.toml"
+    target.parent.mkdir()
+    target.write_text(USER_CONFIG_V3)
     config = tmp_path / "config.toml"
-    config.write_text(USER_CONFIG_V3)
+    config.symlink_to(target)
     argv = [
         "regauth",
         "configure",
@@ -155,8 +159,9 @@ def test_containerd_2_key_and_replaced_hosts_files(
     hub = _toml((certs / "docker.io" / "hosts.toml").read_text())
     assert hub["server"] == "https://registry-1.docker.io"
 
+    assert config.is_symlink()
     ok(["regauth", "configure", "containerd", "--undo"])
-    assert config.read_text() == USER_CONFIG_V3
+    assert config.is_symlink() and target.read_text() == USER_CONFIG_V3
     assert mine.read_text() == 'server = "https://lab.example:5000"  # the old mirror\n'
     assert sorted(p.name for p in certs.iterdir()) == ["lab.example_5000_"]
 

@@ -130,8 +130,29 @@ def test_podman_auth_file_without_validation(isolated_env: Path, regauth_exe: st
     assert "s3cret" not in out.stdout + out.stderr and out.returncode == 1
     assert "registry.lab:5000" in json.loads(auth.read_text())["auths"]
 
-    auth.write_text(json.dumps({"auths": {"docker.io": {"auth": b64("me:s3cret-hub")}}}))
+    auth.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    "docker.io": {"auth": b64("me:s3cret-hub")},
+                    "quay.io": {"identitytoken": "s3cret-id"},
+                }
+            }
+        )
+    )
     out = run(["regauth", "import", "podman", "--no-validate"], env=env)
     assert out.returncode == 0 and "moved docker.io (user me) -> registry 'docker.io'" in out.stdout
-    assert json.loads(auth.read_text()) == {"auths": {}, "credHelpers": {"docker.io": "regauth"}}
+    assert "moved quay.io (user <token>) -> registry 'quay.io'" in out.stdout
+    assert json.loads(auth.read_text()) == {
+        "auths": {},
+        "credHelpers": {"docker.io": "regauth", "quay.io": "regauth"},
+    }
+    got = subprocess.run(
+        [shutil.which("docker-credential-regauth") or "", "get"],
+        input="quay.io",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(got.stdout) == {"ServerURL": "quay.io", "Username": "<token>", "Secret": "s3cret-id"}
     assert "s3cret" not in out.stdout + out.stderr
