@@ -175,6 +175,13 @@ async def test_conflicts_are_409_and_malformed_fields_422(
     )
     assert status == 422 and "insecure" in data["errors"][0]["message"]
     assert [r.name for r in RegistryBook.for_settings(settings).all()] == ["one"]
+    # A PATCH that would take a name or host already in use is 409 as well, and changes nothing.
+    other = {**base, "name": "two", "url": "http://127.0.0.1:2"}
+    assert (await call(client, "POST", "/api/v1/registries", writer, other))[0] == 201
+    for change in ({"name": "one"}, {"url": "http://127.0.0.1:1", "validate": False}):
+        status, data, _ = await call(client, "PATCH", "/api/v1/registries/two", writer, change)
+        assert status == 409 and data["errors"][0]["code"] == "CONFLICT", data
+    assert RegistryBook.for_settings(settings).get("two").registry == "127.0.0.1:2"
 
 
 async def test_list_filters_and_pages(api: tuple[TestClient, str, str]) -> None:
