@@ -94,7 +94,8 @@ def undo(client: str, *, backup_root: Path, force: bool, dry_run: bool, say: Say
         )
     # A run stopped half-way wrote only some of its files: the others are as they were.
     entries = [entry for entry in backup.read_manifest(directory) if entry.written]
-    restores = [(entry, read_state(Path(entry.path))) for entry in entries]
+    # The file regauth wrote, not whatever a link named then points at now.
+    restores = [(entry, read_state(Path(entry.target))) for entry in entries]
     changed = [
         entry.path
         for entry, state in restores
