@@ -25,13 +25,13 @@ from regauth.proxy.connections import ConnectionGuard
 from regauth.proxy.credentials import Credentials
 from regauth.proxy.errors import UNSUPPORTED, ApiError, error_middleware
 from regauth.proxy.flights import install as install_flights
-from regauth.proxy.flights import install as install_flights
 from regauth.proxy.handlers import v2
 from regauth.proxy.manifestcache import ManifestCache
 from regauth.proxy.metrics import Metrics
 from regauth.proxy.options import ProxyOptions
 from regauth.proxy.relay import usable_send_buffer
 from regauth.proxy.routing import Upstreams
+from regauth.proxy.sharedcache import SharedCache
 from regauth.proxy.upstream import UpstreamClient
 from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
@@ -74,7 +74,9 @@ def make_proxy_app(
     app[state.BLOBS] = blobs
     app[state.MANIFESTS] = ManifestCache(options.manifest_tag_ttl) if options.cache_dir else None
     install_flights(app, metrics.gauge)
-    install_flights(app, metrics.gauge)
+    app[state.SHARED] = (
+        SharedCache(options.cache_url, lease_seconds=options.cache_lease) if options.cache_url else None
+    )
     if blobs is not None:
         metrics.gauge("regauth_proxy_cache_bytes", "gauge", "Bytes in the blob cache.", lambda: blobs.size)
         metrics.gauge(

@@ -17,14 +17,17 @@ import asyncio
 
 from aiohttp import web
 
-from regauth.proxy import state
+from regauth.proxy import sharedblobs, state
 from regauth.proxy.blobcache import BlobCache, Verifier
 from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault
-from regauth.proxy.flights import Flight
+from regauth.proxy.flights import Flight, Writer
 from regauth.proxy.relay import head, relayed_headers, stream, upstream_error
 from regauth.proxy.routing import Target
+from regauth.proxy.sharedcache import SharedCache
 
 _FORWARDED = ("Range", "If-Range", "If-None-Match")
+# Times a pull looks again after the fetch it followed ended before its first byte; then it fetches.
+_ROUNDS = 4
 
 
 async def blob(request: web.Request, target: Target) -> web.StreamResponse:
@@ -35,14 +38,37 @@ async def blob(request: web.Request, target: Target) -> web.StreamResponse:
             if answer is not None:
                 return answer
         request.app[state.METRICS].miss("blob")
-    if _shareable(request):
-        assert target.upstream is not None
-        flight = request.app[state.FLIGHTS].find(target.upstream.host, target.reference)
+    if not _shareable(request):
+        return await _relay(request, target, cache, None)
+    return await _shared_get(request, target, cache)
+
+
+async def _shared_get(request: web.Request, target: Target, cache: BlobCache | None) -> web.StreamResponse:
+    """A GET of a whole blob that is not in the local cache: follow this instance's fetch of it, or
+    read it from the shared bucket, or lead the fetch. A fetch that ends before its first byte sends
+    its followers round again (another instance may have published the blob meanwhile)."""
+    assert target.upstream is not None
+    flights = request.app[state.FLIGHTS]
+    shared = request.app[state.SHARED]
+    in_bucket_checked = False
+    for _ in range(_ROUNDS):
+        flight = flights.find(target.upstream.host, target.reference)
         if flight is not None:
             answer = await _follow(request, target, flight, cache)
             if answer is not None:
                 return answer
-    return await _fetch(request, target, cache)
+            in_bucket_checked = False
+        elif shared is not None and not in_bucket_checked:
+            answer = await sharedblobs.from_bucket(
+                request, target, shared, lambda: _confirm(request, target, cache)
+            )
+            if answer is not None:
+                return answer
+            in_bucket_checked = True
+        else:
+            # No await since find(): this request is the one that fetches.
+            return await _lead(request, target, cache)
+    return await _relay(request, target, cache, None)
 
 
 def _shareable(request: web.Request) -> bool:
@@ -112,10 +138,8 @@ async def _confirm(
         return await upstream_error(request, target, resp)
 
 
-async def _fetch(request: web.Request, target: Target, cache: BlobCache | None) -> web.StreamResponse:
+async def _lead(request: web.Request, target: Target, cache: BlobCache | None) -> web.StreamResponse:
     assert target.upstream is not None
-    if not _shareable(request):
-        return await _relay(request, target, cache, None)
     # Taken before the request goes out: pulls that arrive while it is on its way follow this one.
     flight = request.app[state.FLIGHTS].begin(target.upstream.host, target.repository, target.reference)
     if flight is None:
@@ -141,12 +165,39 @@ def _retrieve(task: asyncio.Future[web.StreamResponse]) -> None:
 async def _relay(
     request: web.Request, target: Target, cache: BlobCache | None, flight: Flight | None
 ) -> web.StreamResponse:
+    shared = request.app[state.SHARED] if flight is not None else None
+    if shared is None:
+        return await _relay_upstream(request, target, cache, flight, None)
+    assert flight is not None and target.upstream is not None
+    # One instance fetches a cold blob; the others wait for it to land in the bucket.
+    generation = await sharedblobs.turn(shared, target.reference)
+    if generation is None:
+        flight.end(False)  # this instance's other pulls read the bucket too
+        answer = await sharedblobs.from_bucket(
+            request, target, shared, lambda: _confirm(request, target, cache)
+        )
+        if answer is not None:
+            return answer
+        # Published from another upstream's delivery: this one is asked itself.
+        return await _relay_upstream(request, target, cache, None, None)
+    async with sharedblobs.holding(shared, target.reference, generation):
+        return await _relay_upstream(request, target, cache, flight, shared)
+
+
+async def _relay_upstream(
+    request: web.Request,
+    target: Target,
+    cache: BlobCache | None,
+    flight: Flight | None,
+    shared: SharedCache | None,
+) -> web.StreamResponse:
     upstream = target.upstream
     assert upstream is not None
     digest = target.reference
     forwarded = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
     client = request.app[state.CLIENT]
     path = f"/v2/{target.repository}/blobs/{digest}"
+    uploading: sharedblobs.SharedWriter | None = None
     try:
         async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
             if resp.status not in (200, 206, 304):
@@ -162,9 +213,14 @@ async def _relay(
             if resp.status == 206:
                 out, _ = await stream(request, resp, headers, None)
                 return out
-            writer = cache.begin(digest, resp.content_length) if cache is not None else None
+            flights = request.app[state.FLIGHTS]
+            writer: Writer | None = cache.begin(digest, resp.content_length) if cache is not None else None
+            if shared is not None:
+                base = writer or flights.spool(digest)
+                if base is not None:
+                    writer = uploading = sharedblobs.SharedWriter(base, shared.upload(digest))
             if flight is not None:
-                sink = request.app[state.FLIGHTS].feed(flight, writer, headers, resp.content_length)
+                sink = flights.feed(flight, writer, headers, resp.content_length)
             else:
                 sink = writer or Verifier(digest)
             out, whole = await stream(request, resp, headers, sink)
@@ -173,4 +229,6 @@ async def _relay(
             flight.end(False)
     if whole and cache is not None:
         cache.remember(upstream.host, target.repository, digest, delivered=True)
+    if uploading is not None and shared is not None:
+        await sharedblobs.publish(shared, uploading, upstream.host, target.repository)
     return out

@@ -57,7 +57,8 @@ class FlightFailed(UpstreamFault):
 class Writer(Sink, Protocol):
     """What a flight writes through: the blob cache's ``CacheWriter`` or a ``SpoolWriter``."""
 
-    failed: bool
+    @property
+    def failed(self) -> bool: ...
 
     def reader(self) -> BinaryIO: ...
 
@@ -305,7 +306,7 @@ class Flights:
         """The sink the leader relays through: ``writer`` (the cache's), else a spool; without either,
         a plain ``Verifier`` and the flight ends unshared (its followers fetch themselves)."""
         if writer is None:
-            writer = self._spool_writer(flight.digest)
+            writer = self.spool(flight.digest)
         if writer is None:
             flight.end(False)
             return Verifier(flight.digest)
@@ -318,7 +319,8 @@ class Flights:
         flight.start(headers, size, file)
         return Feed(flight, writer)
 
-    def _spool_writer(self, digest: str) -> SpoolWriter | None:
+    def spool(self, digest: str) -> SpoolWriter | None:
+        """A spool file for ``digest`` in the private spool directory; None if it cannot be made."""
         try:
             if self._spool is None:
                 self._spool = Path(tempfile.mkdtemp(prefix="regauth-proxy-spool-", dir=self._spool_parent))

@@ -44,6 +44,10 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
     max_size = parse_size(args.cache_max_size) if args.cache_max_size else None
     if max_size is not None and cache_dir is None:
         raise UsageError("--cache-max-size needs --cache-dir")
+    cache_url = getattr(args, "cache_url", None)
+    cache_lease = getattr(args, "cache_lease", None) or ProxyOptions.cache_lease
+    if cache_lease <= 0:
+        raise UsageError("--cache-lease must be more than 0 seconds")
     serve_stale = getattr(args, "serve_stale", None) or 0.0
     if serve_stale < 0:
         raise UsageError("--serve-stale must be 0 (off) or more seconds")
@@ -61,6 +65,8 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         cache_max_size=max_size,
         manifest_tag_ttl=args.manifest_ttl,
         serve_stale=serve_stale,
+        cache_url=cache_url,
+        cache_lease=cache_lease,
         docker_hub=args.docker_hub,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,

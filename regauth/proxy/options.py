@@ -34,6 +34,10 @@ _UNITS = {
 class ProxyOptions:
     cache_dir: Path | None = None
     cache_max_size: int | None = None
+    # A bucket shared by several instances (s3://BUCKET/PREFIX), and how long one instance's claim to
+    # fetch a cold blob lives without renewal (a dead instance's is taken over after it).
+    cache_url: str | None = None
+    cache_lease: float = 30.0
     # How long a manifest fetched by tag is served from memory; 0 turns that off.
     manifest_tag_ttl: float = 30.0
     # While the upstream is unreachable, a tag's last known manifest is served up to this many seconds

@@ -16,6 +16,7 @@ from regauth.proxy.upstream import UpstreamClient
 if TYPE_CHECKING:
     # flights.py imports this module: the key is typed, not checked, at run time.
     from regauth.proxy.flights import Flights
+    from regauth.proxy.sharedcache import SharedCache
 
 OPTIONS = web.AppKey("options", ProxyOptions)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
@@ -24,6 +25,7 @@ CLIENT = web.AppKey("client", UpstreamClient)
 BLOBS: web.AppKey[BlobCache | None] = web.AppKey("blobs")
 MANIFESTS: web.AppKey[ManifestCache | None] = web.AppKey("manifests")
 FLIGHTS: web.AppKey[Flights] = web.AppKey("flights")
+SHARED: web.AppKey[SharedCache | None] = web.AppKey("shared")
 # The SO_SNDBUF streamed bodies get, 0 for the kernel's own (see relay.usable_send_buffer).
 SEND_BUFFER = web.AppKey("send_buffer", int)
 

@@ -1,0 +1,228 @@
+"""``--cache-url s3://BUCKET/PREFIX``: three real ``regauth proxy`` processes over one bucket (moto in
+server mode, on loopback) share one upstream fetch per blob. A hostile upstream counts its GETs and
+can hold a body halfway; an instance killed mid-fetch is taken over once its lease expires."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from aiohttp import web
+from moto.server import ThreadedMotoServer
+from support.proxy import ProxyProcess, add_upstream, digest_of, host_of
+
+from regauth.config import Settings
+
+BUCKET = "regauth-shared"
+SMALL = 3 * 1024 * 1024 + 5
+LARGE = 20 * 1024 * 1024 + 7  # three parts of the multipart upload
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # boto3's own settings, inherited by the proxy processes: the endpoint is moto's.
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.session.Session().client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    try:
+        yield s3
+    finally:
+        server.stop()
+
+
+@dataclass
+class Counting:
+    """An upstream for ``blobs`` (by digest) in org/app; counts GETs by digest. With ``hold`` set, a
+    GET sends half its body and waits for ``release``."""
+
+    blobs: dict[str, bytes]
+    hold: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    gets: dict[str, int] = field(default_factory=dict)
+    other: list[tuple[str, str]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        async def base(request: web.Request) -> web.Response:
+            return web.json_response({})
+
+        async def blob(request: web.Request) -> web.StreamResponse:
+            digest = request.match_info["digest"]
+            if request.method != "GET":
+                self.other.append((request.method, request.path))
+            if digest not in self.blobs or request.match_info["name"] != "org/app":
+                return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+            body = self.blobs[digest]
+            response = web.StreamResponse(headers={"Docker-Content-Digest": digest})
+            response.content_length = len(body)
+            await response.prepare(request)
+            if request.method == "HEAD":
+                await response.write_eof()
+                return response
+            self.gets[digest] = self.gets.get(digest, 0) + 1
+            half = len(body) // 2
+            await response.write(body[:half])
+            if self.hold:
+                await asyncio.wait_for(self.release.wait(), timeout=60)
+            for at in range(half, len(body), 1024 * 1024):
+                await response.write(body[at : at + 1024 * 1024])
+            await response.write_eof()
+            return response
+
+        app = web.Application()
+        app.router.add_get("/v2/", base)
+        app.router.add_get(r"/v2/{name:.+}/blobs/{digest}", blob)
+        return app
+
+
+def _proxies(regauth_exe: str, tmp_path: Path, count: int, *extra: str) -> list[ProxyProcess]:
+    procs = [
+        ProxyProcess(regauth_exe, tmp_path, "--quiet", "--cache-url", f"s3://{BUCKET}/fleet", *extra)
+        for _ in range(count)
+    ]
+    for proc in procs:
+        proc.wait_ready()
+    return procs
+
+
+async def _pull(session: aiohttp.ClientSession, url: str) -> str:
+    """The digest of what the client got whole; a cut body raises."""
+    hashed = hashlib.sha256()
+    async with session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        async for chunk in resp.content.iter_any():
+            hashed.update(chunk)
+    return "sha256:" + hashed.hexdigest()
+
+
+async def test_three_instances_fetch_each_blob_once(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
+) -> None:
+    small, large = os.urandom(SMALL), os.urandom(LARGE)
+    upstream = Counting({digest_of(small): small, digest_of(large): large})
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    procs = _proxies(regauth_exe, tmp_path, 3)
+    try:
+        async with aiohttp.ClientSession() as session:
+            urls = [
+                f"{procs[i % 3].url}/v2/up/org/app/blobs/{digest}"
+                for i in range(30)
+                for digest in upstream.blobs
+            ]
+            got = await asyncio.wait_for(asyncio.gather(*(_pull(session, url) for url in urls)), timeout=180)
+            assert sorted(got) == sorted(list(upstream.blobs) * 30)
+            assert upstream.gets == {digest: 1 for digest in upstream.blobs}
+            # A fresh instance serves them from the bucket, without asking the upstream.
+            (late,) = _proxies(regauth_exe, tmp_path, 1)
+            procs.append(late)
+            for digest in upstream.blobs:
+                assert await _pull(session, f"{late.url}/v2/up/org/app/blobs/{digest}") == digest
+            assert upstream.gets == {digest: 1 for digest in upstream.blobs}
+            # Another repository of the upstream is asked first, and refused: none of the bytes.
+            async with session.get(f"{late.url}/v2/up/org/secret/blobs/{digest_of(small)}") as resp:
+                assert resp.status == 404
+            assert upstream.other == [("HEAD", f"/v2/org/secret/blobs/{digest_of(small)}")]
+    finally:
+        for proc in procs:
+            assert proc.stop() == 0, proc.log()
+    keys = [
+        item["Key"] for item in bucket.list_objects_v2(Bucket=BUCKET, Prefix="fleet/").get("Contents", [])
+    ]
+    assert sorted(k for k in keys if "/blobs/" in k) == sorted(
+        f"fleet/blobs/sha256/{digest.partition(':')[2]}" for digest in upstream.blobs
+    )
+    assert not [k for k in keys if "/leases/" in k]
+
+
+async def test_an_instance_killed_mid_fetch_is_taken_over(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
+) -> None:
+    large = os.urandom(LARGE)
+    digest = digest_of(large)
+    upstream = Counting({digest: large}, hold=True)
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    first, second = _proxies(regauth_exe, tmp_path, 2, "--cache-lease", "2")
+    try:
+        async with aiohttp.ClientSession() as session:
+            doomed = asyncio.ensure_future(_pull(session, f"{first.url}/v2/up/org/app/blobs/{digest}"))
+            for _ in range(2000):
+                if upstream.gets.get(digest):
+                    break
+                await asyncio.sleep(0.01)
+            assert upstream.gets == {digest: 1}
+            waiting = asyncio.ensure_future(_pull(session, f"{second.url}/v2/up/org/app/blobs/{digest}"))
+            await asyncio.sleep(0.5)
+            assert upstream.gets == {digest: 1}  # the second instance waits on the first's lease
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait(timeout=20)
+            with pytest.raises(aiohttp.ClientError):
+                await doomed
+            upstream.release.set()
+            assert await asyncio.wait_for(waiting, timeout=60) == digest
+            assert upstream.gets == {digest: 2}
+    finally:
+        assert second.stop() == 0, second.log()
+    head = bucket.head_object(Bucket=BUCKET, Key=f"fleet/blobs/sha256/{digest.partition(':')[2]}")
+    assert head["ContentLength"] == LARGE
+
+
+def test_a_cache_url_that_is_not_s3_is_one_line(regauth_exe: str) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [regauth_exe, "proxy", "--listen", "127.0.0.1:0", "--cache-url", "https://bucket/x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "regauth: error: --cache-url 'https://bucket/x': use s3://BUCKET/PREFIX"
+    ]
+
+
+async def test_a_bucket_out_of_reach_leaves_a_cache_of_one(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support.registry import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    small = os.urandom(SMALL)
+    upstream = Counting({digest_of(small): small})
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    (proc,) = _proxies(regauth_exe, tmp_path, 1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{proc.url}/v2/up/org/app/blobs/{digest_of(small)}"
+            got = await asyncio.wait_for(
+                asyncio.gather(*(_pull(session, url) for _ in range(4))), timeout=120
+            )
+            assert got == [digest_of(small)] * 4
+            assert upstream.gets == {digest_of(small): 1}
+    finally:
+        assert proc.stop() == 0, proc.log()
+    assert "shared cache:" in proc.log() and "Traceback" not in proc.log()
