@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from regauth import envvars, layout
+from regauth import layout
 from regauth.errors import ConfigError
 
 
@@ -17,9 +17,9 @@ class Settings(NamedTuple):
     data_dir: Path
     cache_dir: Path
     state_dir: Path
-    store: str = envvars.STORE_AUTO
+    store: str = layout.STORE_AUTO
     passphrase: str | None = None
-    log_level: str = envvars.DEFAULT_LOG_LEVEL
+    log_level: str = layout.DEFAULT_LOG_LEVEL
     # REGAUTH_NO_CACHE=1: mint provider tokens afresh instead of reading the token cache.
     no_cache: bool = False
     # REGAUTH_NO_CREDENTIALS_TTL: seconds a provider's "no ambient credentials" is remembered; 0: never.
@@ -65,23 +65,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     passphrase is for regauth alone. It lives on in ``Settings.passphrase`` only, never in ``environ``.
     """
     env = dict(os.environ if environ is None else environ)
-    passphrase = env.pop(envvars.PASSPHRASE, None) or None
+    passphrase = env.pop(layout.ENV_PASSPHRASE, None) or None
     if environ is None:
-        os.environ.pop(envvars.PASSPHRASE, None)
+        os.environ.pop(layout.ENV_PASSPHRASE, None)
     config_dir, data_dir, cache_dir, state_dir = layout.app_dirs(env)
-    store = envvars.store_kind(env)
-    if store not in envvars.STORE_KINDS:
-        raise ConfigError(f"{envvars.STORE}={store!r} is not one of {', '.join(envvars.STORE_KINDS)}")
-    level = envvars.log_level(env)
-    if level not in envvars.LOG_LEVELS:
-        raise ConfigError(f"{envvars.LOG_LEVEL}={level!r} is not a logging level")
-    ttl_text = env.get(envvars.NO_CREDENTIALS_TTL, "").strip() or "60"
+    store = layout.store_kind(env)
+    if store not in layout.STORE_KINDS:
+        raise ConfigError(f"{layout.ENV_STORE}={store!r} is not one of {', '.join(layout.STORE_KINDS)}")
+    level = layout.log_level(env)
+    if level not in layout.LOG_LEVELS:
+        raise ConfigError(f"{layout.ENV_LOG_LEVEL}={level!r} is not a logging level")
+    ttl_text = env.get(layout.ENV_NO_CREDENTIALS_TTL, "").strip() or "60"
     try:
         no_credentials_ttl = float(ttl_text)
     except ValueError:
         no_credentials_ttl = -1.0
     if not 0 <= no_credentials_ttl < float("inf"):
-        raise ConfigError(f"{envvars.NO_CREDENTIALS_TTL}={ttl_text!r} is not a number of seconds (0 or more)")
+        raise ConfigError(
+            f"{layout.ENV_NO_CREDENTIALS_TTL}={ttl_text!r} is not a number of seconds (0 or more)"
+        )
     return Settings(
         certs_dirs=_certs_dirs(env),
         config_dir=Path(config_dir),
@@ -91,7 +93,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         store=store,
         passphrase=passphrase,
         log_level=level,
-        no_cache=env.get(envvars.NO_CACHE, "").strip().lower() in ("1", "true", "yes", "on"),
+        no_cache=env.get(layout.ENV_NO_CACHE, "").strip().lower() in ("1", "true", "yes", "on"),
         no_credentials_ttl=no_credentials_ttl,
         environ=env,
     )
@@ -99,7 +101,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def _certs_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
     """The clients' per-registry CA directories, in containers-certs.d(5)'s order: the user's own first."""
-    text = env.get(envvars.CERTS_DIRS)
+    text = env.get(layout.ENV_CERTS_DIRS)
     if text is not None:
         return tuple(Path(part) for part in text.split(os.pathsep) if os.path.isabs(part))
     home = env.get("HOME") or os.path.expanduser("~")

@@ -2,10 +2,11 @@
 
 The credential helper's ``get`` reads these paths before anything else, so this module imports only
 ``os`` (and the provider names from ``providers.table``, which imports nothing): ``config.Settings``
-wraps the same paths for the rest of regauth. The two rules the fast ``get`` and the general path
-must apply alike live here too, so that each is written once: which files and directories are safe
-to trust (``unsafe_because``) and what a well-formed entry of the registries file is
-(``record_problem``).
+wraps the same paths for the rest of regauth. What the fast ``get`` and the general path must read
+alike lives here too, so that each is written once: the settings in the environment that decide
+whether the fast ``get`` may answer (names, defaults, spelling; ``config.load_settings`` reads every
+setting by these names), which files and directories are safe to trust (``unsafe_because``) and what
+a well-formed entry of the registries file is (``record_problem``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ XDG_DIRS = (
     ("XDG_CACHE_HOME", ".cache"),
     ("XDG_STATE_HOME", ".local/state"),
 )
+# regauth's own settings in the environment.
+ENV_STORE = "REGAUTH_STORE"
+ENV_PASSPHRASE = "REGAUTH_PASSPHRASE"
+ENV_LOG_LEVEL = "REGAUTH_LOG_LEVEL"
+ENV_NO_CACHE = "REGAUTH_NO_CACHE"
+ENV_NO_CREDENTIALS_TTL = "REGAUTH_NO_CREDENTIALS_TTL"
+ENV_CERTS_DIRS = "REGAUTH_CERTS_DIRS"
+STORE_AUTO, STORE_KEYRING, STORE_FILE = "auto", "keyring", "file"
+STORE_KINDS = (STORE_AUTO, STORE_KEYRING, STORE_FILE)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_LEVEL = "WARNING"
+# The levels at which a helper ``get`` sets up no logging (below them it writes a log file).
+QUIET_LOG_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 REGISTRIES_FILE = "registries.json"  # in the config dir
 SECRETS_FILE = "secrets.enc"  # in the data dir
 # In the config dir, apart from the encrypted data in the data dir, so that a copy of one directory
@@ -70,6 +84,17 @@ DEFAULT_PROVIDER = "static"
 def secret_key(record_id: str) -> str:
     """Where the secret store keeps the secret of the record with this id."""
     return f"registry/{record_id}"
+
+
+def store_kind(environ: Mapping[str, str]) -> str:
+    """``REGAUTH_STORE`` as meant: blanks and case dropped, unset or empty is ``auto``. Whether it is
+    one of ``STORE_KINDS`` is for the caller to decide."""
+    return environ.get(ENV_STORE, "").strip().lower() or STORE_AUTO
+
+
+def log_level(environ: Mapping[str, str]) -> str:
+    """``REGAUTH_LOG_LEVEL`` as meant: blanks dropped, upper case, unset or empty is ``WARNING``."""
+    return environ.get(ENV_LOG_LEVEL, "").strip().upper() or DEFAULT_LOG_LEVEL
 
 
 def app_dirs(environ: Mapping[str, str]) -> tuple[str, str, str, str]:

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from regauth import envvars, layout
+from regauth import layout
 from regauth.errors import UsageError
 from regauth.helper import texts
 from regauth.helper.gojson import go_json
@@ -43,7 +43,7 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     if len(raw_input) > texts.MAX_INPUT_BYTES:
         return None
     # Logging asked for, or a level the general path refuses; a passphrase-sealed store.
-    if envvars.log_level(environ) not in envvars.QUIET_LOG_LEVELS or environ.get(envvars.PASSPHRASE):
+    if layout.log_level(environ) not in layout.QUIET_LOG_LEVELS or environ.get(layout.ENV_PASSPHRASE):
         return None
     server = raw_input.decode("utf-8").strip()
     if not server:
@@ -72,11 +72,11 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
 
 
 def _file_store_chosen(environ: Mapping[str, str], data_dir: str) -> bool:
-    choice = envvars.store_kind(environ)
-    if choice == envvars.STORE_AUTO:
+    choice = layout.store_kind(environ)
+    if choice == layout.STORE_AUTO:
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
         choice = _read(data_dir, layout.STORE_CHOICE_FILE).decode("utf-8").strip()
-    return choice == envvars.STORE_FILE
+    return choice == layout.STORE_FILE
 
 
 def _record_for(host: str, registries_json: bytes) -> dict[str, str] | None:
