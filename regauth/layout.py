@@ -75,6 +75,8 @@ RECORD_TYPES: Mapping[str, tuple[type, ...]] = {
     "updated_by": _OPT_STR,
     # {"outcome", "message", "at"}: strings, checked apart as the options are.
     "last_validation": (dict, type(None)),
+    # A per-repository-prefix record (registries.Registry.prefix); the helper's get never uses one.
+    "prefix": _OPT_STR,
 }
 _REQUIRED = ("id", "name", "registry")
 # The provider of a record that names none: a username and a secret of the store's.

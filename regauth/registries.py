@@ -64,6 +64,10 @@ class Registry(NamedTuple):
     updated_by: str | None = None
     # The last check against the registry, {"outcome", "message", "at"} (registry_ops.last_validation).
     last_validation: Mapping[str, str] | None = None
+    # The repository prefix this record is for (``org-a`` of ``ghcr.io/org-a``); None: the whole host.
+    # Only a client that knows the repository (the proxy, the kubelet plugin) can pick a prefix record:
+    # the docker helper protocol sends a host, so it uses the host-wide record.
+    prefix: str | None = None
 
     @property
     def secret_key(self) -> str:
@@ -85,8 +89,19 @@ class Registry(NamedTuple):
 
     @property
     def label(self) -> str:
-        """How messages name it: ``registry 'ghcr' (ghcr.io)``."""
-        return f"registry {self.name!r} ({self.registry})"
+        """How messages name it: ``registry 'ghcr' (ghcr.io)``, ``registry 'org-a' (ghcr.io/org-a)``."""
+        return f"registry {self.name!r} ({self.location})"
+
+    @property
+    def location(self) -> str:
+        """The host, and the repository prefix of a per-prefix record: ``ghcr.io/org-a``."""
+        return f"{self.registry}/{self.prefix}" if self.prefix is not None else self.registry
+
+    def covers(self, repository: str) -> bool:
+        """Whether this record is for ``repository`` of its host: a host-wide record is for all, a
+        prefix record for the prefix and what lies below it, by whole path components."""
+        prefix = self.prefix
+        return prefix is None or repository == prefix or repository.startswith(prefix + "/")
 
     def target(self) -> RegistryTarget:
         """What the Registry V2 client talks to for this record (imported here only: it loads yarl and
@@ -136,6 +151,8 @@ def check_record(record: Registry) -> Registry:
         check_option(key, value)
     if record.repository is not None:
         check_repository(record.repository)
+    if record.prefix is not None:
+        check_repository(record.prefix)
     return record
 
 
@@ -181,6 +198,10 @@ def stored_secret(store: SecretStore, record: Registry) -> str | None:
     return store.get(record.secret_key)
 
 
+def _host_wide(records: list[Registry], host: str) -> Registry | None:
+    return next((r for r in records if r.registry == host and r.prefix is None), None)
+
+
 def name_for_host(host: str) -> str:
     return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
 
@@ -219,11 +240,16 @@ class RegistryBook:
         raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
 
     def for_host(self, server: str) -> Registry | None:
+        """The host-wide record of ``server`` (never a per-prefix one), or None."""
+        return _host_wide(self._read(), normalize_registry(server))
+
+    def for_image(self, server: str, repository: str) -> Registry | None:
+        """The record for ``repository`` on ``server``: the longest prefix that covers it, else the
+        host-wide record, else None."""
         host = normalize_registry(server)
-        for record in self._read():
-            if record.registry == host:
-                return record
-        return None
+        candidates = [r for r in self._read() if r.registry == host and r.covers(repository)]
+        # The host-wide record (no prefix) is the shortest of all.
+        return max(candidates, key=lambda r: len(r.prefix or "") + (r.prefix is not None), default=None)
 
     def add(self, record: Registry, secret: str | None, *, by: str = ORIGIN_CLI) -> Registry:
         """Save a new record; ``by`` is who (``created_by``): an API token's name, or the CLI."""
@@ -302,7 +328,7 @@ class RegistryBook:
         host = normalize_registry(server)
         with file_lock(self._lock_path):
             records = self._read()
-            old = next((r for r in records if r.registry == host), None)
+            old = _host_wide(records, host)
             if old is None:
                 return None
             if old.provider != "static" or old.anonymous:
@@ -320,7 +346,7 @@ class RegistryBook:
         check_username(username)
         with file_lock(self._lock_path):
             records = self._read()
-            old = next((r for r in records if r.registry == host), None)
+            old = _host_wide(records, host)
             if old is not None and old.provider != "static":
                 raise ConflictError(
                     f"{host} is managed by the {old.provider} provider as registry {old.name!r}; "
@@ -366,9 +392,9 @@ class RegistryBook:
                 raise ConflictError(
                     f"a registry named {record.name!r} already exists; use `regauth registry update`"
                 )
-            if other.registry == record.registry:
+            if other.registry == record.registry and other.prefix == record.prefix:
                 raise ConflictError(
-                    f"{record.registry} is already configured as registry {other.name!r}; "
+                    f"{record.location} is already configured as registry {other.name!r}; "
                     "use `regauth registry update`"
                 )
 

@@ -94,7 +94,8 @@ def _record_for(host: str, registries_json: bytes) -> dict[str, str] | None:
         # As registries.Registry.from_json: one damaged entry fails every lookup.
         if layout.record_problem(item) is not None:
             return None
-        if item["registry"] == host and found is None:
+        # A per-prefix record is for images, which the helper protocol never names.
+        if item["registry"] == host and item.get("prefix") is None and found is None:
             found = item
     if found is None or found.get("provider", layout.DEFAULT_PROVIDER) != layout.DEFAULT_PROVIDER:
         return None
