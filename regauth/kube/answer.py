@@ -5,9 +5,11 @@ makes, so records, the secret store and the token cache are shared: a token mint
 ``docker-credential-regauth`` serves the kubelet and the other way round.
 
 - A credential: one auth key, the image's registry as the image spells it (so it always matches the
-  image under the kubelet's rules), cached per registry. A minted token is cached by the kubelet for
-  half its remaining life (as ecr-credential-provider does: the rest covers the time between mint and
-  pull); a static one for ``default_cache``, or, with none given, the config's defaultCacheDuration.
+  image under the kubelet's rules), cached per registry; where a per-repository-prefix record answered,
+  the key is ``registry/prefix`` and the kubelet caches the answer per image. A minted token is
+  cached by the kubelet for half its remaining life (as ecr-credential-provider does: the rest covers
+  the time between mint and pull); a static one for ``default_cache``, or, with none given, the
+  config's defaultCacheDuration.
 - No record or provider for the registry, or an anonymous record: an empty ``auth``, so the kubelet
   pulls anonymously without logging an error on every pull. "Nothing configured" is kept only as long as
   a provider's "no credentials" is (``Settings.no_credentials_ttl``): a record added later must not wait
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from regauth.config import Settings
 from regauth.errors import ConfigError, NotFoundError, UsageError
 from regauth.kube.matching import urls_match
-from regauth.kube.wire import CACHE_REGISTRY, AuthEntry, Request, Response
+from regauth.kube.wire import CACHE_IMAGE, CACHE_REGISTRY, AuthEntry, Request, Response
 from regauth.printable import quoted
 from regauth.providers.base import Credential
 from regauth.providers.routing import credential_for
@@ -55,18 +57,24 @@ def answer(
             "entry to pull with the node's credentials"
         )
     key = auth_key(request.image)
-    host = parse_reference(request.image).domain
+    reference = parse_reference(request.image)
+    host, repository = reference.domain, reference.path
+    record = book.for_image(host, repository)
+    cache_key_type = CACHE_REGISTRY
+    if record is not None and record.prefix is not None:
+        # This identity is for the prefix only: keyed and cached for it, not for the whole registry.
+        key, cache_key_type = f"{key}/{record.prefix}", CACHE_IMAGE
     try:
-        credential = credential_for(settings, book, store, host)
+        credential = credential_for(settings, book, store, host, repository=repository)
     except NotFoundError:
         nothing = int(settings.no_credentials_ttl)
         brief = nothing if default_cache is None else min(nothing, default_cache)
         return Response(request.api_version, CACHE_REGISTRY, brief, {})
     if credential is None:
-        return Response(request.api_version, CACHE_REGISTRY, default_cache, {})
+        return Response(request.api_version, cache_key_type, default_cache, {})
     entry = AuthEntry(credential.username, credential.secret)
     return Response(
-        request.api_version, CACHE_REGISTRY, cache_seconds(credential, default_cache, clock()), {key: entry}
+        request.api_version, cache_key_type, cache_seconds(credential, default_cache, clock()), {key: entry}
     )
 
 

@@ -33,15 +33,22 @@ if TYPE_CHECKING:
 
 
 def credential_for(
-    settings: Settings, book: RegistryBook, store: SecretStore, server: str, *, use_cache: bool = True
+    settings: Settings,
+    book: RegistryBook,
+    store: SecretStore,
+    server: str,
+    *,
+    repository: str | None = None,
+    use_cache: bool = True,
 ) -> Credential | None:
-    """The credential for ``server``; None for an anonymous registry.
+    """The credential for ``server`` (for ``repository`` on it, when the caller knows it: a
+    per-prefix record then answers before the host-wide one); None for an anonymous registry.
 
     Raises ``NotFoundError`` when no record or provider answers for the host, ``ProviderError`` when
     one does but cannot produce a credential.
     """
     host = normalize_registry(server)
-    record = book.for_host(host)
+    record = book.for_host(host) if repository is None else book.for_image(host, repository)
     if record is not None:
         if not record.active:
             # Kept but out of use: nothing answers for its host, not even an ambient provider.

@@ -51,6 +51,8 @@ class TokenServer:
     issuer: str
     users: dict[str, str]
     refused: set[str] = field(default_factory=set)
+    # Per user: repositories that user is granted nothing on (one identity per repository prefix).
+    refused_for: dict[str, set[str]] = field(default_factory=dict)
     expires_in: int = 300
     issued: int = 0
     requests: list[TokenRequest] = field(default_factory=list)
@@ -131,7 +133,9 @@ class _Issuer:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             with self.server._lock:
-                refused = name in self.server.refused
+                refused = name in self.server.refused or name in self.server.refused_for.get(
+                    subject or "", set()
+                )
             # Anonymous callers get nothing: this is a private registry.
             if kind != "repository" or not name or refused or subject is None:
                 continue
