@@ -38,6 +38,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
         id="",
         name=args.name,
         registry=normalize_registry(args.url),
+        prefix=_url_prefix(args.url),
         username=args.username,
         provider=provider,
         options=_parse_options(args.option),
@@ -55,8 +56,17 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
         record = record._replace(last_validation=registry_ops.last_validation(result))
     saved = book.add(record, secret)
     _audit(settings, audit.CREATED, saved, secret_set=secret is not None)
-    print(f"added registry {saved.name!r} ({saved.registry}, {_who(saved)})")
+    print(f"added registry {saved.name!r} ({saved.location}, {_who(saved)})")
     return 0
+
+
+def _url_prefix(url: str) -> str | None:
+    """The repository prefix of ``--url HOST/PREFIX`` (``ghcr.io/org-a``), as containers' auth.json
+    namespaced keys have it; None for a bare host or an API path (``/v2/``, ``/v1/``), which Docker
+    clients take for the host itself."""
+    rest = url.strip().split("://", 1)[-1].split("?", 1)[0].split("#", 1)[0]
+    path = rest.partition("/")[2].strip("/")
+    return None if path in ("", "v1", "v2") else path
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
@@ -66,6 +76,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     if args.url is not None:
         check_scheme(args.url, old.insecure if args.insecure is None else args.insecure)
         changes["registry"] = normalize_registry(args.url)
+        changes["prefix"] = _url_prefix(args.url)
     if args.rename is not None:
         changes["name"] = args.rename
     if args.anonymous:
@@ -107,7 +118,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     forget_tokens(settings, store, old)
     dropped = registry_ops.moves_host(old, new) and secret is None and not old.anonymous
     _audit(settings, audit.UPDATED, saved, secret_set=secret is not None, dropped=dropped)
-    print(f"updated registry {saved.name!r} ({saved.registry}, {_who(saved)})")
+    print(f"updated registry {saved.name!r} ({saved.location}, {_who(saved)})")
     return 0
 
 
@@ -133,7 +144,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings, book: RegistryBook, s
             printable(cell)
             for cell in (
                 r.name,
-                r.registry,
+                r.location,
                 r.username or "-",
                 r.provider,
                 "yes" if r.active else "no (inactive)",

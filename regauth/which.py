@@ -39,7 +39,8 @@ def answer_for(settings: Settings, book: RegistryBook, store: SecretStore, targe
     host, image = split_target(target)
     answer: dict[str, Any] = dict.fromkeys(FIELDS)
     answer.update(target=target, registry=host, image=image)
-    record = book.for_host(host)
+    # An image names its repository: a per-prefix record for it answers before the host-wide one.
+    record = book.for_host(host) if image is None else book.for_image(host, parse_reference(image).path)
     if record is not None and not record.active:
         # As the helper's routing: a disabled record answers not-found, and nothing answers in its stead.
         return {

@@ -86,3 +86,43 @@ def test_a_logout_takes_only_the_host_wide_login(book: RegistryBook, helper_exe:
     assert erased.returncode == 0, erased.stdout + erased.stderr
     names = {r.name: r.username for r in book.all()}
     assert names["org-a"] == "a" and names["org-a-team"] == "t"
+
+
+def run_regauth(regauth_exe: str, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([regauth_exe, *argv], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_registry_add_with_a_prefix_url_and_which_shows_the_choice(
+    regauth_exe: str, settings: Settings
+) -> None:
+    add = ["registry", "add", "--no-validate", "--username"]
+    assert (
+        run_regauth(
+            regauth_exe, *add, "h", "--password-stdin", "ghcr", "--url", "ghcr.io", stdin="pw-h"
+        ).returncode
+        == 0
+    )
+    added = run_regauth(
+        regauth_exe, *add, "a", "--password-stdin", "org-a", "--url", "https://ghcr.io/org-a/", stdin="pw-a"
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("added registry 'org-a' (ghcr.io/org-a, ")
+    # An API path is the host itself, as Docker clients take it: no prefix, so a conflict.
+    again = run_regauth(
+        regauth_exe, *add, "x", "--password-stdin", "x", "--url", "https://ghcr.io/v2/", stdin="p"
+    )
+    assert again.returncode != 0 and "ghcr.io is already configured as registry 'ghcr'" in again.stderr
+    listed = run_regauth(regauth_exe, "registry", "list")
+    assert "ghcr.io/org-a" in listed.stdout
+    for target, name in (
+        ("ghcr.io/org-a/app:1", "org-a"),
+        ("ghcr.io/org-ab/app", "ghcr"),
+        ("ghcr.io", "ghcr"),
+    ):
+        which = run_regauth(regauth_exe, "registry", "which", target, "--json")
+        assert which.returncode == 0, which.stderr
+        assert json.loads(which.stdout)["record"] == name, target
+    moved = run_regauth(regauth_exe, "registry", "update", "org-a", "--no-validate", "--url", "ghcr.io/org-b")
+    assert moved.returncode == 0, moved.stderr
+    record = RegistryBook.for_settings(settings).get("org-a")
+    assert (record.registry, record.prefix) == ("ghcr.io", "org-b")
