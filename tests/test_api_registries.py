@@ -158,6 +158,7 @@ async def test_conflicts_are_409_and_malformed_fields_422(
         ({**base, "options": {"profle": "prod"}}, "options"),
         ({**base, "options": {"k": 1}}, "options"),
         ({**base, "ca_pem": "not a certificate"}, "ca_pem"),
+        ({**base, "ca_pem": "-----BEGIN CERTIFICATE-----\nü\n-----END CERTIFICATE-----\n"}, "ca_pem"),
         ({**base, "username": "u"}, "password"),
         ({"url": "x.io"}, "name"),
         (["a list"], "body"),

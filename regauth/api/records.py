@@ -177,6 +177,9 @@ def _pem(text: str | None) -> str:
         raise FieldError("ca_pem", f"is larger than {MAX_PEM_BYTES} bytes")
     import ssl
 
+    if not text.isascii():
+        # PEM is ASCII; ssl would raise a TypeError on anything else.
+        raise FieldError("ca_pem", "is not PEM text (PEM is ASCII)")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
     except (ssl.SSLError, ValueError):
