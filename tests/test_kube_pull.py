@@ -84,7 +84,9 @@ def test_per_prefix_identities_pull_each_its_own_repository(
         add_record(settings, fx.host, fx.password, username="bob", ca_file=fx.ca_file)
         add_record(settings, fx.host, server.users["dave"], name="team-b", username="dave", prefix="team-b")
         answers = {}
-        for repository, cache_key_type in ((fx.repository, "Registry"), ("team-b/app", "Image")):
+        # Per image both: the kubelet's cache is looked up by image, then by registry, so a host-wide
+        # answer cached for the registry would be served for team-b/app as well.
+        for repository, cache_key_type in ((fx.repository, "Image"), ("team-b/app", "Image")):
             image = f"{fx.host}/{repository}"
             proc = kube_kubelet.run_plugin(kube_kubelet.request(image))
             assert (proc.returncode, proc.stderr) == (0, "")

@@ -6,10 +6,10 @@ makes, so records, the secret store and the token cache are shared: a token mint
 
 - A credential: one auth key, the image's registry as the image spells it (so it always matches the
   image under the kubelet's rules), cached per registry; where a per-repository-prefix record answered,
-  the key is ``registry/prefix`` and the kubelet caches the answer per image. A minted token is
-  cached by the kubelet for half its remaining life (as ecr-credential-provider does: the rest covers
-  the time between mint and pull); a static one for ``default_cache``, or, with none given, the
-  config's defaultCacheDuration.
+  the key is ``registry/prefix``, and on a host with such a record every answer is cached per image.
+  A minted token is cached by the kubelet for half its remaining life (as ecr-credential-provider
+  does: the rest covers the time between mint and pull); a static one for ``default_cache``, or, with
+  none given, the config's defaultCacheDuration.
 - No record or provider for the registry, or an anonymous record: an empty ``auth``, so the kubelet
   pulls anonymously without logging an error on every pull. "Nothing configured" is kept only as long as
   a provider's "no credentials" is (``Settings.no_credentials_ttl``): a record added later must not wait
@@ -35,6 +35,7 @@ from regauth.providers.base import Credential
 from regauth.providers.routing import credential_for
 from regauth.reference import parse_reference
 from regauth.registries import RegistryBook
+from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
 # The key the kubelet's keyring falls back to for an image that names no registry (Docker Hub).
@@ -60,16 +61,20 @@ def answer(
     reference = parse_reference(request.image)
     host, repository = reference.domain, reference.path
     record = book.for_image(host, repository)
-    cache_key_type = CACHE_REGISTRY
+    # The kubelet looks its cache up by image, then by registry: an answer cached for the registry
+    # would serve the images of a prefix record too. So on a host with one, every answer is per image.
+    canonical = normalize_registry(host)
+    per_image = any(r.registry == canonical and r.prefix is not None for r in book.all())
+    cache_key_type = CACHE_IMAGE if per_image else CACHE_REGISTRY
     if record is not None and record.prefix is not None:
-        # This identity is for the prefix only: keyed and cached for it, not for the whole registry.
-        key, cache_key_type = f"{key}/{record.prefix}", CACHE_IMAGE
+        # This identity is for the prefix only: keyed for it, not for the whole registry.
+        key = f"{key}/{record.prefix}"
     try:
         credential = credential_for(settings, book, store, host, repository=repository)
     except NotFoundError:
         nothing = int(settings.no_credentials_ttl)
         brief = nothing if default_cache is None else min(nothing, default_cache)
-        return Response(request.api_version, CACHE_REGISTRY, brief, {})
+        return Response(request.api_version, cache_key_type, brief, {})
     if credential is None:
         return Response(request.api_version, cache_key_type, default_cache, {})
     entry = AuthEntry(credential.username, credential.secret)
