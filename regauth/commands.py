@@ -19,7 +19,7 @@ from regauth.errors import UsageError, ValidationError
 from regauth.printable import printable
 from regauth.reference import check_repository
 from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, stored_secret
-from regauth.registry_ops import check_option_keys, check_scheme, forget_tokens
+from regauth.registry_ops import check_option_keys, check_scheme, forget_tokens, url_prefix
 from regauth.registry_ops import known_option_keys as known_option_keys  # the rule is registry_ops'
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
@@ -38,7 +38,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
         id="",
         name=args.name,
         registry=normalize_registry(args.url),
-        prefix=_url_prefix(args.url),
+        prefix=url_prefix(args.url),
         username=args.username,
         provider=provider,
         options=_parse_options(args.option),
@@ -60,15 +60,6 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
     return 0
 
 
-def _url_prefix(url: str) -> str | None:
-    """The repository prefix of ``--url HOST/PREFIX`` (``ghcr.io/org-a``), as containers' auth.json
-    namespaced keys have it; None for a bare host or an API path (``/v2/``, ``/v1/``), which Docker
-    clients take for the host itself."""
-    rest = url.strip().split("://", 1)[-1].split("?", 1)[0].split("#", 1)[0]
-    path = rest.partition("/")[2].strip("/")
-    return None if path in ("", "v1", "v2") else path
-
-
 def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     old = book.get(args.name)
     # Changed with `regauth registry`, the record is the user's own: a logout keeps its settings.
@@ -76,7 +67,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     if args.url is not None:
         check_scheme(args.url, old.insecure if args.insecure is None else args.insecure)
         changes["registry"] = normalize_registry(args.url)
-        changes["prefix"] = _url_prefix(args.url)
+        changes["prefix"] = url_prefix(args.url)
     if args.rename is not None:
         changes["name"] = args.rename
     if args.anonymous:

@@ -385,6 +385,10 @@ class RegistryBook:
         self._store.set(record.secret_key, secret)
         self._write(records)
 
+    def check_free(self, record: Registry) -> None:
+        """``add``'s conflict rule, asked before a slow step (a validation); ``add`` asks again, locked."""
+        self._check_free(self._read(), record)
+
     @staticmethod
     def _check_free(records: list[Registry], record: Registry) -> None:
         for other in records:

@@ -36,6 +36,15 @@ def check_scheme(url: str, insecure: bool, *, fix: str = "add `--insecure` to al
         raise UsageError(f"{url.strip()} is plain HTTP: {fix} (for this registry only)")
 
 
+def url_prefix(url: str) -> str | None:
+    """The repository prefix of a URL ``HOST/PREFIX`` (``ghcr.io/org-a``), as containers' auth.json
+    namespaced keys have it; None for a bare host or an API path (``/v2/``, ``/v1/``), which Docker
+    clients take for the host itself."""
+    rest = url.strip().split("://", 1)[-1].split("?", 1)[0].split("#", 1)[0]
+    path = rest.partition("/")[2].strip("/")
+    return None if path in ("", "v1", "v2") else path
+
+
 def known_option_keys(provider: str) -> frozenset[str]:
     """The record options ``provider`` reads: its own (declared in its module) and every record's."""
     from regauth.distribution.realms import REALM_HOSTS_OPTION

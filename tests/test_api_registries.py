@@ -271,3 +271,22 @@ async def test_moving_to_another_host_keeps_no_secret(
     assert status == 404 and "has no secret" in data["errors"][0]["message"]
     assert all("Basic" not in header for header in seen)
     assert events(settings)[-1]["secret"] == "dropped"
+
+
+async def test_a_url_with_a_repository_prefix_is_a_prefix_record(
+    api: tuple[TestClient, str, str], settings: Settings
+) -> None:
+    client, writer, _ = api
+    base = {"insecure": True, "validate": False}
+    status, data, _ = await call(
+        client, "POST", "/api/v1/registries", writer, {**base, "name": "a", "url": "http://127.0.0.1:1/org-a"}
+    )
+    assert status == 201 and data["url"] == "127.0.0.1:1/org-a", data
+    assert RegistryBook.for_settings(settings).get("a").prefix == "org-a"
+    other = {**base, "name": "b", "url": "http://127.0.0.1:1/org-b"}
+    assert (await call(client, "POST", "/api/v1/registries", writer, other))[0] == 201
+    same = {**base, "name": "c", "url": "http://127.0.0.1:1/org-a/"}
+    assert (await call(client, "POST", "/api/v1/registries", writer, same))[0] == 409
+    bad = {**base, "name": "d", "url": "http://127.0.0.1:1/Org A"}
+    status, data, _ = await call(client, "POST", "/api/v1/registries", writer, bad)
+    assert status == 422 and data["errors"][0]["field"] == "url"

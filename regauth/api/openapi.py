@@ -49,7 +49,10 @@ def _schemas() -> dict[str, Any]:
     record_fields: dict[str, Any] = {
         "id": {"type": "string"},
         "name": {"type": "string"},
-        "url": {"type": "string", "description": "the normalised host[:port]"},
+        "url": {
+            "type": "string",
+            "description": "the normalised host[:port] (and /PREFIX for a record of a repository prefix)",
+        },
         "username": _NULLABLE_STR,
         "provider": {"type": "string", "enum": list(PROVIDERS)},
         "options": _OPTIONS,

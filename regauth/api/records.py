@@ -17,6 +17,7 @@ from regauth.distribution.credential import IDENTITY_TOKEN_USERNAME
 from regauth.errors import UsageError
 from regauth.reference import check_repository
 from regauth.registries import PROVIDERS, Registry, check_host, check_name, check_option, check_username
+from regauth.registry_ops import url_prefix
 from regauth.servers import normalize_registry
 
 MAX_SECRET_BYTES = 64 * 1024
@@ -77,6 +78,8 @@ def read_body(data: object, *, create: bool) -> Body:
         fields["name"] = _checked("name", check_name, data["name"])
     if "url" in data:
         fields["registry"] = _host(data["url"])
+        prefix = url_prefix(data["url"])
+        fields["prefix"] = prefix and _checked("url", check_repository, prefix)
     if "provider" in data:
         if data["provider"] not in PROVIDERS:
             raise FieldError("provider", f"must be one of {', '.join(PROVIDERS)}")
@@ -113,7 +116,7 @@ def as_answer(record: Registry, has_secret: bool) -> dict[str, Any]:
     return {
         "id": record.id,
         "name": record.name,
-        "url": record.registry,
+        "url": record.location,
         "username": record.username,
         "provider": record.provider,
         "options": dict(record.options),

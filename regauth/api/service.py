@@ -18,7 +18,7 @@ from regauth.api.records import Body
 from regauth.audit import AuditLog
 from regauth.config import Settings
 from regauth.distribution.validate import ValidationResult
-from regauth.errors import ConflictError, NotFoundError, UsageError, ValidationError
+from regauth.errors import NotFoundError, UsageError, ValidationError
 from regauth.fsutil import atomic_write, ensure_private_dir
 from regauth.registries import Registry, RegistryBook, check_record
 from regauth.store.base import SecretStore
@@ -79,7 +79,8 @@ class RegistryService:
 
     async def create(self, body: Body, actor: str) -> Registry:
         record = await self._unsaved(body)
-        self._check_free(await asyncio.to_thread(self.book.all), record)
+        # Before the check, so a taken name or host answers 409 without a round trip to the registry.
+        await asyncio.to_thread(self.book.check_free, record)
         if body.validate:
             result = await self._check(record, body.secret)
             record = record._replace(last_validation=registry_ops.last_validation(result))
@@ -168,15 +169,6 @@ class RegistryService:
         if not result.ok:
             raise ValidationError(f"{result.message}; nothing was saved", outcome=str(result.outcome))
         return result
-
-    @staticmethod
-    def _check_free(records: list[Registry], record: Registry) -> None:
-        # Before the check, so a taken name answers 409 without a round trip to the registry; the
-        # book checks again under its lock.
-        for other in records:
-            if other.name == record.name or other.registry == record.registry:
-                taken = "name" if other.name == record.name else "host"
-                raise ConflictError(f"the {taken} of {record.label} is taken by registry {other.name!r}")
 
     def _save_ca(self, pem: str) -> str:
         """``pem`` as a file the record can name (by its content: the same CA is one file)."""
