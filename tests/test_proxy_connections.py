@@ -143,7 +143,9 @@ async def test_beyond_the_cap_a_client_gets_a_clear_503(aiohttp_server: Any, set
         pulls = []
         for _ in range(5):
             reader, writer = await connect(proxy.port)
-            writer.write(f"GET /v2/a/org/app/blobs/{holding.digest} HTTP/1.1\r\nHost: p\r\n\r\n".encode())
+            # A Range: each pull its own upstream GET (plain GETs of one blob would share one fetch).
+            ask = f"GET /v2/a/org/app/blobs/{holding.digest} HTTP/1.1\r\nHost: p\r\nRange: bytes=0-\r\n\r\n"
+            writer.write(ask.encode())
             await writer.drain()
             pulls.append((reader, writer))
         await wait_until(lambda: holding.held == 5, "five pulls in flight")
@@ -177,7 +179,11 @@ async def test_slow_pulls_from_one_upstream_do_not_starve_another(
     async with served_proxy(settings, book) as proxy:
         # 260 clients that never read, pulling one blob of upstream "a": more than its pool holds.
         readers = []
-        request = f"GET /v2/a/org/app/blobs/{holding.digest} HTTP/1.1\r\nHost: proxy\r\n\r\n".encode()
+        # With a Range, each pull is its own upstream GET (plain GETs of one blob would share one fetch).
+        request = (
+            f"GET /v2/a/org/app/blobs/{holding.digest} HTTP/1.1\r\nHost: proxy\r\nRange: bytes=0-\r\n\r\n"
+        )
+        request = request.encode()
         for _ in range(260):
             reader, writer = await connect(proxy.port)
             writer.write(request)
