@@ -92,13 +92,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
     if args.option or args.provider is not None:
         check_option_keys(new)
     _check_secret_wanted(args, new)
-    # A new username with the old password is almost never right: ask for the secret again.
-    needs_secret = (
-        new.provider == "static"
-        and new.username is not None
-        and (old.username != new.username or old.anonymous)
-    )
-    secret = _read_secret(args, needed=needs_secret)
+    secret = _read_secret(args, needed=registry_ops.needs_new_secret(old, new))
     if not args.no_validate:
         # With no new secret, the stored one (the record keeps its id, so its key) is checked, unless
         # the record moves to another host: that keeps no secret.

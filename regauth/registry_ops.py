@@ -75,6 +75,12 @@ def check_secret_wanted(
         raise UsageError(f"{needs}: a static registry without a username is anonymous and keeps no secret")
 
 
+def needs_new_secret(old: Registry, new: Registry) -> bool:
+    """Whether the change of ``old`` into ``new`` must come with a secret: a new username with the old
+    password is almost never right, and a record that had no username had no secret."""
+    return new.provider == "static" and not new.anonymous and (old.username != new.username or old.anonymous)
+
+
 def moves_host(old: Registry, new: Registry) -> bool:
     return old.registry != new.registry
 

@@ -83,14 +83,14 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     token = str(form.get("token", "")).strip()
     try:
-        caller = await identify(request.app[state.TOKENS], token or None)
+        await identify(request.app[state.TOKENS], token or None)
     except ApiError as exc:
         return _page(request, "signin.html", status=exc.status, note=exc.message, note_error=True)
     response = web.HTTPSeeOther("/")
+    # The token itself, checked again on every request: a revoked token signs the console out.
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=request.app[_SECURE], path="/"
     )
-    del caller
     raise response
 
 

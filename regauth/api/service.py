@@ -104,7 +104,7 @@ class RegistryService:
         registry_ops.check_secret_wanted(
             new, body.secret is not None, needs="a password or token needs a username"
         )
-        if _needs_secret(old, new) and body.secret is None:
+        if registry_ops.needs_new_secret(old, new) and body.secret is None:
             raise FieldError("password", "a new username (or a record that had none) needs its secret")
         moved = registry_ops.moves_host(old, new)
         if body.validate and body.given & _CHECKED_FIELDS:
@@ -184,8 +184,3 @@ def _check_option_keys(record: Registry) -> None:
         registry_ops.check_option_keys(record)
     except UsageError as exc:
         raise FieldError("options", exc.message) from None
-
-
-def _needs_secret(old: Registry, new: Registry) -> bool:
-    # As the CLI asks again: a new username with the old password is almost never right.
-    return new.provider == "static" and not new.anonymous and (old.username != new.username or old.anonymous)
