@@ -76,6 +76,8 @@ def test_docker_cli_logs_in_and_out_through_the_helper_after_configure(
 def test_creds_store_and_configured_records(isolated_env: Path, regauth_exe: str) -> None:
     ok(regauth("registry", "add", "hub", "--url", "docker.io", "--no-validate"))
     ok(regauth("registry", "add", "lab", "--url", "registry.lab:5000", "--no-validate"))
+    ok(regauth("registry", "add", "off", "--url", "off.example", "--no-validate"))
+    ok(regauth("registry", "disable", "off"))
     ok(regauth("configure", "docker", "--creds-store"))
     config = json.loads(Path(os.environ["DOCKER_CONFIG"], "config.json").read_text())
     # Docker Hub is looked up under its v1 URL by the docker CLI.

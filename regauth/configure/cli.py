@@ -33,7 +33,7 @@ def add_configure_parser(commands: Any, examples: Any) -> None:
     epilog as the rest of the CLI does."""
     configure = commands.add_parser(
         "configure",
-        help="point docker, podman, containerd or systemd at regauth (with a diff, a backup and --undo)",
+        help="point docker, podman, containerd, the kubelet or systemd at regauth (a diff, a backup, --undo)",
         description="Point a client at regauth by editing the files it reads. Everything else in them "
         "is kept; --dry-run shows the change as a diff; a real run keeps a backup; a second run changes "
         "nothing; --undo restores the last backup.",

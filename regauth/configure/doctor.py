@@ -49,11 +49,12 @@ class Options(NamedTuple):
 def examine(
     settings: Settings, records: Sequence[Registry], options: Options, store: SecretStore | None = None
 ) -> list[Finding]:
+    in_use = [record for record in records if record.active]
     findings = list(_helper())
-    findings += _docker(settings.environ, records)
-    findings += _podman(settings.environ, records)
+    findings += _docker(settings.environ, in_use)
+    findings += _podman(settings.environ, in_use)
     if options.containerd_certs_dir is not None:
-        findings += _containerd(options.containerd_certs_dir, records)
+        findings += _containerd(options.containerd_certs_dir, in_use)
     findings += _kubelet(options.kubelet_config)
     if options.proxy is not None:
         findings.append(_proxy(options.proxy))

@@ -12,11 +12,11 @@ HELPER = "regauth"  # the credential helper's name as the clients spell it: dock
 
 
 def registry_hosts(records: Iterable[Registry], named: Sequence[str]) -> list[str]:
-    """Canonical ``host[:port]`` of every record and of every ``--registries`` entry, each once, in that
-    order. A pattern is refused: the clients' ``credHelpers`` and ``certs.d`` match exact hosts only."""
-    hosts: list[str] = []
-    for record in records:
-        hosts.append(record.registry)
+    """Canonical ``host[:port]`` of every record in use and of every ``--registries`` entry, each once,
+    in that order. A pattern is refused: the clients' ``credHelpers`` and ``certs.d`` match exact hosts
+    only."""
+    # A disabled record answers nothing: a client pointed at regauth for it would only get "not found".
+    hosts = [record.registry for record in records if record.active]
     for item in named:
         for part in item.split(","):
             if not part.strip():
