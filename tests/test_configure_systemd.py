@@ -95,3 +95,16 @@ def test_misspelt_proxy_options_write_nothing(isolated_env: Path, regauth_exe: s
     )
     assert bad.returncode != 0 and "not valid for `regauth proxy`" in bad.stderr
     assert not units.exists()
+
+
+def test_a_port_below_1024_keeps_only_the_capability_to_bind_it(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    units = tmp_path / "system"
+    argv = ["regauth", "configure", "systemd", "--unit-dir", str(units), "--", "--listen", "127.0.0.1:443"]
+    ok([*argv, "--tls-cert", "/etc/regauth/proxy.pem", "--tls-key", "/etc/regauth/proxy.key"])
+    unit = units / "regauth-proxy.service"
+    found = directives(unit.read_text())
+    assert found["CapabilityBoundingSet"] == found["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    verify = run(["systemd-analyze", "verify", str(unit)])
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr

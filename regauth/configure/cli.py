@@ -290,7 +290,7 @@ def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: Re
         proxy_args = list(args.proxy_args)
         if proxy_args[:1] == ["--"]:
             proxy_args = proxy_args[1:]
-        cache_dir = _check_proxy_args(proxy_args)
+        cache_dir, port = _check_proxy_args(proxy_args)
         exe = _regauth_exe(args.exe)
         writable = [settings.config_dir, settings.data_dir, settings.state_dir, settings.cache_dir]
         if cache_dir:
@@ -301,6 +301,7 @@ def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: Re
             user=args.user,
             writable=writable,
             description="regauth pull-through registry proxy",
+            low_port=port < 1024,
         )
         path = systemd.unit_dir(settings.environ, args.unit_dir, args.user) / systemd.UNIT
         return systemd.plan(path, text, user=args.user, cache_dir=cache_dir)
@@ -308,7 +309,7 @@ def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: Re
     return run(args, settings, systemd.CLIENT, make)
 
 
-def _check_proxy_args(proxy_args: list[str]) -> Path | None:
+def _check_proxy_args(proxy_args: list[str]) -> tuple[Path | None, int]:
     """Parse the options as `regauth proxy` will, so a misspelt one fails here, not at every start;
     the blob cache directory, if any, must stay writable."""
     from regauth.cli import build_parser
@@ -317,7 +318,9 @@ def _check_proxy_args(proxy_args: list[str]) -> Path | None:
         parsed = build_parser().parse_args(["proxy", *proxy_args])
     except SystemExit:
         raise UsageError("the options after `--` are not valid for `regauth proxy` (see above)") from None
-    return Path(parsed.cache_dir).expanduser().absolute() if parsed.cache_dir else None
+    cache_dir = Path(parsed.cache_dir).expanduser().absolute() if parsed.cache_dir else None
+    _, _, port = str(parsed.listen).rpartition(":")
+    return cache_dir, int(port) if port.isdigit() else 5000
 
 
 def _regauth_exe(flag: str | None) -> str:

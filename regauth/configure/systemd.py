@@ -40,8 +40,15 @@ def quote(arg: str) -> str:
 
 
 def unit_text(
-    exe: str, proxy_args: Sequence[str], *, user: bool, writable: Sequence[Path], description: str
+    exe: str,
+    proxy_args: Sequence[str],
+    *,
+    user: bool,
+    writable: Sequence[Path],
+    description: str,
+    low_port: bool = False,
 ) -> str:
+    """``low_port``: the proxy listens below 1024, so it keeps the one capability that binding needs."""
     command = " ".join(quote(word) for word in [exe, "proxy", *proxy_args])
     # "-": a directory not made yet (no cache so far) must not stop the unit from starting.
     paths = " ".join("-" + quote(str(p)) for p in dict.fromkeys(writable))
@@ -72,7 +79,11 @@ def unit_text(
         "RestrictRealtime=yes",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
         "SystemCallArchitectures=native",
-        "CapabilityBoundingSet=",
+        *(
+            ["CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "AmbientCapabilities=CAP_NET_BIND_SERVICE"]
+            if low_port
+            else ["CapabilityBoundingSet="]
+        ),
         "UMask=0077",
         "",
         "[Install]",
