@@ -130,3 +130,13 @@ def test_kubelet_config_and_cached_tokens(
     )
     missing = regauth("doctor", "--kubelet-config", str(tmp_path / "none.json"))
     assert "ACTION kubelet:" in missing.stdout and "no such file" in missing.stdout
+
+
+def test_podman_through_registries_conf(settings: Settings, isolated_env: Path, regauth_exe: str) -> None:
+    RegistryBook.for_settings(settings).add(Registry(id="", name="lab", registry="registry.lab:5000"), None)
+    before = regauth("doctor").stdout
+    assert "ACTION podman:" in before and "not pointed at regauth for registry.lab:5000" in before
+    ok(regauth("configure", "podman", "--registries-conf"))
+    after = regauth("doctor").stdout
+    drop_in = isolated_env / ".config/containers/registries.conf.d/50-regauth.conf"
+    assert f"ok     podman: {drop_in}: credential-helpers asks regauth first" in after

@@ -107,11 +107,19 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
     path = podman.auth_file(environ, None)
     config = _json(path) or {}
     yield from _plaintext("podman", path, config)
-    conf = podman.registries_conf(environ, None, False)
-    global_helper = _first_helper(conf) == HELPER
-    if global_helper:
-        yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
-        return
+    # Where `configure podman --registries-conf` writes, user's first: any of them that asks regauth
+    # first covers every registry.
+    candidates = [
+        podman.registries_conf(environ, None, False),
+        podman.registries_conf(
+            {k: v for k, v in environ.items() if k != "CONTAINERS_REGISTRIES_CONF"}, None, False
+        ),
+        podman.SYSTEM_CONF_DIR / podman.DROP_IN,
+    ]
+    for conf in dict.fromkeys(candidates):
+        if _first_helper(conf) == HELPER:
+            yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
+            return
     helpers = _helpers(config)
     missing = [r.registry for r in records if helpers.get(r.registry) != HELPER]
     if missing:
