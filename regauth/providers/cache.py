@@ -29,13 +29,15 @@ from regauth.store.base import SecretStore
 
 # The interpreter's builtin SHA-256 imports in a fraction of a millisecond; hashlib loads OpenSSL, which
 # costs about 3 ms on every cached get.
+# Imported "as sha256" to export it (absent.py uses it too); which ignore is unused depends on the
+# Python version mypy checks for.
 try:
-    from _sha2 import sha256  # Python 3.12+
+    from _sha2 import sha256 as sha256  # Python 3.12+
 except ImportError:
     try:
-        from _sha256 import sha256  # type: ignore[no-redef]  # Python 3.10, 3.11
+        from _sha256 import sha256 as sha256  # type: ignore[no-redef, unused-ignore]  # Python 3.10, 3.11
     except ImportError:
-        from hashlib import sha256  # type: ignore[assignment]
+        from hashlib import sha256 as sha256  # type: ignore[assignment, unused-ignore]
 
 PREFIX = "token/"
 LONG_LIVED = 6 * 3600.0

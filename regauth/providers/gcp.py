@@ -139,9 +139,9 @@ def _from_key_file(path: str, scopes: list[str]) -> Any:
         data = json.load(handle)
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == "service_account":
-        return service_account.Credentials.from_service_account_file(path, scopes=scopes)
+        return service_account.Credentials.from_service_account_file(path, scopes=scopes)  # type: ignore[no-untyped-call]
     if kind == "authorized_user":
-        return credentials.Credentials.from_authorized_user_file(path, scopes=scopes)
+        return credentials.Credentials.from_authorized_user_file(path, scopes=scopes)  # type: ignore[no-untyped-call]
     raise ValueError(
         f"key type {kind!r} is not supported here (service_account or authorized_user); "
         "point GOOGLE_APPLICATION_CREDENTIALS at it instead"

@@ -44,7 +44,7 @@ def azure_transport(az_transport: Any, environ: Mapping[str, str]) -> Any:
     probed: set[tuple[str | None, int]] = {(IMDS_HOST, 80)}
     probed.update(endpoint(v) for name in MANAGED_IDENTITY_VARS if (v := environ.get(name, "").strip()))
 
-    class ProbingTransport(az_transport.RequestsTransport):  # type: ignore[misc, name-defined]
+    class ProbingTransport(az_transport.RequestsTransport):  # type: ignore[misc, unused-ignore]
         def send(self, request: Any, **kwargs: Any) -> Any:
             if endpoint(request.url) in probed:
                 connect = kwargs.get("connection_timeout", self.connection_config.timeout)
