@@ -11,7 +11,11 @@ Then a fleet's cold start: ``--fleet`` (50) concurrent cold pulls of the blob th
 a cache (a spool) and with a fresh ``--cache-dir``, counting the GETs the registry saw (the goal:
 exactly one), with the wall time beside one client's cold pull.
 
-Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N] [--fleet N] [--fleet-only]
+With ``--s3``, also the shared cache (``--cache-url``) over moto in server mode: a cold pull written to
+the bucket and a hit streamed from it, each as a ratio to the local-disk cache in the same run (moto is
+Python: a floor for what a real S3-compatible store gives).
+
+Run: python3 bench/bench_proxy.py [--runs N] [--size-mib N] [--big-mib N] [--fleet N] [--fleet-only] [--s3]
 
 Every pull is read to nowhere by the same aiohttp client; each figure is the median of the runs, printed
 in MiB/s and as a ratio to the direct pull. Goals: cold >= 0.9x direct and >= distribution's proxy;
@@ -395,7 +399,10 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
             # Warm the registries' page caches.
             await pull(session, registry.url + path)
             if args.fleet_only:
-                await fleet(args, session, env, work)
+                if args.fleet:
+                    await fleet(args, session, env, work)
+                if args.s3:
+                    await s3_rows(args, session, env, work)
                 return
             await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
             digests = (digest, tls_digest)
@@ -411,6 +418,8 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
             await big_blob(args, registry, session, env, work, big)
             if args.fleet:
                 await fleet(args, session, env, work)
+            if args.s3:
+                await s3_rows(args, session, env, work)
     finally:
         for proc in procs:
             proc.stop()
@@ -477,6 +486,68 @@ async def fleet(
         registry.stop()
 
 
+async def s3_rows(
+    args: argparse.Namespace, session: aiohttp.ClientSession, env: dict[str, str], work: Path
+) -> None:
+    """Cold (written to the cache) and hit, local disk beside the bucket, round-robin."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    size = args.size_mib * MIB
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    s3_env = {
+        **env,
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    registry = start_anonymous(work / "registry-s3")
+    procs: list[Proxy] = []
+    try:
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="bench")
+        digest = push_blob(registry.url, size)
+        book = RegistryBook.for_settings(load_settings(env))
+        book.add(Registry(id="", name="s3src", registry=registry.host, insecure=True), None)
+        disk_dir = work / "s3-disk-cache"
+        disk = Proxy(env, work, "--cache-dir", str(disk_dir))
+        bucket = Proxy(s3_env, work, "--cache-url", "s3://bench/blobs")
+        procs += [disk, bucket]
+        await disk.ready(session)
+        await bucket.ready(session)
+        url = f"/v2/s3src/{REPO}/blobs/{digest}"
+        times: dict[str, list[float]] = {}
+        for _ in range(args.runs):
+            shutil.rmtree(disk_dir / "blobs", ignore_errors=True)
+            for item in client.list_objects_v2(Bucket="bench").get("Contents", []):
+                client.delete_object(Bucket="bench", Key=item["Key"])
+            for label, proxy in (("disk", disk), ("bucket", bucket)):
+                for mode in ("cold", "hit"):
+                    seconds, got = await pull(session, proxy.url + url)
+                    assert got == size, (label, mode, got)
+                    times.setdefault(f"{label} {mode}", []).append(seconds)
+        print(f"\nShared cache over moto ({args.size_mib} MiB, median of {args.runs} round-robin runs):")
+        for mode in ("cold", "hit"):
+            local, shared = rate(times[f"disk {mode}"], size), rate(times[f"bucket {mode}"], size)
+            what = "cold, written to the cache" if mode == "cold" else "cache hit"
+            ratio = shared / local
+            print(f"  {what:28s} disk {local:6.0f} MiB/s, bucket {shared:6.0f} MiB/s: {ratio:.2f}x disk")
+    finally:
+        for proc in procs:
+            proc.stop()
+        registry.stop()
+        server.stop()
+
+
 async def big_blob(
     args: argparse.Namespace,
     registry: RegistryProcess,
@@ -515,6 +586,7 @@ def main() -> int:
         "--fleet", type=int, default=50, help="concurrent cold pulls through one proxy (0: skip)"
     )
     parser.add_argument("--fleet-only", action="store_true", help="only the concurrent cold pulls")
+    parser.add_argument("--s3", action="store_true", help="also the shared cache over moto (--cache-url)")
     args = parser.parse_args()
     if shutil.which("docker-registry") is None:
         print("docker-registry is not installed (apt-get install docker-registry)", file=sys.stderr)
