@@ -321,6 +321,14 @@ def _add_proxy_parser(commands: Any) -> None:
         help="with --cache-url, how long an instance's claim to fetch a cold blob lives unrenewed",
     )
     proxy.add_argument(
+        "--cache-redirect",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --cache-url, send clients to a presigned URL of a cached blob valid this long "
+        "(default 0: the proxy streams it)",
+    )
+    proxy.add_argument(
         "--manifest-ttl",
         type=float,
         default=30.0,
