@@ -226,3 +226,34 @@ async def test_a_bucket_out_of_reach_leaves_a_cache_of_one(
     finally:
         assert proc.stop() == 0, proc.log()
     assert "shared cache:" in proc.log() and "Traceback" not in proc.log()
+
+
+async def test_bucket_hits_can_redirect_to_a_presigned_url(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
+) -> None:
+    small = os.urandom(SMALL)
+    digest = digest_of(small)
+    upstream = Counting({digest: small})
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    (proc,) = _proxies(regauth_exe, tmp_path, 1, "--cache-redirect", "60")
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{proc.url}/v2/up/org/app/blobs/{digest}"
+            assert await _pull(session, url) == digest  # cold: relayed, and written to the bucket
+            async with session.get(url, allow_redirects=False) as resp:
+                assert resp.status == 307
+                location = resp.headers["Location"]
+            endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+            assert (
+                location.startswith(f"{endpoint}/{BUCKET}/fleet/blobs/sha256/") and "Signature=" in location
+            )
+            assert await _pull(session, url) == digest  # the client follows it to the bucket
+            # Another repository is still asked first, and refused: no URL.
+            async with session.get(
+                f"{proc.url}/v2/up/org/secret/blobs/{digest}", allow_redirects=False
+            ) as resp:
+                assert resp.status == 404 and "Location" not in resp.headers
+            assert upstream.gets == {digest: 1}
+    finally:
+        assert proc.stop() == 0, proc.log()

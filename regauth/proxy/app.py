@@ -75,7 +75,11 @@ def make_proxy_app(
     app[state.MANIFESTS] = ManifestCache(options.manifest_tag_ttl) if options.cache_dir else None
     install_flights(app, metrics.gauge)
     app[state.SHARED] = (
-        SharedCache(options.cache_url, lease_seconds=options.cache_lease) if options.cache_url else None
+        SharedCache(
+            options.cache_url, lease_seconds=options.cache_lease, redirect_seconds=options.cache_redirect
+        )
+        if options.cache_url
+        else None
     )
     if blobs is not None:
         metrics.gauge("regauth_proxy_cache_bytes", "gauge", "Bytes in the blob cache.", lambda: blobs.size)

@@ -48,6 +48,9 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
     cache_lease = getattr(args, "cache_lease", None) or ProxyOptions.cache_lease
     if cache_lease <= 0:
         raise UsageError("--cache-lease must be more than 0 seconds")
+    cache_redirect = getattr(args, "cache_redirect", None) or 0.0
+    if cache_redirect < 0 or (cache_redirect and not cache_url):
+        raise UsageError("--cache-redirect takes seconds (more than 0) and needs --cache-url")
     serve_stale = getattr(args, "serve_stale", None) or 0.0
     if serve_stale < 0:
         raise UsageError("--serve-stale must be 0 (off) or more seconds")
@@ -67,6 +70,7 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         serve_stale=serve_stale,
         cache_url=cache_url,
         cache_lease=cache_lease,
+        cache_redirect=cache_redirect,
         docker_hub=args.docker_hub,
         connect_timeout=args.connect_timeout,
         read_timeout=args.read_timeout,

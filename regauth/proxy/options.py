@@ -38,6 +38,8 @@ class ProxyOptions:
     # fetch a cold blob lives without renewal (a dead instance's is taken over after it).
     cache_url: str | None = None
     cache_lease: float = 30.0
+    # Bucket hits answered with a redirect to a presigned URL valid this long; 0 streams them.
+    cache_redirect: float = 0.0
     # How long a manifest fetched by tag is served from memory; 0 turns that off.
     manifest_tag_ttl: float = 30.0
     # While the upstream is unreachable, a tag's last known manifest is served up to this many seconds

@@ -29,7 +29,7 @@ from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault
 from regauth.proxy.flights import Writer
 from regauth.proxy.relay import cut
 from regauth.proxy.routing import Target
-from regauth.proxy.sharedcache import SharedCache, Upload, reason
+from regauth.proxy.sharedcache import Facts, SharedCache, Upload, reason
 
 log = logging.getLogger("regauth.proxy")
 
@@ -86,6 +86,8 @@ async def from_bucket(
     facts = await _call("reading confirmations", None, shared.facts, digest)
     if facts is None or host not in facts.delivered_by:
         return None
+    if shared.redirect_seconds:
+        return await _redirect(request, target, shared, facts, confirm)
     opened = await _call("reading a blob", None, shared.open, digest)
     if opened is None:
         return None
@@ -102,6 +104,31 @@ async def from_bucket(
         return await _stream(request, target, body, size)
     finally:
         body.close()
+
+
+async def _redirect(
+    request: web.Request, target: Target, shared: SharedCache, facts: Facts, confirm: Any
+) -> web.StreamResponse | None:
+    """A 307 to a short-lived presigned URL of the bucket's blob: the bytes go from the bucket to the
+    client, which checks the digest itself (the proxy sees none of them)."""
+    assert target.upstream is not None
+    host, repository, digest = target.upstream.host, target.repository, target.reference
+    if await _call("looking for a blob", None, shared.size_of, digest) is None:
+        return None
+    if (host, repository) not in facts.pairs:
+        refusal = await confirm()
+        if refusal is not None:
+            return refusal  # type: ignore[no-any-return]
+        await _call(
+            "recording a confirmation", None, shared.remember, host, repository, digest, delivered=False
+        )
+    url = await _call("presigning a URL", None, shared.presigned, digest)
+    if url is None:
+        return None
+    request.app[state.METRICS].hit("blob")
+    request[state.SOURCE] = "shared-cache-redirect"
+    headers = {**API_VERSION_HEADER, "Location": url, "Docker-Content-Digest": digest}
+    return web.Response(status=307, headers=headers)
 
 
 async def _stream(request: web.Request, target: Target, body: Any, size: int) -> web.StreamResponse:

@@ -17,6 +17,9 @@ Objects under PREFIX:
   renews its lease while it fetches; when a lease's expiry passes (its instance died), a waiter takes
   over by writing the next generation, again conditionally, so one instance wins each round.
 
+Hits stream through the proxy (verified), or with ``--cache-redirect SECONDS`` the client is sent to a
+presigned URL of the blob, valid that long, and checks the digest itself.
+
 The lifecycle rule of the bucket is the eviction policy: objects under ``blobs/`` may go at any time;
 a confirmation without its blob only makes the blob fetched again.
 """
@@ -48,7 +51,9 @@ class Facts:
 
 
 class SharedCache:
-    def __init__(self, url: str, *, lease_seconds: float = 30.0, client: Any = None) -> None:
+    def __init__(
+        self, url: str, *, lease_seconds: float = 30.0, redirect_seconds: float = 0.0, client: Any = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise UsageError(f"--cache-url {url!r}: use s3://BUCKET/PREFIX")
@@ -57,6 +62,8 @@ class SharedCache:
         prefix = parts.path.strip("/")
         self.prefix = f"{prefix}/" if prefix else ""
         self.lease_seconds = lease_seconds
+        # Hits answered with a redirect to a presigned URL valid this long; 0: streamed by the proxy.
+        self.redirect_seconds = redirect_seconds
         self.owner = os.urandom(8).hex()
         self._client = client if client is not None else _client()
 
@@ -89,6 +96,11 @@ class SharedCache:
                 return None
             raise
         return answer["Body"], int(answer["ContentLength"])
+
+    def presigned(self, digest: str) -> str:
+        params = {"Bucket": self.bucket, "Key": self.blob_key(digest)}
+        expires = max(1, int(self.redirect_seconds))
+        return str(self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
 
     def upload(self, digest: str) -> Upload:
         return Upload(self, digest)
