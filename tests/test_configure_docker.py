@@ -12,6 +12,9 @@ from pathlib import Path
 
 from support.registry import RegistryFixture
 
+from regauth.config import Settings
+from regauth.registries import Registry, RegistryBook
+
 TIMEOUT = 60
 # Keys the docker CLI does not know (its own save would drop them) and values in a spelling of their own.
 USER_CONFIG = (
@@ -198,3 +201,27 @@ def test_owner_kept_helpers_replaced_said_and_hostile_bytes_escaped(
     assert '-{"credHelpers": {"ghcr.io": "regauth"}' in undo_dry and "nothing restored" in undo_dry
     ok(regauth("configure", "docker", "--undo"))
     assert config.read_bytes() == before and (config.stat().st_uid, config.stat().st_gid) == owner
+
+
+def test_a_host_with_only_per_prefix_records_is_left_to_the_proxy(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    book = RegistryBook.for_settings(settings)
+    book.add(Registry(id="", name="org-a", registry="ghcr.io", prefix="org-a"), None)
+    book.add(Registry(id="", name="quay", registry="quay.io"), None)
+    ok(regauth("configure", "docker"))
+    # The helper is asked for a host, and answers from host-wide records only.
+    config = json.loads(Path(os.environ["DOCKER_CONFIG"], "config.json").read_text())
+    assert config["credHelpers"] == {"quay.io": "regauth"}
+    certs = tmp_path / "certs.d"
+    argv = [
+        "configure",
+        "containerd",
+        "--proxy",
+        "http://127.0.0.1:5000",
+        "--certs-dir",
+        str(certs),
+        "--no-config",
+    ]
+    ok(regauth(*argv))
+    assert sorted(p.name for p in certs.iterdir()) == ["ghcr.io", "quay.io"]

@@ -225,7 +225,11 @@ def cmd_configure_docker(args: argparse.Namespace, settings: Settings, book: Reg
 
     def make() -> Plan:
         path = docker.config_file(settings.environ, args.config)
-        return docker.plan(path, registry_hosts(book.all(), args.registries), creds_store=args.creds_store)
+        return docker.plan(
+            path,
+            registry_hosts(book.all(), args.registries, host_wide_only=True),
+            creds_store=args.creds_store,
+        )
 
     return run(args, settings, docker.CLIENT, make)
 
@@ -246,7 +250,7 @@ def cmd_configure_podman(args: argparse.Namespace, settings: Settings, book: Reg
         if args.system or args.conf_dir:
             raise UsageError("--system and --conf-dir go with --registries-conf")
         path = podman.auth_file(settings.environ, args.auth_file)
-        return podman.plan_auth_file(path, registry_hosts(book.all(), args.registries))
+        return podman.plan_auth_file(path, registry_hosts(book.all(), args.registries, host_wide_only=True))
 
     return run(args, settings, podman.CLIENT, make)
 
@@ -264,7 +268,10 @@ def cmd_configure_containerd(
             raise UsageError("--no-config and --config cannot go together")
         records = book.all()
         insecure = {r.registry for r in records if r.insecure}
-        upstreams = [containerd.Upstream(h, h in insecure) for h in registry_hosts(records, args.registries)]
+        upstreams = [
+            containerd.Upstream(h, h in insecure)
+            for h in registry_hosts(records, args.registries, host_wide_only=False)
+        ]
         config = (
             None
             if args.no_config

@@ -50,9 +50,11 @@ def examine(
     settings: Settings, records: Sequence[Registry], options: Options, store: SecretStore | None = None
 ) -> list[Finding]:
     in_use = [record for record in records if record.active]
+    # The helper answers from host-wide records only (see hosts.registry_hosts); the proxy from all.
+    host_wide = [record for record in in_use if record.prefix is None]
     findings = list(_helper())
-    findings += _docker(settings.environ, in_use)
-    findings += _podman(settings.environ, in_use)
+    findings += _docker(settings.environ, host_wide)
+    findings += _podman(settings.environ, host_wide)
     if options.containerd_certs_dir is not None:
         findings += _containerd(options.containerd_certs_dir, in_use)
     findings += _kubelet(options.kubelet_config)
