@@ -55,6 +55,7 @@ class Counting:
 
     blobs: dict[str, bytes]
     hold: bool = False
+    mode: str = "good"  # "tamper": a flipped byte near the end; "cut": the connection aborted halfway
     release: asyncio.Event = field(default_factory=asyncio.Event)
     gets: dict[str, int] = field(default_factory=dict)
     other: list[tuple[str, str]] = field(default_factory=list)
@@ -77,10 +78,16 @@ class Counting:
                 await response.write_eof()
                 return response
             self.gets[digest] = self.gets.get(digest, 0) + 1
+            if self.mode == "tamper":
+                body = body[:-2] + bytes([body[-2] ^ 0xFF]) + body[-1:]
             half = len(body) // 2
             await response.write(body[:half])
             if self.hold:
                 await asyncio.wait_for(self.release.wait(), timeout=60)
+            if self.mode == "cut":
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             for at in range(half, len(body), 1024 * 1024):
                 await response.write(body[at : at + 1024 * 1024])
             await response.write_eof()
@@ -100,6 +107,17 @@ def _proxies(regauth_exe: str, tmp_path: Path, count: int, *extra: str) -> list[
     for proc in procs:
         proc.wait_ready()
     return procs
+
+
+async def _cut(session: aiohttp.ClientSession, url: str) -> bool:
+    """True if the proxy cut the body short (a client never holds all of it)."""
+    try:
+        async with session.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            await resp.read()
+    except aiohttp.ClientPayloadError:
+        return True
+    return False
 
 
 async def _pull(session: aiohttp.ClientSession, url: str) -> str:
@@ -211,16 +229,22 @@ async def test_a_bucket_out_of_reach_leaves_a_cache_of_one(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     small = os.urandom(SMALL)
-    upstream = Counting({digest_of(small): small})
+    upstream = Counting({digest_of(small): small}, hold=True)
     server = await aiohttp_server(upstream.app())
     add_upstream(settings, host_of(server), name="up", username=None)
     (proc,) = _proxies(regauth_exe, tmp_path, 1)
     try:
         async with aiohttp.ClientSession() as session:
             url = f"{proc.url}/v2/up/org/app/blobs/{digest_of(small)}"
-            got = await asyncio.wait_for(
-                asyncio.gather(*(_pull(session, url) for _ in range(4))), timeout=120
-            )
+            pulls = asyncio.gather(*(_pull(session, url) for _ in range(4)))
+            # The upstream holds the body until the other three pulls wait on the first one's fetch.
+            for _ in range(3000):
+                async with session.get(f"{proc.url}/metrics") as resp:
+                    if "regauth_proxy_blob_fetches_joined_total 3" in await resp.text():
+                        break
+                await asyncio.sleep(0.01)
+            upstream.release.set()
+            got = await asyncio.wait_for(pulls, timeout=120)
             assert got == [digest_of(small)] * 4
             assert upstream.gets == {digest_of(small): 1}
     finally:
@@ -255,5 +279,54 @@ async def test_bucket_hits_can_redirect_to_a_presigned_url(
             ) as resp:
                 assert resp.status == 404 and "Location" not in resp.headers
             assert upstream.gets == {digest: 1}
+    finally:
+        assert proc.stop() == 0, proc.log()
+
+
+@pytest.mark.parametrize("mode", ["tamper", "cut"])
+async def test_a_failed_fetch_publishes_nothing(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any, mode: str
+) -> None:
+    large = os.urandom(LARGE)
+    digest = digest_of(large)
+    upstream = Counting({digest: large}, mode=mode)
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    procs = _proxies(regauth_exe, tmp_path, 2)
+    try:
+        async with aiohttp.ClientSession() as session:
+            urls = [f"{procs[i % 2].url}/v2/up/org/app/blobs/{digest}" for i in range(6)]
+            assert (
+                await asyncio.wait_for(asyncio.gather(*(_cut(session, u) for u in urls)), timeout=120)
+                == [True] * 6
+            )
+    finally:
+        for proc in procs:
+            assert proc.stop() == 0, proc.log()
+    # (moto keeps one store per process: earlier tests' objects are there too.)
+    hex_part = digest.partition(":")[2]
+    keys = [item["Key"] for item in bucket.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert not [k for k in keys if hex_part in k and ("/blobs/" in k or "/leases/" in k)]
+    uploads = bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert not [u for u in uploads if hex_part in u["Key"]]
+
+
+async def test_tampered_bytes_in_the_bucket_are_cut(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
+) -> None:
+    small = os.urandom(SMALL)
+    digest = digest_of(small)
+    upstream = Counting({digest: small})
+    server = await aiohttp_server(upstream.app())
+    add_upstream(settings, host_of(server), name="up", username=None)
+    (proc,) = _proxies(regauth_exe, tmp_path, 1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{proc.url}/v2/up/org/app/blobs/{digest}"
+            assert await _pull(session, url) == digest
+            # Someone with write access to the bucket swaps the bytes.
+            key = f"fleet/blobs/sha256/{digest.partition(':')[2]}"
+            bucket.put_object(Bucket=BUCKET, Key=key, Body=small[:-1] + bytes([small[-1] ^ 1]))
+            assert await asyncio.wait_for(_cut(session, url), timeout=60)
     finally:
         assert proc.stop() == 0, proc.log()

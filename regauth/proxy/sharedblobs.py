@@ -67,7 +67,11 @@ class SharedWriter:
         return matched
 
     def abort(self) -> None:
+        """Called after ``finish`` too; the upload is given up only if the blob did not match (or never
+        finished), off the loop: it is a request to the bucket."""
         self.base.abort()
+        if not self.verified:
+            asyncio.get_running_loop().run_in_executor(None, self.upload.abort)
 
     def shared(self) -> bool:
         return False

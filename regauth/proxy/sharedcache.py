@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -201,9 +202,12 @@ class Upload:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self.failed = False
+        # A part may still be on its way in a worker thread when the fetch is given up on the loop.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def add(self, chunks: list[bytes]) -> None:
-        if self.failed:
+        if self.failed or self._closed:
             return
         self._pending += chunks
         self._pending_size += sum(len(chunk) for chunk in chunks)
@@ -213,8 +217,11 @@ class Upload:
     def _send_part(self) -> None:
         client, bucket = self._cache._client, self._cache.bucket
         try:
-            if self._id is None:
-                self._id = client.create_multipart_upload(Bucket=bucket, Key=self._key)["UploadId"]
+            with self._lock:
+                if self._closed:
+                    return
+                if self._id is None:
+                    self._id = client.create_multipart_upload(Bucket=bucket, Key=self._key)["UploadId"]
             number = len(self._parts) + 1
             answer = client.upload_part(
                 Bucket=bucket,
@@ -261,9 +268,11 @@ class Upload:
         return True
 
     def abort(self) -> None:
-        if self._id is None:
+        with self._lock:
+            self._closed = True
+            upload, self._id = self._id, None
+        if upload is None:
             return
-        upload, self._id = self._id, None
         try:
             self._cache._client.abort_multipart_upload(
                 Bucket=self._cache.bucket, Key=self._key, UploadId=upload
