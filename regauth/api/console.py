@@ -10,22 +10,20 @@ checks; the secret field is write-only and never filled back in.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import jinja2
 from aiohttp import web
-from multidict import MultiDictProxy
 
-from regauth.api import state
+from regauth.api import forms, state
 from regauth.api.auth import identify, require
 from regauth.api.errors import FORBIDDEN, ApiError, response_for
 from regauth.api.handlers import validation_answer
 from regauth.api.records import as_answer, read_body
 from regauth.api.tokens import READ, WRITE, ApiToken
-from regauth.errors import RegauthError, UsageError
+from regauth.errors import RegauthError
 from regauth.registries import PROVIDERS, Registry
 
 COOKIE = "regauth_console"
@@ -113,18 +111,18 @@ async def create(request: web.Request) -> web.Response:
     form = await request.post()
     service = request.app[state.SERVICE]
     try:
-        body = read_body(_body_from(form, create=True), create=True)
+        body = read_body(forms.body_from(form, create=True), create=True)
         saved = await service.create(body, caller.name)
     except RegauthError as exc:
         status = response_for(exc).status
-        return _form(request, caller, None, _values_from(form), note=exc.message, status=status)
+        return _form(request, caller, None, forms.values_from(form), note=exc.message, status=status)
     return _done(request, f"added registry {saved.name!r} ({saved.registry})")
 
 
 async def edit_form(request: web.Request) -> web.Response:
     caller = await _signed_in(request, WRITE)
     record = await request.app[state.SERVICE].find(request.match_info["key"])
-    return _form(request, caller, record, _values_of(record))
+    return _form(request, caller, record, forms.values_of(record))
 
 
 async def edit(request: web.Request) -> web.Response:
@@ -133,11 +131,11 @@ async def edit(request: web.Request) -> web.Response:
     record = await service.find(request.match_info["key"])
     form = await request.post()
     try:
-        body = read_body(_changes(record, _body_from(form, create=False)), create=False)
+        body = read_body(forms.changes(record, forms.body_from(form, create=False)), create=False)
         saved = await service.update(record.id, body, caller.name)
     except RegauthError as exc:
         status = response_for(exc).status
-        return _form(request, caller, record, _values_from(form), note=exc.message, status=status)
+        return _form(request, caller, record, forms.values_from(form), note=exc.message, status=status)
     return _done(request, f"updated registry {saved.name!r} ({saved.registry})")
 
 
@@ -182,7 +180,7 @@ async def _list(
     rows = []
     for record in page.records:
         row = as_answer(record, not record.anonymous and record.secret_key in keys)
-        row["age"] = _age(record.created_at)
+        row["age"] = forms.age(record.created_at)
         rows.append(row)
     return _page(
         request, "list.html", caller=caller, records=rows, note=note, note_error=error, status=status
@@ -252,92 +250,3 @@ def _same_origin(request: web.Request) -> None:
         ok = referer == expected or referer.startswith(expected + "/")
     if not ok:
         raise ApiError(403, FORBIDDEN, "a console form must be sent from the console's own page")
-
-
-def _body_from(form: MultiDictProxy[Any], *, create: bool) -> dict[str, Any]:
-    """A form as the API's JSON body, so that one reader (``records.read_body``) checks both."""
-    text = {
-        key: str(form.get(key, "")).strip() for key in ("name", "url", "username", "provider", "repository")
-    }
-    body: dict[str, Any] = {
-        "name": text["name"],
-        "url": text["url"],
-        "provider": text["provider"] or "static",
-    }
-    body["username"] = text["username"] or None
-    body["repository"] = text["repository"] or None
-    body["options"] = _options(str(form.get("options", "")))
-    body["insecure"] = form.get("insecure") == "1"
-    body["active"] = form.get("active") == "1"
-    body["validate"] = form.get("validate") == "1"
-    password = str(form.get("password", ""))
-    if password:
-        body["password"] = password
-    ca_pem = str(form.get("ca_pem", "")).strip()
-    if ca_pem:
-        body["ca_pem"] = ca_pem
-    return body
-
-
-def _changes(record: Registry, body: dict[str, Any]) -> dict[str, Any]:
-    """Only what the edit form changed: a PATCH, so an unchanged host is not a move."""
-    current = _values_of(record)
-    changed = {key: value for key, value in body.items() if key in ("password", "ca_pem", "validate")}
-    for key in ("name", "username", "provider", "repository", "insecure", "active"):
-        # An empty text field is the record's None.
-        old = (current[key] or None) if isinstance(current[key], str) else current[key]
-        if body[key] != old:
-            changed[key] = body[key]
-    if body["url"] != record.registry:
-        changed["url"] = body["url"]
-    if body["options"] != dict(record.options):
-        changed["options"] = body["options"]
-    return changed
-
-
-def _options(text: str) -> dict[str, str]:
-    options = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise UsageError(f"options: write each as KEY=VALUE, not {line.strip()[:40]!r}")
-        options[key.strip()] = value.strip()
-    return options
-
-
-def _values_of(record: Registry) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "url": record.registry,
-        "username": record.username or "",
-        "provider": record.provider,
-        "options": "\n".join(f"{k}={v}" for k, v in sorted(record.options.items())),
-        "repository": record.repository or "",
-        "insecure": record.insecure,
-        "active": record.active,
-    }
-
-
-def _values_from(form: MultiDictProxy[Any]) -> dict[str, Any]:
-    """What the user typed, to show the form again after a refusal: never the secret."""
-    values: dict[str, Any] = {
-        key: str(form.get(key, ""))
-        for key in ("name", "url", "username", "provider", "options", "repository")
-    }
-    values["insecure"] = form.get("insecure") == "1"
-    values["active"] = form.get("active") == "1"
-    return values
-
-
-def _age(created_at: str) -> str:
-    try:
-        then = datetime.fromisoformat(created_at)
-    except ValueError:
-        return "-"
-    seconds = max(0, int((datetime.now(timezone.utc) - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
