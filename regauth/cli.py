@@ -386,6 +386,12 @@ def _add_proxy_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight pulls may take to finish",
     )
+    proxy.add_argument(
+        "--api-listen",
+        metavar="HOST:PORT",
+        help="also serve `regauth serve`'s API and console there, from this process (loopback, or with "
+        "--tls-cert; default: not served)",
+    )
     proxy.add_argument("--quiet", action="store_true", help="no access log")
     proxy.set_defaults(func=cmd_proxy)
 

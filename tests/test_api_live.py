@@ -199,3 +199,29 @@ async def test_a_canary_secret_is_found_nowhere(
     assert canary not in caplog.text
     for path, data in _all_files(isolated_env).items():
         assert canary.encode() not in data, path
+
+
+def test_the_proxy_serves_the_api_too(
+    regauth_exe: str, registry_htpasswd: RegistryFixture, tmp_path: Path
+) -> None:
+    """`regauth proxy --api-listen`: one process, the pulls and the API, over the one book."""
+    from support.registry import free_port
+
+    fx = registry_htpasswd
+    tok = _cli_token(regauth_exe, "ci", "write")
+    api = f"http://127.0.0.1:{free_port()}"
+    proxy = ProxyProcess(regauth_exe, tmp_path, "--api-listen", api.removeprefix("http://"))
+    try:
+        proxy.wait_ready()
+        status, created, _ = http("POST", f"{api}/api/v1/registries", tok, body_for(fx, "ht"))
+        assert status == 201, created
+        assert _until(lambda: _pull_status(proxy, created["id"], fx) == 200), proxy.log()
+    finally:
+        assert proxy.stop() == 0
+    log = proxy.log()
+    assert "regauth serve: listening on" in log and "POST /api/v1/registries 201" in log
+    assert tok not in log and (fx.password or "") not in log
+    refused = subprocess.run(
+        [regauth_exe, "proxy", "--api-listen", "0.0.0.0:0"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and "not a loopback address and has no TLS" in refused.stderr

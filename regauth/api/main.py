@@ -3,7 +3,8 @@
 The exposure rule is the proxy's (``proxy.options.check_exposure``): a non-loopback address needs TLS
 unless ``--accept-cleartext-credentials`` says the API tokens may cross that network in clear. Client
 auth is always on here (every ``/api/v1`` request needs a token), so only the TLS half of the rule bites.
-SIGTERM and SIGINT stop the server.
+SIGTERM and SIGINT stop the server. ``regauth proxy --api-listen`` serves the same site from the
+proxy's process (``api_site`` and ``start_api``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import signal
 import ssl
 import sys
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -27,44 +29,66 @@ from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
 
 
+class ApiSite(NamedTuple):
+    """Where the API and console are served, checked against the exposure rule."""
+
+    app: web.Application
+    host: str
+    port: int
+    tls: ssl.SSLContext | None
+
+
+def api_site(
+    settings: Settings,
+    book: RegistryBook,
+    store: SecretStore,
+    listen: str,
+    tls: ssl.SSLContext | None,
+    *,
+    cleartext: bool,
+) -> ApiSite:
+    host, port = parse_listen(listen)
+    check_exposure(listen, host, client_auth=True, tls=tls is not None, cleartext=cleartext)
+    return ApiSite(make_api_app(settings, book, store, secure_cookies=tls is not None), host, port, tls)
+
+
 def run_serve(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
-    host, port = parse_listen(args.listen)
     tls = server_tls(args.tls_cert, args.tls_key)
-    check_exposure(
-        args.listen,
-        host,
-        client_auth=True,
-        tls=tls is not None,
-        cleartext=bool(args.accept_cleartext_credentials),
+    site = api_site(
+        settings, book, store, args.listen, tls, cleartext=bool(args.accept_cleartext_credentials)
     )
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
-    app = make_api_app(settings, book, store, secure_cookies=tls is not None)
-    asyncio.run(serve(app, host, port, tls))
+    asyncio.run(serve(site))
     return 0
 
 
-async def serve(app: web.Application, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-    runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=ACCESS_LOG)
+async def start_api(site: ApiSite) -> web.AppRunner:
+    """The API listening (the caller cleans the runner up), and the one line that says where."""
+    runner = web.AppRunner(site.app, access_log_class=AccessLogger, access_log=ACCESS_LOG)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
-        await site.start()
+        await web.TCPSite(runner, site.host, site.port, ssl_context=site.tls).start()
     except OSError as exc:
         await runner.cleanup()
         raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --listen"
+            f"cannot listen on {site.host}:{site.port}: {exc.strerror or exc}; choose another address"
         ) from exc
+    scheme = "https" if site.tls else "http"
+    bound = ", ".join(_address(a) for a in runner.addresses)
+    # One line on stderr that scripts (and the tests) can wait for.
+    sys.stderr.write(f"regauth serve: listening on {scheme}://{bound}\n")
+    sys.stderr.flush()
+    return runner
+
+
+async def serve(site: ApiSite) -> None:
+    runner = await start_api(site)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        scheme = "https" if tls else "http"
-        bound = ", ".join(_address(a) for a in runner.addresses)
-        # One line on stderr that scripts (and the tests) can wait for.
-        sys.stderr.write(f"regauth serve: listening on {scheme}://{bound}\n")
-        sys.stderr.flush()
         await stop.wait()
     finally:
         await runner.cleanup()

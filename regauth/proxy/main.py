@@ -17,6 +17,7 @@ import resource
 import signal
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,9 +96,33 @@ def run_proxy(args: argparse.Namespace, settings: Settings, book: RegistryBook, 
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)
     notice = _no_registry_notice(book, options)
+    also = _api_site(args, settings, book, store, tls)
     app = make_proxy_app(settings, book, store, options=options)
-    asyncio.run(serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls, notice=notice))
+    asyncio.run(
+        serve(app, host, port, shutdown_timeout=args.shutdown_timeout, tls=tls, notice=notice, also=also)
+    )
     return 0
+
+
+def _api_site(
+    args: argparse.Namespace,
+    settings: Settings,
+    book: RegistryBook,
+    store: SecretStore,
+    tls: ssl.SSLContext | None,
+) -> Callable[[], Awaitable[web.AppRunner]] | None:
+    """``--api-listen``: `regauth serve`'s API and console from this process too (its own exposure rule)."""
+    listen = getattr(args, "api_listen", None)
+    if listen is None:
+        return None
+    from regauth.api.accesslog import ACCESS_LOG as API_ACCESS_LOG
+    from regauth.api.main import api_site, start_api
+
+    if not args.quiet:
+        API_ACCESS_LOG.setLevel(logging.INFO)
+    cleartext = bool(getattr(args, "accept_cleartext_credentials", False))
+    site = api_site(settings, book, store, listen, tls, cleartext=cleartext)
+    return lambda: start_api(site)
 
 
 def _no_registry_notice(book: RegistryBook, options: ProxyOptions) -> str | None:
@@ -192,8 +217,14 @@ async def serve(
     shutdown_timeout: float,
     tls: ssl.SSLContext | None = None,
     notice: str | None = None,
+    also: Callable[[], Awaitable[web.AppRunner]] | None = None,
 ) -> None:
     runner = await start(app, host, port, shutdown_timeout=shutdown_timeout, tls=tls)
+    try:
+        also_runner = await also() if also is not None else None
+    except BaseException:
+        await runner.cleanup()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_one_line)
@@ -210,6 +241,8 @@ async def serve(
         sys.stderr.write("regauth proxy: stopping; letting in-flight requests finish\n")
         sys.stderr.flush()
     finally:
+        if also_runner is not None:
+            await also_runner.cleanup()
         await runner.cleanup()
 
 
