@@ -18,7 +18,7 @@ import boto3
 import pytest
 from aiohttp import web
 from moto.server import ThreadedMotoServer
-from support.proxy import ProxyProcess, add_upstream, digest_of, host_of
+from support.proxy import MANIFEST_V2, Fake, ProxyProcess, add_upstream, digest_of, host_of, start_fake
 
 from regauth.config import Settings
 
@@ -330,3 +330,51 @@ async def test_tampered_bytes_in_the_bucket_are_cut(
             assert await asyncio.wait_for(_cut(session, url), timeout=60)
     finally:
         assert proc.stop() == 0, proc.log()
+
+
+async def test_manifests_by_digest_are_shared_where_confirmed(
+    aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
+) -> None:
+    fake = Fake(auth="none")
+    image = fake.add_image()
+    server = await start_fake(aiohttp_server, fake)
+    add_upstream(settings, host_of(server), name="up", username=None)
+    first, second = _proxies(regauth_exe, tmp_path, 2)
+    digest = image["digest"]
+    accept = {"Accept": MANIFEST_V2}
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def manifest(proc: ProxyProcess, repository: str) -> bytes:
+                async with session.get(
+                    f"{proc.url}/v2/up/{repository}/manifests/{digest}", headers=accept
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert resp.headers["Content-Type"] == MANIFEST_V2
+                    return await resp.read()
+
+            assert await manifest(first, "org/app") == image["manifest"]
+            assert await manifest(second, "org/app") == image["manifest"]  # from the bucket
+            assert [(m, p) for m, p, _ in fake.seen if "/manifests/" in p] == [
+                ("GET", f"/v2/org/app/manifests/{digest}")
+            ]
+            # Another repository: the upstream is asked (HEAD) before the bucket answers for it.
+            assert await manifest(second, "org/other") == image["manifest"]
+            assert [(m, p) for m, p, _ in fake.seen if "/manifests/" in p][1:] == [
+                ("HEAD", f"/v2/org/other/manifests/{digest}")
+            ]
+            # Bytes swapped in the bucket are not served: the upstream is asked again.
+            key = f"fleet/manifests/sha256/{digest.partition(':')[2]}"
+            bucket.put_object(Bucket=BUCKET, Key=key, Body=b"{}", ContentType=MANIFEST_V2)
+            (third,) = _proxies(regauth_exe, tmp_path, 1)
+            try:
+                assert await manifest(third, "org/app") == image["manifest"]
+            finally:
+                assert third.stop() == 0, third.log()
+            assert [(m, p) for m, p, _ in fake.seen if "/manifests/" in p][-1] == (
+                "GET",
+                f"/v2/org/app/manifests/{digest}",
+            )
+    finally:
+        for proc in (first, second):
+            assert proc.stop() == 0, proc.log()

@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 
 from regauth.distribution.errors import UpstreamError
 from regauth.distribution.transport import MANIFEST_MAX, TAGS_MAX, read_capped
-from regauth.proxy import state
+from regauth.proxy import sharedmanifests, state
 from regauth.proxy.blobs import blob
 from regauth.proxy.errors import API_VERSION_HEADER, UNSUPPORTED, ApiError, UpstreamFault, as_api_error
 from regauth.proxy.manifestcache import Key, accept_header, accept_key
@@ -69,6 +69,11 @@ async def _manifest(request: web.Request, target: Target) -> web.StreamResponse:
             request[state.SOURCE] = "cache"
             return bytes_response(200, entry.headers, entry.body)
         metrics.miss("manifest")
+    shared = request.app[state.SHARED]
+    if shared is not None and target.is_digest and request.method == "GET":
+        answer = await sharedmanifests.from_bucket(request, target, shared, accept)
+        if answer is not None:
+            return answer
     try:
         return await _manifest_upstream(request, target, key)
     except (UpstreamError, UpstreamFault) as exc:
@@ -123,6 +128,9 @@ async def _manifest_upstream(request: web.Request, target: Target, key: Key) -> 
     if manifests is not None:
         keep = request.app[state.OPTIONS].serve_stale > 0
         manifests.put(key, body, relayed, by_digest=target.is_digest, keep=keep)
+    shared = request.app[state.SHARED]
+    if shared is not None and target.is_digest:
+        await sharedmanifests.keep(shared, target, body, relayed)
     return bytes_response(200, relayed, body)
 
 

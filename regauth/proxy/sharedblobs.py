@@ -87,12 +87,12 @@ async def from_bucket(
     None to fetch it. ``confirm``: the ``HEAD`` to the upstream (blobs._confirm)."""
     assert target.upstream is not None
     host, repository, digest = target.upstream.host, target.repository, target.reference
-    facts = await _call("reading confirmations", None, shared.facts, digest)
+    facts = await call("reading confirmations", None, shared.facts, digest)
     if facts is None or host not in facts.delivered_by:
         return None
     if shared.redirect_seconds:
         return await _redirect(request, target, shared, facts, confirm)
-    opened = await _call("reading a blob", None, shared.open, digest)
+    opened = await call("reading a blob", None, shared.open, digest)
     if opened is None:
         return None
     body, size = opened
@@ -101,7 +101,7 @@ async def from_bucket(
             refusal = await confirm()
             if refusal is not None:
                 return refusal  # type: ignore[no-any-return]
-            await _call(
+            await call(
                 "recording a confirmation", None, shared.remember, host, repository, digest, delivered=False
             )
         request.app[state.METRICS].hit("blob")
@@ -117,16 +117,16 @@ async def _redirect(
     client, which checks the digest itself (the proxy sees none of them)."""
     assert target.upstream is not None
     host, repository, digest = target.upstream.host, target.repository, target.reference
-    if await _call("looking for a blob", None, shared.size_of, digest) is None:
+    if await call("looking for a blob", None, shared.size_of, digest) is None:
         return None
     if (host, repository) not in facts.pairs:
         refusal = await confirm()
         if refusal is not None:
             return refusal  # type: ignore[no-any-return]
-        await _call(
+        await call(
             "recording a confirmation", None, shared.remember, host, repository, digest, delivered=False
         )
-    url = await _call("presigning a URL", None, shared.presigned, digest)
+    url = await call("presigning a URL", None, shared.presigned, digest)
     if url is None:
         return None
     request.app[state.METRICS].hit("blob")
@@ -175,12 +175,12 @@ async def turn(shared: SharedCache, digest: str) -> int | None:
     """Wait until this instance may fetch ``digest`` (the lease generation it holds; 0 for none, when
     the bucket cannot be used) or another instance has published it (None)."""
     while True:
-        size = await _call("looking for a blob", _UNUSABLE, shared.size_of, digest)
+        size = await call("looking for a blob", _UNUSABLE, shared.size_of, digest)
         if size is _UNUSABLE:
             return 0  # the bucket is out of use: fetch, unshared
         if size is not None:
             return None
-        generation = await _call("taking a lease", 0, shared.try_lease, digest)
+        generation = await call("taking a lease", 0, shared.try_lease, digest)
         if generation is not None:
             if generation > 1:
                 log.warning("shared cache: took over the fetch of %s (generation %d)", digest, generation)
@@ -195,7 +195,7 @@ async def holding(shared: SharedCache, digest: str, generation: int) -> AsyncIte
     async def renew() -> None:
         while True:
             await asyncio.sleep(shared.lease_seconds / 3)
-            await _call("renewing a lease", None, shared.renew, digest, generation)
+            await call("renewing a lease", None, shared.renew, digest, generation)
 
     if not generation:
         yield
@@ -205,7 +205,7 @@ async def holding(shared: SharedCache, digest: str, generation: int) -> AsyncIte
         yield
     finally:
         renewing.cancel()
-        await _call("releasing a lease", None, shared.release, digest)
+        await call("releasing a lease", None, shared.release, digest)
 
 
 async def publish(shared: SharedCache, writer: SharedWriter, host: str, repository: str) -> None:
@@ -215,7 +215,7 @@ async def publish(shared: SharedCache, writer: SharedWriter, host: str, reposito
         await asyncio.to_thread(writer.upload.abort)
         return
     if (
-        await _call(
+        await call(
             "recording a delivery",
             _UNUSABLE,
             shared.remember,
@@ -235,7 +235,7 @@ async def publish(shared: SharedCache, writer: SharedWriter, host: str, reposito
 _UNUSABLE: Any = object()
 
 
-async def _call(what: str, failed: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
+async def call(what: str, failed: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
     """``function`` in a worker thread; ``failed`` when the bucket cannot be reached or refuses (one
     line in the log): the proxy goes on as a cache of one."""
     try:

@@ -9,6 +9,8 @@ Objects under PREFIX:
 - ``blobs/<algorithm>/<hex>``: a blob, written by a multipart upload while it streams to the client and
   completed only once its digest matched, with ``If-None-Match: *``: two instances never publish twice,
   and nothing unverified is ever visible;
+- ``manifests/<algorithm>/<hex>``: a manifest fetched by digest and matched (its media type as the
+  object's Content-Type), written conditionally;
 - ``confirm/<algorithm>/<hex>/<d|c>/<host>/<repository>``: empty; the confirmations of
   ``confirmations.py`` (d: the upstream delivered the blob for that repository, c: it confirmed it),
   so an instance serves a blob only where its upstream would, whichever instance learnt it;
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from regauth.distribution.transport import MANIFEST_MAX
 from regauth.errors import UsageError
 
 log = logging.getLogger("regauth.proxy")
@@ -102,6 +105,40 @@ class SharedCache:
         params = {"Bucket": self.bucket, "Key": self.blob_key(digest)}
         expires = max(1, int(self.redirect_seconds))
         return str(self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
+
+    def manifest_key(self, digest: str) -> str:
+        algorithm, _, hex_part = digest.partition(":")
+        return f"{self.prefix}manifests/{algorithm}/{hex_part}"
+
+    def get_manifest(self, digest: str) -> tuple[bytes, str] | None:
+        """A manifest kept by digest (its bytes, read within the manifest cap, and media type), or None."""
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.manifest_key(digest))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        with answer["Body"] as body:
+            if int(answer["ContentLength"]) > MANIFEST_MAX:
+                return None
+            return body.read(MANIFEST_MAX), str(answer.get("ContentType", "application/octet-stream"))
+
+    def put_manifest(self, digest: str, body: bytes, media_type: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self.manifest_key(digest),
+                Body=body,
+                ContentType=media_type,
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if _status(exc) not in (409, 412):  # kept by another instance already
+                raise
 
     def upload(self, digest: str) -> Upload:
         return Upload(self, digest)
