@@ -6,8 +6,9 @@ routing.py        request -> upstream + repository (prefix host or NAME, ns, Doc
 handlers.py       /v2/, manifests (served stale while an upstream is down), tags, referrers
 blobs.py          blobs: from the cache only where the upstream serves them, else one fetch shared
 flights.py        one upstream fetch per cold blob: the others stream from its file as it grows
-sharedcache.py    the S3 bucket shared by instances (boto3): blobs, confirmations, leases
+sharedcache.py    the S3 bucket shared by instances (boto3): blobs, manifests, confirmations, leases
 sharedblobs.py    blobs through the bucket: served where confirmed, fetched by one instance, uploaded
+sharedmanifests.py  manifests by digest through the bucket, under the same rule
 relay.py          streaming an upstream response (blobs verified as they pass), relayed refusals
 upstream.py       requests with the provider's credential through distribution's one authorized path
 credentials.py    provider credentials, kept briefly, one lookup at a time
