@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trustme
 from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
+from support import records as support_records
 
 from regauth.config import load_settings
 from regauth.errors import ProviderError
@@ -108,7 +109,7 @@ def add_record(
         "authority": authority,
         **more,
     }
-    return book.add(Registry(id="", name="acr", registry=host, provider="acr", options=options), secret)
+    return support_records.add_record(book, host, secret, name="acr", provider="acr", options=options)
 
 
 def test_service_principal_secret_exchanged_for_a_refresh_token(

@@ -14,7 +14,6 @@ from regauth.providers.hosts import ecr_host
 from regauth.providers.routing import (
     cloud_for,
     credential_for,
-    credential_for_async,
     make_provider,
     record_credential,
     route_ambient,
@@ -126,11 +125,11 @@ def test_unknown_provider_name() -> None:
         make_provider("nope", load_settings())
 
 
-async def test_async_wrapper_shares_the_sync_path(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_callers_in_threads_share_the_sync_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
     settings = load_settings()
     book, store = book_and_store(settings)
-    calls = (credential_for_async(settings, book, store, "ghcr.io") for _ in range(5))
+    calls = (asyncio.to_thread(credential_for, settings, book, store, "ghcr.io") for _ in range(5))
     results = await asyncio.gather(*calls)
     assert {c.secret for c in results if c} == {"ghs_abc"}
 

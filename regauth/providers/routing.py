@@ -177,15 +177,6 @@ def _warn(settings: Settings, message: str) -> None:
     append_log_line(settings, f"regauth: warning: {message}")
 
 
-async def credential_for_async(
-    settings: Settings, book: RegistryBook, store: SecretStore, server: str, *, use_cache: bool = True
-) -> Credential | None:
-    """``credential_for`` off the event loop; concurrent callers for one key share one mint."""
-    import asyncio
-
-    return await asyncio.to_thread(credential_for, settings, book, store, server, use_cache=use_cache)
-
-
 async def record_credential_async(
     settings: Settings, store: SecretStore, record: Registry, *, use_cache: bool = True
 ) -> Credential | None:

@@ -184,7 +184,7 @@ async def turn(shared: SharedCache, digest: str) -> int | None:
         if generation is not None:
             if generation > 1:
                 log.warning("shared cache: took over the fetch of %s (generation %d)", digest, generation)
-            return generation
+            return int(generation)
         await asyncio.sleep(POLL_SECONDS)
 
 

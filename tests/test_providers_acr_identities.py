@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import trustme
 from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
+from support import records as support_records
 from support.metadata_stand_in import black_hole
 from test_providers_acr import TENANT, Exchange
 
@@ -145,7 +146,7 @@ def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeAz:
 
 
 def add_record(book: RegistryBook, host: str, **options: str) -> Registry:
-    return book.add(Registry(id="", name="acr", registry=host, provider="acr", options=options), None)
+    return support_records.add_record(book, host, name="acr", provider="acr", options=options)
 
 
 def failure_of(host: str, **options: str) -> str:
