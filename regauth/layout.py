@@ -147,23 +147,24 @@ def record_problem(item: object) -> str | None:
         # bool is an int in Python, but JSON's true is no string and 1 is no bool: exact types only.
         if type(value) not in types:
             return f"field {field!r} of a registry entry is a {_json_type(value)}, not {_wanted(types)}"
-        if isinstance(value, str) and not _encodable(value):
+        if isinstance(value, str) and not encodable(value):
             return f"field {field!r} of a registry entry is not valid text"
     options = item.get("options", {})
     for key, value in options.items():
-        if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
+        if not isinstance(value, str) or not encodable(key) or not encodable(value):
             return f"option {_shown(key)} of a registry entry is not a string"
     note = item.get("last_validation") or {}
     for key, value in note.items():
-        if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
+        if not isinstance(value, str) or not encodable(key) or not encodable(value):
             return f"field {_shown(key)} of a registry entry's last_validation is not a string"
     if item.get("provider", DEFAULT_PROVIDER) not in PROVIDERS:
         return f"a registry entry has an unknown provider {_shown(item['provider'])}"
     return None
 
 
-def _encodable(text: str) -> bool:
-    # json.loads accepts a lone surrogate ("\ud800"), which no output stream can write.
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: ``json.loads`` accepts a lone surrogate (``\\ud800``),
+    which no file, store or output stream can hold."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -15,6 +15,7 @@ from typing import Any
 from regauth.api.errors import FieldError
 from regauth.distribution.credential import IDENTITY_TOKEN_USERNAME
 from regauth.errors import UsageError
+from regauth.layout import encodable
 from regauth.reference import check_repository
 from regauth.registries import PROVIDERS, Registry, check_host, check_name, check_option, check_username
 from regauth.registry_ops import url_prefix
@@ -65,7 +66,7 @@ def read_body(data: object, *, create: bool) -> Body:
             raise FieldError(key, f"unknown field (known: {', '.join(_TYPES)})")
         if type(value) not in types:
             raise FieldError(key, "must be " + " or ".join(_JSON[t] for t in types))
-        if isinstance(value, str) and not _encodable(value):
+        if isinstance(value, str) and not encodable(value):
             raise FieldError(key, "is not valid Unicode text")
     if create:
         for required in ("name", "url"):
@@ -151,7 +152,7 @@ def _host(url: str) -> str:
 def _options(options: dict[str, Any]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for key, value in options.items():
-        if not isinstance(value, str) or not _encodable(key) or not _encodable(value):
+        if not isinstance(value, str) or not encodable(key) or not encodable(value):
             raise FieldError("options", "must be an object of strings")
         try:
             check_option(key, value)
@@ -188,12 +189,3 @@ def _pem(text: str | None) -> str:
     except (ssl.SSLError, ValueError):
         raise FieldError("ca_pem", "holds no PEM certificate that could be read") from None
     return text
-
-
-def _encodable(text: str) -> bool:
-    # json.loads accepts a lone surrogate ("\ud800"), which no file or store can hold.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -133,13 +133,7 @@ async def _stream_hashed(
             if pending and client is not None:
                 client = await _send_on(client, pending, sink, counter)
             pending = chunk
-        if not sink.finish():
-            raise _mismatch(request, sink)
-        if client is None:
-            raise ConnectionResetError("the client went away; the fetch went on for the pulls sharing it")
-        if pending:
-            await out.write(pending)
-            counter[0] += len(pending)
+        await _send_last(request, out, sink, client, pending, counter)
     finally:
         sink.abort()
 
@@ -179,13 +173,7 @@ async def _stream_through(
         # What is left is under _HASH_MIN (or _HASH_MAX if the worker was busy): cheaper hashed here
         # than handed off, and small blobs never leave the loop.
         sink.write_all(batch)
-        if not sink.finish():
-            raise _mismatch(request, sink)
-        if client is None:
-            raise ConnectionResetError("the client went away; the fetch went on for the pulls sharing it")
-        if pending:
-            await out.write(pending)
-            counter[0] += len(pending)
+        await _send_last(request, out, sink, client, pending, counter)
     finally:
         # Also on cancellation: a cache temp file goes, once the worker is done with it.
         if hashing is not None and not hashing.done():
@@ -207,6 +195,24 @@ async def _send_on(
         return None
     counter[0] += len(chunk)
     return out
+
+
+async def _send_last(
+    request: web.Request,
+    out: web.StreamResponse,
+    sink: Sink,
+    client: web.StreamResponse | None,
+    pending: bytes,
+    counter: list[int],
+) -> None:
+    """Check the whole blob, then send the chunk held back: a mismatch cuts the client before its end."""
+    if not sink.finish():
+        raise _mismatch(request, sink)
+    if client is None:
+        raise ConnectionResetError("the client went away; the fetch went on for the pulls sharing it")
+    if pending:
+        await out.write(pending)
+        counter[0] += len(pending)
 
 
 def _mismatch(request: web.Request, sink: Sink) -> UpstreamFault:
