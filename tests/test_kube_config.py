@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_kubelet import keyring_lookup, kubelet_decode, request
+from support.kubelet import keyring_lookup, kubelet_decode, request
 from support.records import add_record
 
 from regauth.config import Settings

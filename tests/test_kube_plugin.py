@@ -1,6 +1,6 @@
 """``regauth-credential-provider`` held to the kubelet's contract, run as the kubelet runs it.
 
-Every response goes through ``kube_kubelet.kubelet_decode`` (the kubelet's strict decoding) and its auth
+Every response goes through ``support.kubelet.kubelet_decode`` (the kubelet's strict decoding) and its auth
 keys through the kubelet's keyring matching; exit codes and stderr are what the kubelet logs.
 """
 
@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from kube_kubelet import V1, go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from support.kubelet import V1, go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
 from support.records import add_record
 
 from regauth.config import Settings

@@ -15,10 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import kube_kubelet
 import pytest
-from kube_kubelet import keyring_lookup, kubelet_decode, run_plugin
+from support import kubelet as kube_kubelet
 from support.image import PushedImage, push_test_image
+from support.kubelet import keyring_lookup, kubelet_decode, run_plugin
 from support.records import add_record
 from support.registry import RegistryFixture
 

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from kube_kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
-from providers_support import start_moto
+from support.kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from support.providers import start_moto
 
 HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 IMAGE = f"{HOST}/team/app"

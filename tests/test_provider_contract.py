@@ -21,7 +21,7 @@ from typing import ClassVar, cast
 
 import pytest
 import trustme
-from providers_support import StandIn, stand_in, start_moto, write_ca
+from support.providers import StandIn, stand_in, start_moto, write_ca
 from test_providers_acr import CLIENT, SECRET, TENANT, Entra, Exchange
 from test_providers_gcp import TokenEndpoint
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import trustme
-from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
 from support import records as support_records
+from support.providers import StandIn, book_and_store, fake_jwt, stand_in, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import ProviderError

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 import trustme
-from providers_support import StandIn, book_and_store, fake_jwt, stand_in, write_ca
 from support import records as support_records
 from support.metadata_stand_in import black_hole
+from support.providers import StandIn, book_and_store, fake_jwt, stand_in, write_ca
 from test_providers_acr import TENANT, Exchange
 
 from regauth.config import load_settings

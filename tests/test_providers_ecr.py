@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 from moto.server import ThreadedMotoServer
-from providers_support import book_and_store, credential_in_fresh_process, stand_in, start_moto, write_ca
+from support.providers import book_and_store, credential_in_fresh_process, stand_in, start_moto, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import NotFoundError, ProviderError

@@ -21,7 +21,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from providers_support import StandIn, book_and_store, stand_in, write_ca
+from support.providers import StandIn, book_and_store, stand_in, write_ca
 
 from regauth.config import load_settings
 from regauth.errors import ProviderError

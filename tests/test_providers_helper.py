@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from providers_support import start_moto
+from support.providers import start_moto
 
 from regauth.config import load_settings
 from regauth.helper.texts import NOT_FOUND

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from providers_support import book_and_store, credential_in_fresh_process
+from support.providers import book_and_store, credential_in_fresh_process
 
 from regauth.config import Settings, load_settings
 from regauth.errors import NotFoundError, ProviderError, UsageError
