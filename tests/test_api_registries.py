@@ -4,6 +4,7 @@ delete, validate, the audit log, and the host-move rule."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -290,3 +291,22 @@ async def test_a_url_with_a_repository_prefix_is_a_prefix_record(
     bad = {**base, "name": "d", "url": "http://127.0.0.1:1/Org A"}
     status, data, _ = await call(client, "POST", "/api/v1/registries", writer, bad)
     assert status == 422 and data["errors"][0]["field"] == "url"
+
+
+async def test_a_registry_that_never_answers_is_timed_out(
+    api: tuple[TestClient, str, str], aiohttp_server: ServerFactory
+) -> None:
+    client, writer, _ = api
+
+    async def silent(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)  # past validation's 10 s bound; cancelled when regauth gives up
+        return web.Response(status=500)
+
+    server = await aiohttp_server(_fake({"/v2/": silent}))
+    body = {"name": "slow", "url": f"http://127.0.0.1:{server.port}", "insecure": True, "username": "u"}
+    body["password"] = "pw-never-sent-2"
+    status, data, _ = await call(client, "POST", "/api/v1/registries", writer, body)
+    assert status == 400 and data["errors"][0]["outcome"] == "timed_out", data
+    assert "pw-never-sent-2" not in str(data)
+    status, data, _ = await call(client, "GET", "/api/v1/registries", writer)
+    assert status == 200 and [r["name"] for r in data] == [], data
