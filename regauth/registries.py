@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -202,6 +202,14 @@ def _host_wide(records: list[Registry], host: str) -> Registry | None:
     return next((r for r in records if r.registry == host and r.prefix is None), None)
 
 
+def for_image(records: Iterable[Registry], host: str, repository: str) -> Registry | None:
+    """Of ``records``, the one for ``repository`` on the canonical ``host``: the longest prefix that
+    covers it, else the host-wide record, else None (the book's rule, for callers holding records)."""
+    candidates = [r for r in records if r.registry == host and r.covers(repository)]
+    # The host-wide record (no prefix) is the shortest of all.
+    return max(candidates, key=lambda r: len(r.prefix or "") + (r.prefix is not None), default=None)
+
+
 def name_for_host(host: str) -> str:
     return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
 
@@ -246,10 +254,7 @@ class RegistryBook:
     def for_image(self, server: str, repository: str) -> Registry | None:
         """The record for ``repository`` on ``server``: the longest prefix that covers it, else the
         host-wide record, else None."""
-        host = normalize_registry(server)
-        candidates = [r for r in self._read() if r.registry == host and r.covers(repository)]
-        # The host-wide record (no prefix) is the shortest of all.
-        return max(candidates, key=lambda r: len(r.prefix or "") + (r.prefix is not None), default=None)
+        return for_image(self._read(), normalize_registry(server), repository)
 
     def add(self, record: Registry, secret: str | None, *, by: str = ORIGIN_CLI) -> Registry:
         """Save a new record; ``by`` is who (``created_by``): an API token's name, or the CLI."""

@@ -3,6 +3,10 @@
 Static secrets are re-read every ``ttl`` seconds (so ``regauth registry update`` takes effect without a
 restart); minted tokens are kept for at most half their remaining life. The provider routing already
 mints once per key; the in-flight map here also spares the secret store 200 reads for 200 pulls.
+
+Kept per record version, never per host: the per-prefix records of one host (``ghcr.io/org-a``,
+``ghcr.io/org-b``) each have their own entry, so one prefix's credential never answers for another's
+(nor do the bearer tokens minted with it: the authenticator keys them by credential).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from regauth.providers.routing import record_credential_async
 from regauth.proxy.routing import Upstream
 from regauth.registries import Registry
 from regauth.store.base import SecretStore
+from regauth.usage import Marks
 
 Lookup = Callable[[Registry], Awaitable[Credential | None]]
 _Key = tuple[str, str]
@@ -34,8 +39,12 @@ class Credentials:
     def from_store(cls, settings: Settings, store: SecretStore) -> Credentials:
         """Credentials from the providers, with the records' secrets and the token cache in ``store``."""
 
+        marks = Marks(str(settings.state_dir))  # for `regauth doctor`: at most once a minute a record
+
         async def lookup(record: Registry) -> Credential | None:
-            return await record_credential_async(settings, store, record)
+            credential = await record_credential_async(settings, store, record)
+            marks.mark(record.id)
+            return credential
 
         return cls(lookup)
 

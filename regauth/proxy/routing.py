@@ -5,11 +5,19 @@ proxy. Ways in, all of which end here:
 
 - ``/v2/ghcr.io/org/app/...``  the prefix is a configured host (podman/CRI-O mirror ``location``s too);
 - ``/v2/NAME/org/app/...``     the prefix is a record's name (the only way to a host with a port),
-  or its id, as the platforms reference "their" registry;
+  or its id, as the platforms reference "their" registry; it stands for the record's location, so
+  ``/v2/org-a/app`` of a record for ``ghcr.io/org-a`` is ``ghcr.io/org-a/app``;
 - ``/v2/org/app/...?ns=HOST``  containerd's mirror, which names the upstream in ``ns``;
 - ``/v2/library/ubuntu/...``   no prefix and no ``ns``: Docker Hub (Docker's ``registry-mirrors``).
 
 A record's name wins over a host of the same spelling (a record named like a host is the rare case).
+
+However the path names the upstream, its record is then chosen by the repository, as the kubelet
+plugin chooses it: the longest per-repository prefix that covers it (``ghcr.io/org-a`` for
+``ghcr.io/org-a/app``), else the host's host-wide record. A repository that no record covers is
+refused as an unconfigured host is: a record for ``ghcr.io/org-a`` does not open the rest of ghcr.io.
+So each ``Upstream`` carries one record, and everything keyed by it (the credential, the SSL context,
+bearer tokens through the credential) is per record, never shared across the prefixes of a host.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from regauth.errors import ConfigError, UsageError
 from regauth.printable import quoted
 from regauth.proxy.errors import DENIED, NAME_INVALID, NAME_UNKNOWN, UNSUPPORTED, ApiError
 from regauth.reference import check_repository, is_digest, is_repository, is_tag, pull_scope
-from regauth.registries import Registry, RegistryBook
+from regauth.registries import Registry, RegistryBook, for_image
 from regauth.servers import DOCKER_HUB, normalize_registry
 
 _RELOAD_EVERY = 1.0
@@ -74,7 +82,7 @@ class Upstreams:
         self._stamp: int | None = None
         self._checked = 0.0
         self._by_name: dict[str, Registry] = {}
-        self._by_host: dict[str, Registry] = {}
+        self._by_host: dict[str, list[Registry]] = {}
         # SSL contexts cost milliseconds to build: one per record version, not per request.
         self._made: dict[tuple[str, str], Upstream] = {}
         self._hub_anonymous: Upstream | None = None
@@ -100,22 +108,42 @@ class Upstreams:
             # A disabled record is out of use: refused by name, id and host alike.
             records = [r for r in records if r.active]
             self._by_name = {**{r.id: r for r in records}, **{r.name: r for r in records}}
-            self._by_host = {r.registry: r for r in records}
+            by_host: dict[str, list[Registry]] = {}
+            for record in records:
+                by_host.setdefault(record.registry, []).append(record)
+            self._by_host = by_host
             self._made = {}
             self._stamp = stamp
 
-    def default(self) -> Upstream | None:
+    @property
+    def hub_route(self) -> bool:
+        """Whether requests with no prefix and no ``ns`` may go to Docker Hub (not ``--no-docker-hub``)."""
+        return self._hub is not False
+
+    def default(self, repository: str) -> Upstream | None:
         """Where requests with no prefix and no ``ns`` go: Docker Hub, if enabled."""
-        return None if self._hub is False else self.by_host(DOCKER_HUB)
+        return self.for_image(DOCKER_HUB, repository) if self.hub_route else None
+
+    def named(self, name: str) -> Registry | None:
+        """The record called ``name`` (or with that id), if it is in use."""
+        self._refresh()
+        return self._by_name.get(name)
 
     def by_name(self, name: str) -> Upstream | None:
-        self._refresh()
-        record = self._by_name.get(name)
+        """The upstream of the record called ``name``, for its whole location (tests, the flights)."""
+        record = self.named(name)
         return self._upstream(record) if record else None
 
-    def by_host(self, host: str) -> Upstream | None:
+    def knows_host(self, host: str) -> bool:
+        """Whether any record in use is for ``host`` (a per-prefix one, perhaps: then only part of it)."""
         self._refresh()
-        record = self._by_host.get(host)
+        return host in self._by_host
+
+    def for_image(self, host: str, repository: str) -> Upstream | None:
+        """The upstream for ``repository`` of ``host``: by the longest prefix record covering it, else
+        the host-wide record, else (for Docker Hub with ``--docker-hub``) anonymous; None: refused."""
+        self._refresh()
+        record = for_image(self._by_host.get(host, ()), host, repository)
         if record is not None:
             return self._upstream(record)
         if host == DOCKER_HUB and self._hub is True:
@@ -184,30 +212,37 @@ def resolve(name: str, ns: str | None, upstreams: Upstreams) -> tuple[Upstream, 
             host = normalize_registry(ns)
         except UsageError:
             raise ApiError(400, NAME_INVALID, f"ns={ns!r} is not a registry host") from None
-        upstream = upstreams.by_host(host)
-        if upstream is None:
-            raise _refused(host)
-        return upstream, _hub_path(host, name)
+        return _routed(upstreams, host, _hub_path(host, name))
     first, slash, rest = name.partition("/")
     if slash:
-        upstream = upstreams.by_name(first)
-        if upstream is not None:
-            return upstream, _hub_path(upstream.host, rest)
+        record = upstreams.named(first)
+        if record is not None:
+            # The name stands for the record's location: its host, and below its prefix if it has one.
+            path = rest if record.prefix is None else f"{record.prefix}/{rest}"
+            return _routed(upstreams, record.registry, _hub_path(record.registry, path))
         if "." in first or ":" in first or first == "localhost":
             host = normalize_registry(first)
-            upstream = upstreams.by_host(host)
-            if upstream is None:
-                raise _refused(host)
-            return upstream, _hub_path(host, rest)
-    hub = upstreams.default()
-    if hub is None:
-        raise ApiError(
-            404,
-            NAME_UNKNOWN,
-            f"{name!r} names no configured registry (prefix the path with a registry host or name), "
-            "and Docker Hub is not enabled on this proxy",
-        )
-    return hub, _hub_path(DOCKER_HUB, name)
+            return _routed(upstreams, host, _hub_path(host, rest))
+    repository = _hub_path(DOCKER_HUB, name)
+    hub = upstreams.default(repository)
+    if hub is not None:
+        return hub, repository
+    if upstreams.hub_route and upstreams.knows_host(DOCKER_HUB):
+        # Records for parts of Docker Hub only: the rest is refused as an unconfigured host is.
+        raise _refused(DOCKER_HUB, repository, partly=True)
+    raise ApiError(
+        404,
+        NAME_UNKNOWN,
+        f"{name!r} names no configured registry (prefix the path with a registry host or name), "
+        "and Docker Hub is not enabled on this proxy",
+    )
+
+
+def _routed(upstreams: Upstreams, host: str, repository: str) -> tuple[Upstream, str]:
+    upstream = upstreams.for_image(host, repository)
+    if upstream is None:
+        raise _refused(host, repository, partly=upstreams.knows_host(host))
+    return upstream, repository
 
 
 def _hub_path(host: str, path: str) -> str:
@@ -217,12 +252,18 @@ def _hub_path(host: str, path: str) -> str:
     return path
 
 
-def _refused(host: str) -> ApiError:
+def _refused(host: str, repository: str, *, partly: bool = False) -> ApiError:
+    # Either way never contacted: records for some prefixes of a host open only those.
+    what = (
+        f"{host}/{repository} is under no registry configured on this proxy (its records for {host} "
+        "are for other repository prefixes)"
+        if partly
+        else f"{host} is not a registry configured on this proxy"
+    )
     return ApiError(
         403,
         DENIED,
-        f"{host} is not a registry configured on this proxy; it only forwards to configured registries "
-        "(add one with `regauth registry add`)",
+        f"{what}; it only forwards to configured registries (add one with `regauth registry add`)",
     )
 
 
