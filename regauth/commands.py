@@ -109,7 +109,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
 
 def cmd_remove(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     record = book.remove(args.name)
-    forget_tokens(settings, store, record)
+    registry_ops.forget_removed(settings, store, record)
     _audit(settings, audit.DELETED, record)
     print(f"removed registry {record.name!r} ({record.registry})")
     return 0

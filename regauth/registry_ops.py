@@ -151,3 +151,11 @@ def forget_tokens(settings: Settings, store: SecretStore, record: Registry) -> N
     from regauth.providers.cache import clear
 
     clear(settings, store, host=record.registry)
+
+
+def forget_removed(settings: Settings, store: SecretStore, record: Registry) -> None:
+    """What a removed record leaves behind: its cached tokens and its last-use mark."""
+    from regauth import usage
+
+    forget_tokens(settings, store, record)
+    usage.forget(str(settings.state_dir), record.id)

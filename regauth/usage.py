@@ -3,15 +3,21 @@
 ``regauth doctor`` reports records that nothing has used for a long time. The helper's ``get`` runs on
 every pull, so marking must cost it almost nothing: after a record's first use the mark is one
 ``utime`` on an existing empty file (one metadata update), never a rewrite of the records or the store,
-and this module imports only ``os``. A mark that cannot be written (a read-only state dir on a fleet
-instance, a full disk) is skipped: a pull must not fail, or slow down, for want of a timestamp.
+and this module imports only ``os`` and ``time`` (both built in). A mark that cannot be written (a
+read-only state dir on a fleet instance, a full disk) is skipped: a pull must not fail, or slow down, for
+want of a timestamp.
+
+Marks are this machine's: a record used only by a proxy elsewhere is unused here. ``since`` says when
+this machine began to keep marks, so that "never used" is not said of a record older than the marks.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 USED_DIR = "used"  # in the state dir: one empty file per record id
+SINCE = ".since"  # in USED_DIR, made with it: when marks began here (not an id: ids never start with ".")
 
 
 def mark_used(state_dir: str, record_id: str) -> None:
@@ -40,6 +46,32 @@ def last_used(state_dir: str, record_id: str) -> float | None:
         return None
 
 
+def since(state_dir: str) -> float | None:
+    """When this machine began to keep marks (the first mark of any record), or None if it has not."""
+    try:
+        return os.stat(os.path.join(state_dir, USED_DIR, SINCE), follow_symlinks=False).st_mtime
+    except OSError:
+        return None
+
+
+class Marks:
+    """Marks for a long-running process (the proxy): at most one ``utime`` per record per ``every``
+    seconds, however many pulls it answers; the last time is kept in memory."""
+
+    def __init__(self, state_dir: str, *, every: float = 60.0) -> None:
+        self._state_dir = state_dir
+        self._every = every
+        self._last: dict[str, float] = {}
+
+    def mark(self, record_id: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(record_id)
+        if last is not None and now - last < self._every:
+            return
+        self._last[record_id] = now
+        mark_used(self._state_dir, record_id)
+
+
 def forget(state_dir: str, record_id: str) -> None:
     """Drop a removed record's mark, so a new record can never inherit it."""
     path = _path(state_dir, record_id)
@@ -58,12 +90,20 @@ def _path(state_dir: str, record_id: str) -> str | None:
 
 
 def _create(state_dir: str, path: str) -> None:
+    directory = os.path.join(state_dir, USED_DIR)
     try:
-        os.makedirs(os.path.join(state_dir, USED_DIR), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        # Another get made it first: its mark is as good as ours.
-        return
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError:
+        return
+    # A record's first mark only (rare), so the extra open costs no get: the first of all starts ``since``.
+    _touch_new(os.path.join(directory, SINCE))
+    _touch_new(path)
+
+
+def _touch_new(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        # FileExistsError: another get made it first, and its mark is as good as ours.
         return
     os.close(fd)

@@ -37,6 +37,7 @@ from regauth.reference import parse_reference
 from regauth.registries import RegistryBook
 from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
+from regauth.usage import mark_used
 
 # The key the kubelet's keyring falls back to for an image that names no registry (Docker Hub).
 _HUB_FALLBACK_KEY = "index.docker.io"
@@ -75,6 +76,8 @@ def answer(
         nothing = int(settings.no_credentials_ttl)
         brief = nothing if default_cache is None else min(nothing, default_cache)
         return Response(request.api_version, cache_key_type, brief, {})
+    if record is not None:
+        mark_used(str(settings.state_dir), record.id)  # for `regauth doctor`
     if credential is None:
         return Response(request.api_version, cache_key_type, default_cache, {})
     entry = AuthEntry(credential.username, credential.secret)
