@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,43 @@ def kubelet_validate(config: dict[str, Any]) -> None:
             parse_schemeless(pattern)
         for env in provider.get("env", []):
             assert set(env) == {"name", "value"}
+        if "tokenAttributes" in provider:
+            token_attributes_validate(provider)
+
+
+_QUALIFIED_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def token_attributes_validate(provider: dict[str, Any]) -> None:
+    """The kubelet's checks of ``tokenAttributes`` (plugin/config.go, the v1 ServiceAccountTokenAttributes
+    type): strict members, the three required ones, v1 only, annotation keys qualified names (case
+    aside), each once, none both required and optional, required keys only with requireServiceAccount."""
+    attributes = provider["tokenAttributes"]
+    assert set(attributes) <= {
+        "serviceAccountTokenAudience",
+        "cacheType",
+        "requireServiceAccount",
+        "requiredServiceAccountAnnotationKeys",
+        "optionalServiceAccountAnnotationKeys",
+    }
+    assert (
+        isinstance(attributes["serviceAccountTokenAudience"], str)
+        and attributes["serviceAccountTokenAudience"]
+    )
+    assert attributes["cacheType"] in ("Token", "ServiceAccount")
+    assert isinstance(attributes["requireServiceAccount"], bool)
+    assert provider["apiVersion"] == "credentialprovider.kubelet.k8s.io/v1"
+    required = attributes.get("requiredServiceAccountAnnotationKeys", [])
+    optional = attributes.get("optionalServiceAccountAnnotationKeys", [])
+    assert not (required and not attributes["requireServiceAccount"])
+    assert not set(required) & set(optional)
+    for keys in (required, optional):
+        assert len(keys) == len(set(keys))
+        for key in keys:
+            prefix, _, name = key.lower().rpartition("/")
+            assert 0 < len(name) <= 63 and _QUALIFIED_NAME.match(name), key
+            assert not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)), key
 
 
 def test_a_new_config_and_the_plugin_answer_as_the_kubelet_runs_them(
@@ -244,3 +282,70 @@ def test_through_the_regauth_command(regauth_exe: str, paths: tuple[Path, Path, 
         timeout=60,
     )
     assert bad.returncode != 0 and bad.stderr.startswith("regauth: error: invalid duration")
+
+
+def test_disabled_records_are_not_matched(settings: Settings, paths: tuple[Path, Path, list[str]]) -> None:
+    config, _, argv = paths
+    book = RegistryBook.for_settings(settings)
+    add_record(book, "off.example.com", "pw", name="off", username="u")
+    add_record(book, "on.example.com", "pw", name="on", username="u")
+    # A disabled host-wide record beside a prefix record in use: the host stays, for the prefix.
+    add_record(book, "ghcr.io", "pw", name="ghcr", username="u")
+    add_record(book, "ghcr.io", "pw", name="org-a", username="a", prefix="org-a")
+    for name in ("off", "ghcr"):
+        book.update(name, {"active": False})
+    assert configure(settings, *argv, "--no-cloud") == 0
+    [provider] = json.loads(config.read_text())["providers"]
+    assert provider["matchImages"] == ["on.example.com", "ghcr.io"]
+    for name in ("on", "org-a"):
+        book.update(name, {"active": False})
+    with pytest.raises(RegauthError, match="no registries to configure the kubelet for"):
+        configure(settings, *argv, "--no-cloud")
+
+
+def test_token_audience_writes_the_token_attributes(
+    settings: Settings, paths: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _, argv = paths
+    add_record(settings, "registry.example.com", "pw", username="u")
+    assert configure(settings, *argv, "--token-audience", "sts.amazonaws.com") == 0
+    out = capsys.readouterr().out
+    assert "request-serviceaccounts-token-audience" in out and "1.34" in out
+    written = json.loads(config.read_text())
+    kubelet_validate(written)
+    [provider] = written["providers"]
+    assert provider["tokenAttributes"] == {
+        "serviceAccountTokenAudience": "sts.amazonaws.com",
+        "cacheType": "ServiceAccount",
+        "requireServiceAccount": False,
+        "optionalServiceAccountAnnotationKeys": [
+            "eks.amazonaws.com/ecr-role-arn",
+            "kubernetes.azure.com/acr-client-id",
+            "kubernetes.azure.com/acr-tenant-id",
+            "iam.gke.io/gcp-service-account",
+        ],
+    }
+    assert configure(settings, *argv, "--token-audience", "sts.amazonaws.com") == 0
+    assert "nothing to change" in capsys.readouterr().out
+    # Without the flag, the member is kept as every member the user added to regauth's entry is.
+    assert configure(settings, *argv) == 0
+    assert "nothing to change" in capsys.readouterr().out
+    assert configure(settings, *argv, "--token-audience", "api://AzureADTokenExchange") == 0
+    [provider] = json.loads(config.read_text())["providers"]
+    assert provider["tokenAttributes"]["serviceAccountTokenAudience"] == "api://AzureADTokenExchange"
+
+
+@pytest.mark.parametrize("audience", ["", "two words", "tab\there", "x" * 1025])
+def test_a_bad_token_audience_is_one_line_and_writes_nothing(
+    regauth_exe: str, paths: tuple[Path, Path, list[str]], audience: str
+) -> None:
+    config, bin_dir, argv = paths
+    bad = subprocess.run(
+        [regauth_exe, "configure", "kubelet", *argv, "--token-audience", audience],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and bad.stdout == ""
+    assert bad.stderr.startswith("regauth: error: invalid --token-audience") and bad.stderr.count("\n") == 1
+    assert not config.exists() and not bin_dir.exists()

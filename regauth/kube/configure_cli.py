@@ -26,6 +26,7 @@ def add_kubelet_parser(clients: Any, examples: Any) -> None:
             "sudo regauth configure kubelet --dry-run",
             "sudo regauth configure kubelet --config /etc/kubernetes/credential-providers.json "
             "--bin-dir /usr/libexec/kubelet-plugins",
+            "sudo regauth configure kubelet --token-audience sts.amazonaws.com",
         ),
     )
     kubelet.add_argument(
@@ -47,6 +48,12 @@ def add_kubelet_parser(clients: Any, examples: Any) -> None:
     kubelet.add_argument(
         "--no-cloud", action="store_true", help="only the configured records, no cloud hosts"
     )
+    kubelet.add_argument(
+        "--token-audience",
+        metavar="AUDIENCE",
+        help="have the kubelet send each pod's service-account token for AUDIENCE (tokenAttributes, "
+        "kubelet 1.34+), so pulls use the workload's cloud identity",
+    )
     configure_cli._common(kubelet)
     kubelet.set_defaults(func=cmd_configure_kubelet)
 
@@ -64,6 +71,7 @@ def cmd_configure_kubelet(args: argparse.Namespace, settings: Settings, book: Re
             default_cache_seconds=int(parse_go_duration(args.default_cache_duration)),
             environ=settings.environ,
             plugin=kubeletconfig.plugin_path(),
+            token_audience=args.token_audience,
         )
 
     return configure_cli.run(args, settings, kubeletconfig.CLIENT, make)

@@ -11,6 +11,16 @@ It builds a ``configure.core.Plan``, so the diff of ``--dry-run``, the backup, "
 
 The provider's ``env`` names the HOME (and XDG directories) of whoever configures it: the kubelet runs
 the plugin with its own environment, and the plugin must find the same records, store and cloud logins.
+
+``--token-audience`` adds ``tokenAttributes`` (KEP-4412, kubelet 1.34+; 1.33 behind its feature gate):
+the kubelet then sends each pod's service-account token for that audience, and the annotations the
+clouds' workload identities are read from. The kubelet accepts ``tokenAttributes`` only on a provider
+of ``credentialprovider.kubelet.k8s.io/v1`` (ours), and requires ``serviceAccountTokenAudience``,
+``cacheType`` and ``requireServiceAccount``. ``cacheType`` is ``ServiceAccount``: what the plugin mints
+depends on the service account and those annotations only (which the kubelet's cache key includes),
+not on the pod. ``requireServiceAccount`` is false, so pods without one (static pods) are still asked
+for, and answered with the node's identity. Without the flag a ``tokenAttributes`` already in regauth's
+entry is kept, as every member the user added is.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from regauth.errors import ConfigError, UsageError
 from regauth.kube.main import PROGRAM
 from regauth.kube.patterns import CLOUD_PATTERNS, problems
 from regauth.kube.wire import V1, go_duration
+from regauth.printable import printable
 
 CLIENT = "kubelet"
 CONFIG_API = "kubelet.config.k8s.io/v1"
@@ -36,6 +47,14 @@ CONFIG_KIND = "CredentialProviderConfig"
 DEFAULT_CONFIG = Path("/etc/kubernetes/image-credential-provider-config.json")
 DEFAULT_BIN_DIR = Path("/usr/local/lib/kubelet/image-credential-provider")
 _ENV_NAMES = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "REGAUTH_STORE")
+# The service-account annotations each cloud's workload identity is configured by (providers.workload).
+WORKLOAD_ANNOTATIONS = (
+    "eks.amazonaws.com/ecr-role-arn",
+    "kubernetes.azure.com/acr-client-id",
+    "kubernetes.azure.com/acr-tenant-id",
+    "iam.gke.io/gcp-service-account",
+)
+_AUDIENCE_MAX = 1024
 
 
 def plan(
@@ -46,7 +65,10 @@ def plan(
     default_cache_seconds: int,
     environ: Mapping[str, str],
     plugin: str,
+    token_audience: str | None = None,
 ) -> Plan:
+    if token_audience is not None:
+        check_audience(token_audience)  # a mistake in the command line first, before what it finds
     if not match_images:
         raise UsageError(
             "no registries to configure the kubelet for: add one with `regauth registry add`, or leave "
@@ -60,7 +82,7 @@ def plan(
     providers = after.setdefault("providers", [])
     if not isinstance(providers, list):
         raise ConfigError(f"{config}: 'providers' is not a list; it was left as it was")
-    entry = provider_entry(match_images, default_cache_seconds, environ)
+    entry = provider_entry(match_images, default_cache_seconds, environ, token_audience=token_audience)
     names = [p.get("name") if isinstance(p, dict) else None for p in providers]
     if PROGRAM in names:
         old = providers[names.index(PROGRAM)]
@@ -72,27 +94,52 @@ def plan(
         Change(state, jsonfile.rewrite(state, before, after), new_mode=0o644),
         Change(read_state(bin_dir / PROGRAM), wrapper(plugin), new_mode=0o755),
     ]
-    return Plan(
-        CLIENT,
-        changes,
-        notes=notes(after, config, bin_dir, cloud=any(p in CLOUD_PATTERNS for p in match_images)),
-    )
+    cloud = any(p in CLOUD_PATTERNS for p in match_images)
+    return Plan(CLIENT, changes, notes=notes(after, config, bin_dir, cloud=cloud, audience=token_audience))
 
 
 def provider_entry(
-    match_images: Sequence[str], default_cache_seconds: int, environ: Mapping[str, str]
+    match_images: Sequence[str],
+    default_cache_seconds: int,
+    environ: Mapping[str, str],
+    *,
+    token_audience: str | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": PROGRAM,
         "matchImages": list(match_images),
         # The plugin leaves cacheDuration out for a secret that does not expire: this is what applies.
         "defaultCacheDuration": go_duration(default_cache_seconds),
+        # tokenAttributes needs v1 here: the kubelet refuses it on any other version.
         "apiVersion": V1,
     }
     env = [{"name": name, "value": environ[name]} for name in _ENV_NAMES if environ.get(name)]
     if env:
         entry["env"] = env
+    if token_audience is not None:
+        entry["tokenAttributes"] = token_attributes(token_audience)
     return entry
+
+
+def token_attributes(audience: str) -> dict[str, Any]:
+    """The ``tokenAttributes`` member for ``audience`` (the kubelet's ServiceAccountTokenAttributes)."""
+    return {
+        "serviceAccountTokenAudience": check_audience(audience),
+        "cacheType": "ServiceAccount",
+        "requireServiceAccount": False,
+        "optionalServiceAccountAnnotationKeys": list(WORKLOAD_ANNOTATIONS),
+    }
+
+
+def check_audience(audience: str) -> str:
+    """The kubelet refuses an empty audience (and the whole config with it); the API server's token
+    request would refuse whitespace or control characters at the first pull instead."""
+    if not audience or len(audience) > _AUDIENCE_MAX or not audience.isprintable() or " " in audience:
+        raise UsageError(
+            f"invalid --token-audience {printable(audience[:60])!r}: give the audience the registry's "
+            f"token exchange expects, 1-{_AUDIENCE_MAX} printable characters without spaces"
+        )
+    return audience
 
 
 def wrapper(plugin: str) -> bytes:
@@ -122,13 +169,22 @@ def lint(config: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def notes(config: Mapping[str, Any], path: Path, bin_dir: Path, *, cloud: bool) -> list[str]:
+def notes(
+    config: Mapping[str, Any], path: Path, bin_dir: Path, *, cloud: bool, audience: str | None = None
+) -> list[str]:
     found = lint(config)
     if cloud:
         found.append(
             "note: ECR, ACR and Google registry images now ask regauth; on a node without that cloud's "
             "credentials (or its SDK) such a pull logs regauth's error and goes on anonymously "
             "(--no-cloud leaves the cloud hosts out)"
+        )
+    if audience is not None:
+        found.append(
+            "note: tokenAttributes needs kubelet 1.34 or later (1.33 with the "
+            "KubeletServiceAccountTokenForCredentialProviders feature gate), and the nodes must be allowed "
+            f"to request tokens for the audience {audience!r}: an RBAC rule with the verb "
+            "request-serviceaccounts-token-audience on that resource, bound to the group system:nodes"
         )
     return [
         *found,

@@ -37,8 +37,12 @@ CLOUD_PATTERNS: tuple[str, ...] = (
 
 
 def match_images(records: Iterable[Registry], *, cloud: bool) -> list[str]:
-    """Every record's host, then (with ``cloud``) the cloud patterns, each once, in that order."""
-    found = [record.registry for record in records]
+    """Every active record's host, then (with ``cloud``) the cloud patterns, each once, in that order.
+
+    A disabled record is left out: nothing answers for it, so the kubelet would run the plugin for
+    nothing on every pull from its host (the host stays while another record for it is in use).
+    """
+    found = [record.registry for record in records if record.active]
     if cloud:
         found.extend(CLOUD_PATTERNS)
     return list(dict.fromkeys(found))
