@@ -51,12 +51,14 @@ def cmd_add(args: argparse.Namespace, settings: Settings, book: RegistryBook, st
     check_option_keys(record)
     _check_secret_wanted(args, record)
     secret = _read_secret(args, needed=provider == "static" and args.username is not None)
+    access = ""
     if not args.no_validate:
         result = _validate_or_raise(settings, store, record, secret, args.repository)
         record = record._replace(last_validation=registry_ops.last_validation(result))
+        access = registry_ops.access_note(result)
     saved = book.add(record, secret)
     _audit(settings, audit.CREATED, saved, secret_set=secret is not None)
-    print(f"added registry {saved.name!r} ({saved.location}, {_who(saved)})")
+    print(f"added registry {saved.name!r} ({saved.location}, {_who(saved)}{access})")
     return 0
 
 
@@ -205,6 +207,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
                         "registry": record.registry,
                         "ok": result.ok,
                         "outcome": str(result.outcome),
+                        "access": result.access,
                         "message": result.message,
                         "advice": advice,
                     }

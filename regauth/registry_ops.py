@@ -134,7 +134,14 @@ async def check_async(
 def last_validation(result: ValidationResult) -> dict[str, Any]:
     """What a record keeps of its last check (``Registry.last_validation``): never a secret."""
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {"outcome": str(result.outcome), "message": result.message, "at": at}
+    return {"outcome": str(result.outcome), "message": result.message, "at": at, "access": result.access}
+
+
+def access_note(result: ValidationResult) -> str:
+    """What ``registry add`` says of a checked credential's reach: nothing when it is unknown."""
+    if result.access == "read-write":
+        return "; read-write: it can also push or delete, use read-only credentials when possible"
+    return "; read-only" if result.access == "read-only" else ""
 
 
 def has_secret(store: SecretStore, record: Registry) -> bool:

@@ -130,6 +130,7 @@ def test_validate_names_the_update_command_and_has_json(
         "registry": registry_anon.host,
         "ok": True,
         "outcome": "valid",
+        "access": "unknown",
         "message": results["anon"]["message"],
         "advice": None,
     }

@@ -130,3 +130,38 @@ def _anon_like(fx: RegistryFixture) -> RegistryFixture:
     return RegistryFixture(
         fx.kind, fx.host, fx.url, fx.ca_file, None, None, fx.image, fx.process, fx.token_server
     )
+
+
+def test_add_and_validate_say_read_only_or_read_write(
+    regauth_exe: str, registry_token: RegistryFixture
+) -> None:
+    fx = registry_token
+    server = fx.token_server
+    assert server is not None and fx.password
+    done = add(regauth_exe, "rw", fx, None, "--repository", fx.repository)
+    assert done.returncode == 0, done.stderr
+    assert "read-write: it can also push or delete, use read-only credentials when possible" in done.stdout
+    [checked] = json.loads(run(regauth_exe, "registry", "validate", "rw", "--json").stdout)
+    assert checked["ok"] is True and checked["access"] == "read-write"
+    text = run(regauth_exe, "registry", "validate", "rw").stdout
+    assert (
+        text.startswith("ok   ")
+        and f"read-write: the token server grants delete and push on {fx.repository}" in text
+    )
+
+    # One record per host: the pull-only user's replaces it.
+    assert run(regauth_exe, "registry", "remove", "rw").returncode == 0
+    user = next(name for name in server.users if name != fx.username)
+    argv = ["registry", "add", "ro", "--url", fx.host, "--ca-file", str(fx.ca_file), "--username", user]
+    with server.granting(user, {"pull"}):
+        done = run(
+            regauth_exe, *argv, "--repository", fx.repository, "--password-stdin", stdin=server.users[user]
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.rstrip().endswith(f"user {user}; read-only)")
+        [checked] = json.loads(run(regauth_exe, "registry", "validate", "ro", "--json").stdout)
+        assert checked["access"] == "read-only"
+    saved = {r["name"]: r for r in listed(regauth_exe)}
+    assert saved["ro"]["last_validation"]["access"] == "read-only"  # type: ignore[index]
+    for secret in (fx.password, server.users[user]):
+        assert secret not in done.stdout + text

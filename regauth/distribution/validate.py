@@ -2,8 +2,9 @@
 
 Without a repository: the registry is reachable, speaks Registry V2, and accepts the credential (a
 token for no scope from its realm, or ``/v2/`` with basic auth). With a repository: the credential may
-also pull it (``GET /v2/REPO/tags/list`` with a ``repository:REPO:pull`` token). The result names the
-registry and never the secret.
+also pull it (``GET /v2/REPO/tags/list`` with a ``repository:REPO:pull`` token), and, where its token
+server shows granted actions, whether it could also push or delete (``access``: see ``access.py``).
+The result names the registry and never the secret.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 
+from regauth.distribution import access as granted
 from regauth.distribution.challenge import find
 from regauth.distribution.client import API_VERSION, Ping, RegistryClient, rate_limited
 from regauth.distribution.credential import Credential
@@ -30,6 +32,9 @@ class ValidationResult:
     outcome: Outcome
     ok: bool = field(init=False)
     message: str = ""
+    # Whether the credential could also push or delete the repository checked: "read-only",
+    # "read-write", or "unknown" (no repository, anonymous, Basic auth, a token that does not say).
+    access: granted.Access = granted.UNKNOWN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ok", self.outcome is Outcome.VALID)
@@ -50,12 +55,12 @@ async def validate(
         timeouts = Timeouts(connect=timeout, read=timeout, total=timeout)
         async with make_session(timeouts) as session:
             client = RegistryClient(session, upstream, credential)
-            summary = await asyncio.wait_for(_check(client, repository), timeout)
+            summary, access = await asyncio.wait_for(_check(client, repository), timeout)
     except UpstreamError as exc:
         return ValidationResult(exc.outcome, f"{label}: {exc}")
     except asyncio.TimeoutError:
         return ValidationResult(Outcome.TIMED_OUT, f"{label}: no answer within {timeout:g}s")
-    return ValidationResult(Outcome.VALID, f"{label}: {summary}")
+    return ValidationResult(Outcome.VALID, f"{label}: {summary}", access)
 
 
 def validate_sync(
@@ -70,14 +75,21 @@ def validate_sync(
     return asyncio.run(validate(upstream, credential, repository, label=label, timeout=timeout))
 
 
-async def _check(client: RegistryClient, repository: str | None) -> str:
+async def _check(client: RegistryClient, repository: str | None) -> tuple[str, granted.Access]:
     ping = await client.ping()
     _check_v2(client.upstream, ping)
     summary = await _login(client, ping)
-    if repository:
-        await _pull(client, repository)
-        summary += f"; can pull {repository}"
-    return summary
+    if not repository:
+        return summary, granted.UNKNOWN
+    await _pull(client, repository)
+    summary += f"; can pull {repository}"
+    if client.credential is None or ping.status != 401:
+        # Anonymous, or a registry that needs no login: there is no credential to grant anything.
+        return summary, granted.UNKNOWN
+    found = await granted.probe(client, ping.challenges, repository)
+    if found.access == granted.UNKNOWN:
+        return f"{summary}; whether it can push is unknown: {found.why}", found.access
+    return f"{summary}; {found.access}: {found.why}", found.access
 
 
 def _check_v2(upstream: RegistryTarget, ping: Ping) -> None:

@@ -53,6 +53,8 @@ class TokenServer:
     refused: set[str] = field(default_factory=set)
     # Per user: repositories that user is granted nothing on (one identity per repository prefix).
     refused_for: dict[str, set[str]] = field(default_factory=dict)
+    # Per user: the only actions that user holds on any repository (absent: every action asked for).
+    actions_for: dict[str, set[str]] = field(default_factory=dict)
     expires_in: int = 300
     issued: int = 0
     requests: list[TokenRequest] = field(default_factory=list)
@@ -77,6 +79,18 @@ class TokenServer:
             yield
         finally:
             self.allow(repository)
+
+    @contextlib.contextmanager
+    def granting(self, username: str, actions: set[str]) -> Iterator[None]:
+        """Inside the block, ``username`` holds only ``actions`` (a pull-only account: ``{"pull"}``);
+        a token grants the intersection with what was asked, as distribution's spec has it."""
+        with self._lock:
+            self.actions_for[username] = set(actions)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.actions_for.pop(username, None)
 
     @property
     def issued_count(self) -> int:
@@ -136,10 +150,13 @@ class _Issuer:
                 refused = name in self.server.refused or name in self.server.refused_for.get(
                     subject or "", set()
                 )
+                held = self.server.actions_for.get(subject or "")
             # Anonymous callers get nothing: this is a private registry.
             if kind != "repository" or not name or refused or subject is None:
                 continue
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            asked = actions.split(",")
+            granted = asked if held is None else [a for a in asked if a in held]
+            access.append({"type": kind, "name": name, "actions": granted})
         return access
 
 
