@@ -248,6 +248,9 @@ def test_get_imports_no_heavy_module(helper_exe: str) -> None:
 
 # What the general path imports and the fast get (a static record in the file store) must not.
 GENERAL_ONLY = ("typing", "pathlib", "cryptography", "regauth.config", "regauth.registries")
+# Nor these: json imports re, and re enum and functools (about 4 ms); the installed script (not pip's
+# entry-point wrapper, which imports re) and the fast path's own JSON (jsonlite) do without them.
+FAST_NEVER = ("re", "enum", "json", "functools", "collections")
 
 
 def test_static_get_takes_the_fast_path(helper_exe: str) -> None:
@@ -256,6 +259,7 @@ def test_static_get_takes_the_fast_path(helper_exe: str) -> None:
     assert json.loads(out)["Secret"] == "pw"
     assert "regauth.helper.fastget" in names
     assert sorted(n for n in names if n in GENERAL_ONLY or n.split(".")[0] == "cryptography") == []
+    assert sorted(n for n in names if n in FAST_NEVER) == []
     # Core dumps go off on this path too, with a C module and the ctypes that libcrypto needs anyway.
     assert {"regauth.coredump", "resource", "ctypes"} <= names
 
@@ -327,3 +331,15 @@ def test_output_is_utf8_whatever_the_locale(helper_exe: str, encoding: str) -> N
     assert proc.stdout == '{"ServerURL":"registry.example","Username":"jürgen","Secret":"秘密-é"}\n'.encode()
     code, out, _ = helper(helper_exe, "list", stdin=b"unused", env=env)
     assert (code, out) == (0, '{"registry.example":"jürgen"}\n')
+
+
+def test_the_helper_is_a_plain_script_and_the_other_commands_are_entry_points(helper_exe: str) -> None:
+    """pyproject.toml installs docker-credential-regauth from scripts/ (no `import re` wrapper) and
+    keeps the other commands as entry points."""
+    from importlib.metadata import distribution
+
+    scripts = {ep.name for ep in distribution("regauth").entry_points if ep.group == "console_scripts"}
+    assert scripts == {"regauth", "regauth-credential-provider"}
+    first, *rest = Path(helper_exe).read_text().splitlines()
+    assert first.startswith("#!/") and "python" in first
+    assert "import re" not in rest
