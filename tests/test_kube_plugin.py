@@ -11,6 +11,7 @@ import time
 
 import pytest
 from support.kubelet import V1, go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from support.providers import fake_jwt
 from support.records import add_record
 
 from regauth.config import Settings
@@ -115,14 +116,31 @@ def test_bad_args_exit_1_with_one_line(settings: Settings, args: list[str]) -> N
     assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
 
 
-def test_a_service_account_token_is_refused_not_answered_with_the_node_identity(settings: Settings) -> None:
+def test_a_static_record_answers_a_request_with_a_service_account_token(settings: Settings) -> None:
+    # A static secret is what the admin gave regauth for this registry, not the node's cloud identity:
+    # answered as without a token (see regauth/providers/routing.py), never with the token itself.
     add_record(settings, HOST, "s3cret", username="alice")
+    token = fake_jwt({"sub": "system:serviceaccount:team-a:puller"})
     annotations = {"eks.amazonaws.com/ecr-role-arn": "arn:aws:iam::123456789012:role/x"}
     proc = run_plugin(
-        request(f"{HOST}/app", serviceAccountToken="eyJh.e30.sig", serviceAccountAnnotations=annotations)
+        request(f"{HOST}/app", serviceAccountToken=token, serviceAccountAnnotations=annotations),
+        "--default-cache-duration",
+        "1h",
     )
-    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
-    assert "remove tokenAttributes" in proc.stderr and "eyJh" not in proc.stderr
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout, service_account_token=token)
+    assert list(data) == ["kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth"]
+    assert data["auth"] == {HOST: {"username": "alice", "password": "s3cret"}}
+    assert go_seconds(data["cacheDuration"]) == 3600
+
+
+def test_the_strict_decoder_refuses_a_service_account_cache_type_field() -> None:
+    # The v1 response has no such field (the cache type is tokenAttributes.cacheType in the kubelet's
+    # config): the kubelet's strict decoding drops a response that has one.
+    answer = '{"kind":"CredentialProviderResponse","apiVersion":"%s","cacheKeyType":"Registry",%s"auth":{}}\n'
+    kubelet_decode(answer % (V1, ""))
+    with pytest.raises(AssertionError, match="unknown fields"):
+        kubelet_decode(answer % (V1, '"serviceAccountTokenCacheType":"ServiceAccount",'))
 
 
 def test_the_secret_never_reaches_stderr_and_a_broken_store_is_one_line(settings: Settings) -> None:

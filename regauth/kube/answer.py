@@ -15,10 +15,18 @@ makes, so records, the secret store and the token cache are shared: a token mint
   a provider's "no credentials" is (``Settings.no_credentials_ttl``): a record added later must not wait
   for a 12-hour default to be used.
 - A provider that cannot mint: ``ProviderError``, which the edge turns into exit 1 and one line.
-- A request with a service-account token (``tokenAttributes`` in the kubelet's config): refused. The
-  kubelet drops a response to such a request that has no ``serviceAccountTokenCacheType``, and
-  answering with the node's credential would give every workload the node's access where the admin
-  asked for the workload's.
+- A request with a service-account token (``tokenAttributes`` in the kubelet's config, KEP-4412): the
+  credential comes from ``providers.routing.workload_credential_for``: a cloud provider mints it with
+  the workload's own identity (ECR: the role in the service account's annotation
+  ``eks.amazonaws.com/ecr-role-arn``), cached per service account in the token cache; a static record
+  answers with its secret; a workload that names no identity for its cloud is refused in one line
+  naming the annotation to set (or, with ``node_fallback``, answered with the node's identity, as
+  ecr-credential-provider does). The response has the same fields as any other: the v1 type has no
+  field for the token's cache (``tokenAttributes.cacheType`` in the kubelet's config says how the
+  kubelet keys it, per token or per service account), and each answer is good for every pod of
+  that service account for as long as ``cacheDuration`` says, so either cache type is right. The
+  token itself is never part of an answer: the kubelet drops one that returns it as a password unless
+  its cacheType is Token.
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ import time
 from collections.abc import Callable
 
 from regauth.config import Settings
-from regauth.errors import ConfigError, NotFoundError, UsageError
+from regauth.errors import NotFoundError, ProviderError, UsageError
 from regauth.kube.matching import urls_match
 from regauth.kube.wire import CACHE_IMAGE, CACHE_REGISTRY, AuthEntry, Request, Response
 from regauth.printable import quoted
 from regauth.providers.base import Credential
-from regauth.providers.routing import credential_for
+from regauth.providers.routing import credential_for, workload_credential_for
+from regauth.providers.workload import Workload
 from regauth.reference import parse_reference
 from regauth.registries import RegistryBook
 from regauth.servers import normalize_registry
@@ -50,14 +59,11 @@ def answer(
     request: Request,
     *,
     default_cache: int | None = None,
+    node_fallback: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> Response:
-    if request.service_account_token is not None:
-        raise ConfigError(
-            "the kubelet sent a service-account token (tokenAttributes in its credential provider config), "
-            "which regauth does not use yet: remove tokenAttributes from the regauth-credential-provider "
-            "entry to pull with the node's credentials"
-        )
+    token = request.service_account_token
+    workload = None if token is None else Workload.checked(token, request.service_account_annotations)
     key = auth_key(request.image)
     reference = parse_reference(request.image)
     host, repository = reference.domain, reference.path
@@ -71,7 +77,12 @@ def answer(
         # This identity is for the prefix only: keyed for it, not for the whole registry.
         key = f"{key}/{record.prefix}"
     try:
-        credential = credential_for(settings, book, store, host, repository=repository)
+        if workload is None:
+            credential = credential_for(settings, book, store, host, repository=repository)
+        else:
+            credential = workload_credential_for(
+                settings, book, store, host, workload, repository=repository, node_fallback=node_fallback
+            )
     except NotFoundError:
         nothing = int(settings.no_credentials_ttl)
         brief = nothing if default_cache is None else min(nothing, default_cache)
@@ -80,6 +91,9 @@ def answer(
         mark_used(str(settings.state_dir), record.id)  # for `regauth doctor`
     if credential is None:
         return Response(request.api_version, cache_key_type, default_cache, {})
+    if token is not None and credential.secret == token:
+        # Never the pod's token as the registry's password (see the module's docstring).
+        raise ProviderError(f"the credential for {quoted(request.image)} is the service-account token itself")
     entry = AuthEntry(credential.username, credential.secret)
     return Response(
         request.api_version, cache_key_type, cache_seconds(credential, default_cache, clock()), {key: entry}

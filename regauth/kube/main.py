@@ -9,6 +9,13 @@ Arguments (the ``args`` of the provider in the kubelet's CredentialProviderConfi
 ``--default-cache-duration DURATION`` (Go form, ``12h``): how long the kubelet keeps a credential that
 does not expire; without it the response leaves ``cacheDuration`` out and the kubelet applies the
 config's ``defaultCacheDuration``.
+``--node-identity-fallback``: a request with a service-account token whose service account names no
+identity for its cloud (ECR: no ``eks.amazonaws.com/ecr-role-arn`` annotation, no ``workload_role_arn``
+option) is answered with the node's identity, as ecr-credential-provider does since it learned
+KEP-4412. Without it such a request is refused in one line naming the annotation, so that turning on
+``tokenAttributes`` never quietly leaves a workload with the node's access.
+
+The service-account token is a credential of the pod: it is never written to stdout, stderr or a log.
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ if TYPE_CHECKING:
     from regauth.kube.wire import Request, Response
 
 PROGRAM = "regauth-credential-provider"
-USAGE = f"usage: {PROGRAM} [--default-cache-duration DURATION] < CredentialProviderRequest"
+USAGE = (
+    f"usage: {PROGRAM} [--default-cache-duration DURATION] [--node-identity-fallback] "
+    "< CredentialProviderRequest"
+)
+NODE_FALLBACK = "--node-identity-fallback"
 # Within the kubelet's fixed one-minute timeout, with room for the interpreter's start: past this the
 # plugin says why itself, instead of being killed without a word in the kubelet's log.
 ANSWER_DEADLINE = 45.0
@@ -36,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(encoding="utf-8")
     from regauth.errors import RegauthError
 
+    token = ""
     try:
         if args in (["--help"], ["-h"]):
             out.write(USAGE + "\n")
@@ -45,31 +57,37 @@ def main(argv: list[str] | None = None) -> int:
 
             out.write(f"{PROGRAM} (regauth) {__version__}\n")
             return 0
-        default_cache = _default_cache(args)
+        default_cache, node_fallback = _options(args)
         from regauth.coredump import disable_core_dumps
         from regauth.kube.wire import MAX_REQUEST_BYTES, decode_request, encode_response
 
         disable_core_dumps()
         request = decode_request(sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1))
-        response = _answer(request, default_cache)
+        token = request.service_account_token or ""
+        response = _answer(request, default_cache, node_fallback)
     except RegauthError as exc:
-        _fail(err, str(exc))
+        # The pod's token is never shown, whatever a cloud's message echoed of it.
+        _fail(err, str(exc).replace(token, "***") if token else str(exc))
         return 1
     out.write(encode_response(response) + "\n")
     out.flush()
     return 0
 
 
-def _default_cache(args: list[str]) -> int | None:
+def _options(args: list[str]) -> tuple[int | None, bool]:
+    """(``--default-cache-duration`` in seconds or None, whether ``--node-identity-fallback`` is set)."""
     from regauth.errors import UsageError
     from regauth.kube.wire import parse_go_duration
 
     flag = "--default-cache-duration"
     value: str | None = None
+    node_fallback = False
     rest = list(args)
     while rest:
         arg = rest.pop(0)
-        if arg == flag and rest:
+        if arg == NODE_FALLBACK:
+            node_fallback = True
+        elif arg == flag and rest:
             value = rest.pop(0)
         elif arg.startswith(flag + "="):
             value = arg.partition("=")[2]
@@ -77,10 +95,10 @@ def _default_cache(args: list[str]) -> int | None:
             from regauth.printable import quoted
 
             raise UsageError(f"unknown argument {quoted(arg)} in the provider's args; {USAGE}")
-    return None if value is None else int(parse_go_duration(value))
+    return (None if value is None else int(parse_go_duration(value))), node_fallback
 
 
-def _answer(request: Request, default_cache: int | None) -> Response:
+def _answer(request: Request, default_cache: int | None, node_fallback: bool) -> Response:
     from regauth.config import load_settings
     from regauth.errors import ProviderError
     from regauth.kube.answer import answer
@@ -103,9 +121,12 @@ def _answer(request: Request, default_cache: int | None) -> Response:
             f"`regauth registry which {request.image}`"
         )
 
-    return within(
-        ANSWER_DEADLINE, lambda: answer(settings, book, store, request, default_cache=default_cache), late
-    )
+    def run() -> Response:
+        return answer(
+            settings, book, store, request, default_cache=default_cache, node_fallback=node_fallback
+        )
+
+    return within(ANSWER_DEADLINE, run, late)
 
 
 def _fail(err: IO[str], message: str) -> None:

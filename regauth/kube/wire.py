@@ -9,6 +9,12 @@ exactly the fields of the type and nothing else.
 
 The request is read leniently (a newer kubelet may send fields this version does not know); its ``kind``,
 ``apiVersion`` and ``image`` must be right.
+
+KEP-4412 (alpha in Kubernetes 1.33, beta and on by default in 1.34): with ``tokenAttributes`` in the
+kubelet's config, which the kubelet allows only for v1, a v1 request carries ``serviceAccountToken`` and
+``serviceAccountAnnotations``. The response type is the same with or without them: how the kubelet
+caches an answer to such a request is ``tokenAttributes.cacheType`` in its own config (Token or
+ServiceAccount, since 1.34), never a response field, so a response with any other field is dropped.
 """
 
 from __future__ import annotations
@@ -94,6 +100,11 @@ def decode_request(raw: bytes) -> Request:
     token = data.get("serviceAccountToken")
     if token is not None and not isinstance(token, str):
         raise UsageError("the request's serviceAccountToken is not a string")
+    if token and api_version != V1:
+        # The kubelet refuses tokenAttributes for any other version: this request is not the kubelet's.
+        raise UsageError(
+            f"the request has a serviceAccountToken in {api_version}; the kubelet sends one in {V1} only"
+        )
     annotations = data.get("serviceAccountAnnotations") or {}
     if not isinstance(annotations, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()

@@ -10,17 +10,28 @@ The credential chain is searched under ``deadline`` (a container or instance met
 that never answers must not hold a pull), except a profile's ``credential_process``, which is the
 user's own program and may wait for them.
 
+A workload (the kubelet plugin with a pod's service-account token, KEP-4412) pulls with its own role,
+as ecr-credential-provider does: the role from the service account's annotation
+``eks.amazonaws.com/ecr-role-arn``, else the record option ``workload_role_arn``, else
+``AWS_ECR_ROLE_ARN`` (the variable ecr-credential-provider reads; set in the kubelet config's ``env``),
+assumed with STS ``AssumeRoleWithWebIdentity`` and the pod's token (an unsigned call: no node
+credentials are searched or used), then ``GetAuthorizationToken`` with those temporary credentials.
+The token is good until the earlier of the two expiries. With no role at all, ``NoWorkloadIdentity``
+names the annotation to set.
+
 An ``expiresAt`` that is already past when the token arrives (a skewed clock; moto's fixed 2015 date)
 is taken as a token valid for ``PAST_EXPIRY_TTL`` from now, so it is cached briefly, never forever.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regauth.errors import ProviderError
+from regauth.printable import quoted
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
     Credential,
@@ -32,15 +43,36 @@ from regauth.providers.base import (
     missing_sdk,
     no_credentials,
     option,
+    where,
 )
 from regauth.providers.hosts import EcrHost, ecr_host
 from regauth.registries import Registry
 
+if TYPE_CHECKING:
+    # Only the kubelet plugin's workload path needs it; a cached `get` does not pay for its imports.
+    from regauth.providers.workload import Workload
+
 PAST_EXPIRY_TTL = 600.0
 # The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
 OPTION_KEYS = frozenset(
-    {"profile", "role_arn", "role_session_name", "external_id", "region", "registry_id", "endpoint_url"}
+    {
+        "profile",
+        "role_arn",
+        "role_session_name",
+        "external_id",
+        "region",
+        "registry_id",
+        "endpoint_url",
+        "workload_role_arn",
+    }
 )
+# Where a workload's role comes from, first to last (see the module's docstring).
+ROLE_ANNOTATION = "eks.amazonaws.com/ecr-role-arn"
+ROLE_ENV = "AWS_ECR_ROLE_ARN"
+# The session name in CloudTrail, unless the record names one; the service account is there too, as
+# the web identity's subject.
+WORKLOAD_SESSION_NAME = "regauth-credential-provider"
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 # The variables that select an AWS identity or endpoint; hashed into the cache key.
 IDENTITY_VARS = (
     "AWS_PROFILE",
@@ -80,6 +112,122 @@ class EcrProvider:
 
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
+
+    def workload_identity(self, host: str, record: Registry | None, workload: Workload) -> str:
+        role = self._workload_role(host, record, workload)
+        # The role and the service account (issuer and subject) select the token; the token itself
+        # is renewed by the kubelet every hour and must not split the cache.
+        return identity_text(
+            record,
+            self._env,
+            (*IDENTITY_VARS, ROLE_ENV),
+            "workload",
+            role or "",
+            workload.issuer(),
+            workload.subject(),
+        )
+
+    def workload_credential(self, host: str, record: Registry | None, workload: Workload) -> Credential:
+        from regauth.providers.workload import NoWorkloadIdentity
+
+        role = self._workload_role(host, record, workload)
+        if role is None:
+            raise NoWorkloadIdentity(
+                f"{self.name} provider for {where(host, record)}: the service account "
+                f"{workload.service_account() or '(unnamed)'} names no IAM role to pull with; annotate it "
+                f"with {ROLE_ANNOTATION}=arn:aws:iam::ACCOUNT:role/NAME (a key listed in the kubelet's "
+                "tokenAttributes), or set the record option workload_role_arn"
+            )
+        target = self._target(host, record)
+        try:
+            import boto3
+            import botocore.exceptions as boto_errors
+        except ImportError as exc:
+            raise missing_sdk(self.name, "boto3", "aws") from exc
+        try:
+            creds = self._assume_with_token(boto3, record, target.region, role, workload)
+        except boto_errors.ClientError as exc:
+            raise self._web_identity_error(host, record, role, workload, exc) from exc
+        except (boto_errors.BotoCoreError, ValueError, KeyError) as exc:
+            what = workload.scrub(f"STS AssumeRoleWithWebIdentity failed: {type(exc).__name__}: {brief(exc)}")
+            raise failure(self.name, host, record, what, _todo_for(exc)) from exc
+        session = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=target.region,
+        )
+        try:
+            data = self._authorization(session, record, target)
+        except boto_errors.ClientError as exc:
+            raise self._client_error(host, record, exc, role=role) from exc
+        except (boto_errors.BotoCoreError, ValueError) as exc:
+            raise failure(
+                self.name, host, record, f"{type(exc).__name__}: {brief(exc)}", _todo_for(exc)
+            ) from exc
+        credential = self._decode(host, record, data)
+        session_ends = creds["Expiration"].timestamp() if "Expiration" in creds else None
+        if session_ends is not None and credential.expires_at is not None:
+            # ECR's token is not used past the session that got it: cached until the earlier end.
+            return credential._replace(expires_at=min(credential.expires_at, session_ends))
+        return credential
+
+    def _workload_role(self, host: str, record: Registry | None, workload: Workload) -> str | None:
+        for where_from, value in (
+            (
+                f"the service account's annotation {ROLE_ANNOTATION}",
+                workload.annotations.get(ROLE_ANNOTATION),
+            ),
+            ("the record option workload_role_arn", option(record, "workload_role_arn")),
+            (ROLE_ENV, self._env.get(ROLE_ENV)),
+        ):
+            role = (value or "").strip()
+            if not role:
+                continue
+            if not _ROLE_ARN.match(role):
+                raise failure(
+                    self.name,
+                    host,
+                    record,
+                    f"{where_from} is {quoted(role)}, not an IAM role ARN",
+                    "use arn:aws:iam::ACCOUNT:role/NAME",
+                )
+            return role
+        return None
+
+    def _assume_with_token(
+        self, boto3: Any, record: Registry | None, region: str, role: str, workload: Workload
+    ) -> dict[str, Any]:
+        from botocore import UNSIGNED
+
+        # Unsigned: the pod's token is the whole proof, so no node credentials are looked for (no
+        # metadata probe) and none could be used by mistake. Endpoint and proxy: boto3's own settings.
+        config = _config(self._env).merge(_unsigned_config(UNSIGNED))
+        client = boto3.session.Session(region_name=region).client("sts", config=config)
+        answer = client.assume_role_with_web_identity(
+            RoleArn=role,
+            RoleSessionName=option(record, "role_session_name") or WORKLOAD_SESSION_NAME,
+            WebIdentityToken=workload.token,
+        )
+        return dict(answer["Credentials"])
+
+    def _web_identity_error(
+        self, host: str, record: Registry | None, role: str, workload: Workload, exc: Any
+    ) -> Exception:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "Unknown"), workload.scrub(brief(error.get("Message", "")))
+        account = workload.service_account() or "the service account"
+        if code in ("InvalidIdentityToken", "IDPRejectedClaim", "AccessDenied", "ExpiredTokenException"):
+            todo = (
+                f"let the trust policy of {role} accept {account} from the cluster's OIDC issuer "
+                f"{workload.issuer() or '(none in the token)'} with the audience the kubelet's "
+                "tokenAttributes.serviceAccountTokenAudience names (sts.amazonaws.com)"
+            )
+        else:
+            todo = "check the role ARN and the STS endpoint"
+        return failure(
+            self.name, host, record, f"STS AssumeRoleWithWebIdentity answered {code}: {message}", todo
+        )
 
     def credential_files(self, record: Registry | None) -> tuple[str, ...]:
         env = self._env
@@ -212,7 +360,9 @@ class EcrProvider:
             expires_at = now + PAST_EXPIRY_TTL
         return Credential(username=username, secret=secret, expires_at=expires_at)
 
-    def _client_error(self, host: str, record: Registry | None, exc: Any) -> Exception:
+    def _client_error(
+        self, host: str, record: Registry | None, exc: Any, *, role: str | None = None
+    ) -> Exception:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), brief(error.get("Message", ""))
         if code in (
@@ -222,6 +372,8 @@ class EcrProvider:
             "ExpiredTokenException",
         ):
             todo = "the AWS credentials are invalid or expired: refresh them (e.g. `aws sso login`)"
+        elif "AccessDenied" in code and role is not None:
+            todo = f"allow ecr:GetAuthorizationToken to {role}"
         elif "AccessDenied" in code:
             todo = "allow ecr:GetAuthorizationToken (and sts:AssumeRole for role_arn) to this identity"
         else:
@@ -236,6 +388,12 @@ def _config(environ: Mapping[str, str]) -> Any:
         return Config(connect_timeout=5, read_timeout=20)
     # Few, quick retries unless the user chose otherwise: a docker pull waits on this call.
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def _unsigned_config(unsigned: Any) -> Any:
+    from botocore.config import Config
+
+    return Config(signature_version=unsigned)
 
 
 def _fips_config() -> Any:

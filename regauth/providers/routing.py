@@ -11,6 +11,21 @@ The secret store is the caller's, opened at its edge (lazily: ``store.lazy``). R
 record's secret from it only for a provider whose table line says it reads one, and for a minting
 provider only when it mints: a cached token costs one store read.
 
+Workloads (KEP-4412, the kubelet plugin with ``tokenAttributes``): ``workload_credential_for`` picks
+the record or ambient provider as ``credential_for`` does, then
+
+- a provider that can use the pod's service-account token (``workload.WorkloadProvider``: it has
+  ``workload_credential``) mints with it, through the same token cache, keyed by the provider's
+  ``workload_identity`` (role or client id, and the service account), so each service account has a
+  token of its own and never the node's;
+- a record whose provider mints no tokens (``static``, ``env``) answers with its own secret: that
+  secret is what the admin gave regauth for this registry, not the node's cloud identity, and every
+  pod on the node could pull with it before ``tokenAttributes`` was set, so answering widens nothing;
+- a minting provider that cannot use the token, or whose workload names no identity for it
+  (``NoWorkloadIdentity``: no annotation, no record option), refuses in one line, unless the caller
+  allows the node's identity as the fallback (``node_fallback``, as ecr-credential-provider does for
+  a service account without its role annotation).
+
 Concurrency: the cache serialises minting with a ``threading.Lock`` per cache key (and a file lock
 across processes), so the sync functions are single-flight per key in one process. The async wrappers
 run them in a worker thread; concurrent async callers thus share one mint as well.
@@ -30,6 +45,7 @@ from regauth.store.base import SecretStore
 
 if TYPE_CHECKING:
     from regauth.providers.cache import TokenCache
+    from regauth.providers.workload import Workload, WorkloadProvider
 
 
 def credential_for(
@@ -58,6 +74,77 @@ def credential_for(
     if name is None:
         raise NotFoundError(f"no registry is configured for {host}")
     return _credential(settings, store, PROVIDERS[name], host, None, None, use_cache)
+
+
+def workload_credential_for(
+    settings: Settings,
+    book: RegistryBook,
+    store: SecretStore,
+    server: str,
+    workload: Workload,
+    *,
+    repository: str | None = None,
+    node_fallback: bool = False,
+    use_cache: bool = True,
+) -> Credential | None:
+    """The credential for ``server`` (and ``repository``) when ``workload`` pulls: minted with its own
+    identity where the provider can, as the module's docstring says. Raises as ``credential_for``."""
+    host = normalize_registry(server)
+    record = book.for_host(host) if repository is None else book.for_image(host, repository)
+    if record is not None:
+        if not record.active:
+            raise NotFoundError(f"{record.label} is disabled (`regauth registry enable {record.name}`)")
+        kind = provider_kind(record.provider)
+    else:
+        name = route_ambient(settings, host)
+        if name is None:
+            raise NotFoundError(f"no registry is configured for {host}")
+        kind = PROVIDERS[name]
+    if not kind.mints:
+        return _credential(settings, store, kind, host, record, None, use_cache)
+    from regauth.providers.workload import NoWorkloadIdentity
+
+    provider = make_provider(kind.name, settings)
+    try:
+        if not hasattr(provider, "workload_credential"):
+            cloud = cast(MintingProvider, provider).cloud
+            raise NoWorkloadIdentity(
+                f"{kind.name} provider for {host}: regauth cannot pull with a service account's own "
+                f"{cloud} identity yet; remove tokenAttributes from the regauth-credential-provider entry "
+                "of the kubelet's config to pull with the node's"
+            )
+        return _workload_credential(
+            settings, store, kind, cast("WorkloadProvider", provider), host, record, workload, use_cache
+        )
+    except NoWorkloadIdentity:
+        if not node_fallback:
+            raise
+        return _credential(settings, store, kind, host, record, None, use_cache)
+
+
+def _workload_credential(
+    settings: Settings,
+    store: SecretStore,
+    kind: ProviderKind,
+    provider: WorkloadProvider,
+    host: str,
+    record: Registry | None,
+    workload: Workload,
+    use_cache: bool,
+) -> Credential:
+    from regauth.providers.cache import cache_key
+
+    key = cache_key(kind.name, host, provider.workload_identity(host, record, workload))
+    use = use_cache and not settings.no_cache
+
+    def mint() -> Credential:
+        # No "no ambient credentials" memory here: the token is the credential, nothing is searched.
+        return provider.workload_credential(host, record, workload)
+
+    credential = token_cache(settings, store).get_or_mint(key, mint, use_cache=use)
+    if credential is None:  # mint() never returns None; the cache passes its result through
+        raise ValueError("a workload credential is never anonymous")
+    return credential
 
 
 def record_credential(

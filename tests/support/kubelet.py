@@ -6,6 +6,12 @@ decoder does (kubernetes pkg/credentialprovider/plugin/plugin.go: the group and 
 request's, the kind must be CredentialProviderResponse, unknown or duplicate fields fail the decode,
 cacheKeyType must be Image, Registry or Global, cacheDuration a Go duration); ``keyring_lookup`` picks the
 auth entries the kubelet's keyring would use for an image (reverse-sorted keys, URLsMatch).
+
+The response has the same five fields in every version, with or without a service-account token in the
+request (KEP-4412): how the kubelet caches an answer to a request with a token is
+``tokenAttributes.cacheType`` in its own config (kubernetes PR 132617, 1.34), not a response field, so a
+``serviceAccountTokenCacheType`` in a response is an unknown field and the decode fails. With a token,
+the kubelet (cacheType ServiceAccount) also drops a response whose password is that token.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ PLUGIN = str(Path(sysconfig.get_path("scripts")) / "regauth-credential-provider"
 GROUP = "credentialprovider.kubelet.k8s.io"
 V1 = f"{GROUP}/v1"
 _RESPONSE_FIELDS = {"kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth"}
-_V1_ONLY = {"serviceAccountTokenCacheType"}
 _DURATION = re.compile(r"^(?:0|(?:\d+(?:\.\d+)?(?:h|m|s|ms|us|ns))+)$")
 
 
@@ -54,15 +59,18 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def kubelet_decode(stdout: str, api_version: str = V1) -> dict[str, Any]:
-    """The response as the kubelet would take it; an AssertionError where the kubelet would drop it."""
+def kubelet_decode(
+    stdout: str, api_version: str = V1, *, service_account_token: str | None = None
+) -> dict[str, Any]:
+    """The response as the kubelet would take it; an AssertionError where the kubelet would drop it.
+
+    ``service_account_token``: the token the request carried (see the module's docstring)."""
     assert stdout.endswith("\n") and stdout.count("\n") == 1, "one JSON document, nothing else"
     data = json.loads(stdout, object_pairs_hook=_no_duplicates)
     assert isinstance(data, dict)
     assert data.get("apiVersion") == api_version, "apiVersion must equal the request's"
     assert data.get("kind") == "CredentialProviderResponse"
-    allowed = _RESPONSE_FIELDS | (_V1_ONLY if api_version == V1 else set())
-    assert set(data) <= allowed, f"unknown fields {set(data) - allowed}"
+    assert set(data) <= _RESPONSE_FIELDS, f"unknown fields {set(data) - _RESPONSE_FIELDS}"
     assert data.get("cacheKeyType") in ("Image", "Registry", "Global")
     if "cacheDuration" in data:
         assert isinstance(data["cacheDuration"], str) and _DURATION.match(data["cacheDuration"])
@@ -71,6 +79,7 @@ def kubelet_decode(stdout: str, api_version: str = V1) -> dict[str, Any]:
     for entry in (auth or {}).values():
         assert isinstance(entry, dict) and set(entry) <= {"username", "password"}
         assert all(isinstance(v, str) for v in entry.values())
+        assert service_account_token is None or entry.get("password") != service_account_token
     return data
 
 
