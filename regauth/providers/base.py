@@ -13,7 +13,6 @@ or ``NotFoundError`` where there is simply nothing to give.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from typing import Protocol
 from regauth.distribution.credential import IDENTITY_TOKEN_USERNAME as IDENTITY_TOKEN_USERNAME
 from regauth.distribution.credential import Credential as Credential
 from regauth.errors import ProviderError
+from regauth.providers import tokenkey
 from regauth.registries import Registry
 
 # How long one metadata probe may take, where an SDK lets regauth pass its transport or settings: a
@@ -98,14 +98,10 @@ class MintingProvider(Provider, Protocol):
 def identity_text(
     record: Registry | None, environ: Mapping[str, str], variables: Iterable[str], *extra: str
 ) -> str:
-    """A canonical text of a record's identity-bearing fields and the named environment variables."""
-    data = {
-        # updated_at changes with the record's options and secret, so an edit never serves an old token.
-        "record": [record.id, record.updated_at, sorted(record.options.items())] if record else None,
-        "env": {name: environ[name] for name in sorted(variables) if name in environ},
-        "extra": list(extra),
-    }
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    """A canonical text of a record's identity-bearing fields and the named environment variables
+    (``tokenkey.identity_text``, which the helper's fast get computes too)."""
+    fields = (record.id, record.updated_at, record.options) if record else None
+    return tokenkey.identity_text(fields, environ, variables, *extra)
 
 
 def where(host: str, record: Registry | None) -> str:

@@ -25,23 +25,16 @@ from regauth.config import Settings
 from regauth.errors import ProviderError
 from regauth.fsutil import file_lock
 from regauth.providers.base import Credential
+
+# The key and entry rules, shared with the helper's fast get (tokenkey); re-exported under their names.
+from regauth.providers.tokenkey import LONG_LIVED as LONG_LIVED
+from regauth.providers.tokenkey import PREFIX as PREFIX
+from regauth.providers.tokenkey import SHORT_MARGIN as SHORT_MARGIN
+from regauth.providers.tokenkey import cache_key as cache_key
+from regauth.providers.tokenkey import fresh_until, token_fields
+from regauth.providers.tokenkey import sha256 as sha256
 from regauth.store.base import SecretStore
 
-# The interpreter's builtin SHA-256 imports in a fraction of a millisecond; hashlib loads OpenSSL, which
-# costs about 3 ms on every cached get.
-# Imported "as sha256" to export it (absent.py uses it too); which ignore is unused depends on the
-# Python version mypy checks for.
-try:
-    from _sha2 import sha256 as sha256  # Python 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256 as sha256  # type: ignore[no-redef, unused-ignore]  # Python 3.10, 3.11
-    except ImportError:
-        from hashlib import sha256 as sha256  # type: ignore[assignment, unused-ignore]
-
-PREFIX = "token/"
-LONG_LIVED = 6 * 3600.0
-SHORT_MARGIN = 300.0
 # A stale token with less than this left is not worth serving: the pull would fail mid-way.
 STALE_FLOOR = 30.0
 
@@ -60,10 +53,7 @@ class CachedToken(NamedTuple):
 
     @property
     def fresh_until(self) -> float:
-        life = self.expires_at - self.minted_at
-        if life >= LONG_LIVED:
-            return self.minted_at + life / 2
-        return self.expires_at - min(SHORT_MARGIN, max(life, 0.0) / 10)
+        return fresh_until(self.expires_at, self.minted_at)
 
     def is_fresh(self, now: float) -> bool:
         return now < self.fresh_until
@@ -83,20 +73,10 @@ class CachedToken(NamedTuple):
     def from_text(cls, text: str) -> CachedToken | None:
         """None for an entry this version cannot read: it is then simply re-minted and overwritten."""
         try:
-            data = json.loads(text)
-            token = cls(
-                username=str(data["username"]),
-                secret=str(data["secret"]),
-                expires_at=float(data["expires_at"]),
-                minted_at=float(data["minted_at"]),
-            )
-        except (ValueError, TypeError, KeyError):
+            fields = token_fields(json.loads(text))
+        except ValueError:
             return None
-        return token
-
-
-def cache_key(provider: str, host: str, identity: str) -> str:
-    return f"{PREFIX}{provider}/{host}/{sha256(identity.encode()).hexdigest()[:16]}"
+        return None if fields is None else cls(*fields)
 
 
 def _thread_lock(key: str) -> threading.Lock:
