@@ -72,6 +72,22 @@ class Marks:
         mark_used(self._state_dir, record_id)
 
 
+def put_back(state_dir: str, record_id: str, when: float | None) -> None:
+    """Set ``record_id``'s mark back to ``when`` (None: no mark) after a use that was no client's:
+    ``regauth doctor --proxy`` asks every upstream through the proxy, which must not make a record
+    nothing else uses look used. A client's use in between is lost: a minute at most, by ``Marks``."""
+    path = _path(state_dir, record_id)
+    if path is None:
+        return
+    if when is None:
+        forget(state_dir, record_id)
+        return
+    try:
+        os.utime(path, (when, when), follow_symlinks=False)
+    except OSError:
+        return
+
+
 def forget(state_dir: str, record_id: str) -> None:
     """Drop a removed record's mark, so a new record can never inherit it."""
     path = _path(state_dir, record_id)

@@ -16,9 +16,11 @@ def add_parser(commands: Any, examples: Any) -> None:
     doctor = commands.add_parser(
         "doctor",
         help="check that the clients reach regauth and the records are healthy",
-        description="One report, a verdict per line: the helper on PATH and answering, docker's and "
-        "podman's files pointing at regauth, plaintext credentials left in them, the secret store, "
-        "each record's age and host. Exit status 1 when anything needs action. Never a secret.",
+        description="One report, a verdict per line: the helper on the PATH of each client and "
+        "answering, docker's and podman's files pointing at regauth, plaintext credentials left in "
+        "them, the secret store, each record's age, host, last use and whether it can push, and with "
+        "--proxy the proxy and its upstreams. Exit status 1 when anything needs action (WARN lines "
+        "do not). Never a secret.",
         epilog=examples("regauth doctor", "regauth doctor --json --validate"),
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -31,9 +33,18 @@ def add_parser(commands: Any, examples: Any) -> None:
         help="a static secret older than this needs rotating",
     )
     doctor.add_argument(
+        "--unused-days",
+        type=float,
+        default=90.0,
+        metavar="DAYS",
+        help="a record not used on this machine for longer is worth removing",
+    )
+    doctor.add_argument(
         "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
     )
-    doctor.add_argument("--proxy", metavar="URL", help="also ask the running proxy at URL")
+    doctor.add_argument(
+        "--proxy", metavar="URL", help="also ask the running proxy at URL, and each upstream through it"
+    )
     doctor.add_argument(
         "--kubelet-config", metavar="FILE", help="the kubelet's CredentialProviderConfig to check"
     )
@@ -48,6 +59,7 @@ def cmd_doctor(
     options = doctor.Options(
         max_age_days=args.max_age,
         validate=args.validate,
+        unused_days=args.unused_days,
         containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
         proxy=args.proxy,
         kubelet_config=Path(args.kubelet_config) if args.kubelet_config else None,

@@ -1,46 +1,38 @@
 """``regauth doctor``: one report on whether the clients reach regauth and the records are healthy.
 
-Every check gives a ``Finding``: ``ok``, ``action`` (something to do; the exit status is 1) or ``info``.
-A finding names hosts, files and commands, never a secret: plaintext credentials are found by the
-presence of their fields, and their values are not read into a message.
+Every check gives a ``Finding`` (``findings.py``): ``ok``, ``action`` (something to do; the exit status
+is 1), ``warn`` (worth changing, not wrong) or ``info``. A finding names hosts, files and commands, never
+a secret: plaintext credentials are found by the presence of their fields, and their values are not
+read into a message. The helper's PATHs (``doctor_path``), the proxy (``doctor_proxy``) and the records
+(``doctor_records``) have modules of their own.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from regauth.config import Settings
 from regauth.configure import docker, jsonfile, podman, tomlfile
+from regauth.configure.doctor_path import helper_findings
+from regauth.configure.doctor_proxy import proxy_findings
+from regauth.configure.doctor_records import Limits, record_findings
 from regauth.configure.files import read_state
+from regauth.configure.findings import ACTION, INFO, OK, WARN, Finding
 from regauth.configure.hosts import HELPER
 from regauth.errors import RegauthError
 from regauth.registries import Registry
 from regauth.store.base import SecretStore
 
-OK, ACTION, INFO = "ok", "action", "info"
-HELPER_EXE = f"docker-credential-{HELPER}"
-# Container Registry (gcr.io and its regional hosts) is shut down in favour of Artifact Registry.
-_GCR_HOSTS = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io")
-
-
-class Finding(NamedTuple):
-    check: str
-    status: str
-    message: str
-
-    def to_json(self) -> dict[str, str]:
-        return self._asdict()
+__all__ = ["ACTION", "INFO", "OK", "WARN", "Finding", "Options", "examine", "render"]
 
 
 class Options(NamedTuple):
     max_age_days: float = 90.0
     validate: bool = False
+    unused_days: float = 90.0  # a record not used here for longer is named (`--unused-days`)
     containerd_certs_dir: Path | None = None
     proxy: str | None = None  # a running proxy's URL to ask
     kubelet_config: Path | None = None  # the kubelet's CredentialProviderConfig; None: the default's, if any
@@ -52,35 +44,21 @@ def examine(
     in_use = [record for record in records if record.active]
     # The helper answers from host-wide records only (see hosts.registry_hosts); the proxy from all.
     host_wide = [record for record in in_use if record.prefix is None]
-    findings = list(_helper())
+    system_podman = _first_helper(podman.SYSTEM_CONF_DIR / podman.DROP_IN) == HELPER
+    findings = list(helper_findings(settings.environ, system_podman))
     findings += _docker(settings.environ, host_wide)
     findings += _podman(settings.environ, host_wide)
     if options.containerd_certs_dir is not None:
         findings += _containerd(options.containerd_certs_dir, in_use)
     findings += _kubelet(options.kubelet_config)
     if options.proxy is not None:
-        findings.append(_proxy(options.proxy))
+        findings += proxy_findings(options.proxy, in_use, str(settings.state_dir))
     findings += _store(settings)
     if store is not None:
         findings += _tokens(store)
-    findings += _records(settings, records, options, store)
+    limits = Limits(options.max_age_days, options.unused_days, options.validate)
+    findings += record_findings(settings, records, limits, store)
     return findings
-
-
-def _helper() -> Iterator[Finding]:
-    exe = shutil.which(HELPER_EXE)
-    if exe is None:
-        yield Finding("helper", ACTION, f"{HELPER_EXE} is not on PATH: the clients cannot run it")
-        return
-    try:
-        proc = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        yield Finding("helper", ACTION, f"{exe} did not answer `version`: {exc}")
-        return
-    if proc.returncode != 0:
-        yield Finding("helper", ACTION, f"{exe} did not answer `version` (exit {proc.returncode})")
-    else:
-        yield Finding("helper", OK, f"{exe} is on PATH and answers")
 
 
 def _docker(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator[Finding]:
@@ -211,23 +189,6 @@ def _tokens(store: SecretStore) -> Iterator[Finding]:
         )
 
 
-def _proxy(url: str) -> Finding:
-    import urllib.error
-    import urllib.request
-
-    base = url.rstrip("/")
-    try:
-        with urllib.request.urlopen(f"{base}/v2/", timeout=10) as answer:
-            status = answer.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (OSError, ValueError) as exc:
-        return Finding("proxy", ACTION, f"{base} does not answer: {getattr(exc, 'reason', exc)}")
-    if status in (200, 401):
-        return Finding("proxy", OK, f"{base} answers the Registry V2 API")
-    return Finding("proxy", ACTION, f"{base}/v2/ answered {status}: is it regauth's proxy?")
-
-
 def _plaintext(client: str, path: Path, config: Mapping[str, Any]) -> Iterator[Finding]:
     hosts = docker.plaintext_hosts(config)
     if hosts:
@@ -260,83 +221,10 @@ def _store(settings: Settings) -> Iterator[Finding]:
     yield Finding("store", OK, f"the {backend} store ({how}) opens")
 
 
-def _records(
-    settings: Settings, records: Sequence[Registry], options: Options, store: SecretStore | None
-) -> Iterator[Finding]:
-    if not records:
-        yield Finding("records", INFO, "no registries configured (`regauth registry add NAME --url URL`)")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    for record in records:
-        check = f"registry {record.name}"
-        if record.registry in _GCR_HOSTS or record.registry.endswith(".gcr.io"):
-            yield Finding(
-                check,
-                ACTION,
-                f"{record.registry} is Container Registry, which is shut down: "
-                "move to Artifact Registry (*.pkg.dev)",
-            )
-        age = _age_days(record.updated_at, now)
-        if (
-            age is not None
-            and record.provider == "static"
-            and not record.anonymous
-            and age > options.max_age_days
-        ):
-            yield Finding(
-                check,
-                ACTION,
-                f"its secret is {age:.0f} days old (over {options.max_age_days:.0f}): rotate it with "
-                f"`regauth registry update {record.name} --password-stdin`",
-            )
-        if options.validate and store is not None:
-            yield _validated(settings, store, record, check)
-        else:
-            yield _last_validation(record, check)
-
-
-def _validated(settings: Settings, store: SecretStore, record: Registry, check: str) -> Finding:
-    from regauth import registry_ops
-
-    try:
-        result = registry_ops.check(settings, store, record, None, record.repository)
-    except RegauthError as exc:
-        return Finding(check, ACTION, f"cannot be checked: {exc}")
-    if result.ok:
-        return Finding(check, OK, f"validates ({record.registry})")
-    return Finding(check, ACTION, f"does not validate: {result.message}")
-
-
-def _last_validation(record: Registry, check: str) -> Finding:
-    last = record.last_validation
-    if not last:
-        return Finding(
-            check, INFO, f"{record.registry}: not validated since it was saved (--validate checks it)"
-        )
-    when = last.get("at", "?")
-    if last.get("outcome") == "valid":
-        return Finding(check, OK, f"{record.registry}: valid at its last check ({when})")
-    return Finding(
-        check,
-        ACTION,
-        f"{record.registry}: its last check ({when}) said {last.get('outcome')}: {last.get('message', '')}; "
-        f"`regauth registry validate {record.name}` checks it again",
-    )
-
-
-def _age_days(stamp: str, now: datetime.datetime) -> float | None:
-    try:
-        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return (now - when).total_seconds() / 86400
-
-
 def render(findings: Sequence[Finding], as_json: bool) -> str:
     if as_json:
         return json.dumps([f.to_json() for f in findings], indent=2)
-    marks = {OK: "ok    ", ACTION: "ACTION", INFO: "info  "}
+    marks = {OK: "ok    ", ACTION: "ACTION", WARN: "WARN  ", INFO: "info  "}
     from regauth.printable import printable
 
     return "\n".join(f"{marks[f.status]} {f.check}: {printable(f.message)}" for f in findings)
