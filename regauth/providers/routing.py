@@ -63,17 +63,26 @@ def credential_for(
     Raises ``NotFoundError`` when no record or provider answers for the host, ``ProviderError`` when
     one does but cannot produce a credential.
     """
+    kind, record, host = _route(settings, book, server, repository)
+    return _credential(settings, store, kind, host, record, None, use_cache)
+
+
+def _route(
+    settings: Settings, book: RegistryBook, server: str, repository: str | None
+) -> tuple[ProviderKind, Registry | None, str]:
+    """Who answers for ``server`` (and ``repository``): the provider's table line, the record (None
+    for an ambient provider) and the host. ``NotFoundError`` when nothing does."""
     host = normalize_registry(server)
     record = book.for_host(host) if repository is None else book.for_image(host, repository)
     if record is not None:
         if not record.active:
             # Kept but out of use: nothing answers for its host, not even an ambient provider.
             raise NotFoundError(f"{record.label} is disabled (`regauth registry enable {record.name}`)")
-        return record_credential(settings, store, record, use_cache=use_cache)
+        return provider_kind(record.provider), record, record.registry
     name = route_ambient(settings, host)
     if name is None:
         raise NotFoundError(f"no registry is configured for {host}")
-    return _credential(settings, store, PROVIDERS[name], host, None, None, use_cache)
+    return PROVIDERS[name], None, host
 
 
 def workload_credential_for(
@@ -89,17 +98,7 @@ def workload_credential_for(
 ) -> Credential | None:
     """The credential for ``server`` (and ``repository``) when ``workload`` pulls: minted with its own
     identity where the provider can, as the module's docstring says. Raises as ``credential_for``."""
-    host = normalize_registry(server)
-    record = book.for_host(host) if repository is None else book.for_image(host, repository)
-    if record is not None:
-        if not record.active:
-            raise NotFoundError(f"{record.label} is disabled (`regauth registry enable {record.name}`)")
-        kind = provider_kind(record.provider)
-    else:
-        name = route_ambient(settings, host)
-        if name is None:
-            raise NotFoundError(f"no registry is configured for {host}")
-        kind = PROVIDERS[name]
+    kind, record, host = _route(settings, book, server, repository)
     if not kind.mints:
         return _credential(settings, store, kind, host, record, None, use_cache)
     from regauth.providers.workload import NoWorkloadIdentity
@@ -107,11 +106,13 @@ def workload_credential_for(
     provider = make_provider(kind.name, settings)
     try:
         if not hasattr(provider, "workload_credential"):
+            from regauth.providers.base import where
+
             cloud = cast(MintingProvider, provider).cloud
             raise NoWorkloadIdentity(
-                f"{kind.name} provider for {host}: regauth cannot pull with a service account's own "
-                f"{cloud} identity yet; remove tokenAttributes from the regauth-credential-provider entry "
-                "of the kubelet's config to pull with the node's"
+                f"{kind.name} provider for {where(host, record)}: regauth cannot pull with a service "
+                f"account's own {cloud} identity yet; give the plugin --node-identity-fallback to pull "
+                "with the node's, or remove tokenAttributes from its entry in the kubelet's config"
             )
         return _workload_credential(
             settings, store, kind, cast("WorkloadProvider", provider), host, record, workload, use_cache
@@ -131,7 +132,7 @@ def _workload_credential(
     record: Registry | None,
     workload: Workload,
     use_cache: bool,
-) -> Credential:
+) -> Credential | None:
     from regauth.providers.cache import cache_key
 
     key = cache_key(kind.name, host, provider.workload_identity(host, record, workload))
@@ -141,10 +142,7 @@ def _workload_credential(
         # No "no ambient credentials" memory here: the token is the credential, nothing is searched.
         return provider.workload_credential(host, record, workload)
 
-    credential = token_cache(settings, store).get_or_mint(key, mint, use_cache=use)
-    if credential is None:  # mint() never returns None; the cache passes its result through
-        raise ValueError("a workload credential is never anonymous")
-    return credential
+    return token_cache(settings, store).get_or_mint(key, mint, use_cache=use)
 
 
 def record_credential(
