@@ -18,7 +18,7 @@ import pytest
 from moto.sts.models import sts_backends
 from support.aws_recorder import ECR_TOKEN, WEB_IDENTITY, Recorder, recorder
 from support.kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
-from support.metadata_stand_in import MetadataStandIn
+from support.metadata_stand_in import MetadataStandIn, black_hole
 from support.providers import fake_jwt, start_moto
 from support.records import add_record
 
@@ -254,3 +254,18 @@ def test_a_malformed_token_or_annotation_is_exit_1_with_one_line(
     assert proc.stderr.startswith("regauth-credential-provider: ") and proc.stderr.count("\n") == 1
     assert says in proc.stderr and "Traceback" not in proc.stderr and "eyJ" not in proc.stderr
     assert aws.calls == []
+
+
+def test_an_sts_that_never_answers_ends_within_the_kubelets_minute(
+    aws: Recorder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # boto3's own retries would wait 3 x 20 s on STS: the plugin's deadline answers first, in one line.
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+    token = pod_token("team-a", "puller")
+    with black_hole() as hole:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{hole.port}")
+        proc = run_plugin(sa_request(token, ROLE_A))  # fails the test if the kubelet's 60 s pass
+        assert hole.settle() >= 1, "the exchange went to the endpoint that never answers"
+    assert (proc.returncode, proc.stdout) == (1, "") and proc.stderr.count("\n") == 1
+    assert "within 45s (the kubelet gives up at 60s)" in proc.stderr and token not in proc.stderr
+    assert aws.of(ECR_TOKEN) == []
