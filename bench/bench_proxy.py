@@ -62,6 +62,9 @@ from regauth.registries import Registry, RegistryBook  # noqa: E402
 MIB = 1024 * 1024
 REPO = "bench/blob"
 HAPROXY = "HAProxy (C, splice), cold"
+NGINX = "nginx, static file"
+HIT = "regauth proxy, cache hit"
+DIST_WARM = "distribution proxy, warm"
 TLS_DIRECT = "direct, TLS"
 TLS_COLD = "regauth proxy, cold, TLS upstream"
 
@@ -193,6 +196,81 @@ class HAProxy:
         self.process.wait(timeout=30)
 
 
+class Nginx:
+    """nginx serving the blob as a static file from a private prefix on loopback: the ceiling for a cache
+    hit (sendfile, one worker like regauth's one event loop, the distribution's defaults otherwise)."""
+
+    def __init__(self, workdir: Path, blob: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        prefix = workdir / "nginx"
+        for sub in ("logs", "temp"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        temps = "".join(
+            f"  {kind}_temp_path {prefix / 'temp' / kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        config = prefix / "nginx.conf"
+        config.write_text(
+            "daemon off;\nworker_processes 1;\nuser root;\n"
+            f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
+            "events {}\nhttp {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n"
+            f"{temps}  server {{\n    listen 127.0.0.1:{self.port};\n"
+            f"    location = /blob {{ alias {blob}; default_type application/octet-stream; }}\n"
+            "  }\n}\n"
+        )
+        log = open(prefix / "logs" / "stderr.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [_nginx_binary(), "-p", str(prefix), "-c", str(config)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        version = subprocess.run([_nginx_binary(), "-v"], capture_output=True, text=True, check=False)
+        self.version = version.stderr.strip().rpartition("/")[2] or "?"
+
+    def worker_pids(self) -> list[int]:
+        """The master and its worker (the worker does the sending)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # a process that ended meanwhile
+                if int(fields[1]) == self.process.pid:
+                    found.append(int(entry.name))
+        return [self.process.pid, *found]
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(400):
+            try:
+                async with session.head(f"{self.url}/blob") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+async def fetch_to(session: aiohttp.ClientSession, url: str, path: Path) -> None:
+    with path.open("wb") as file:
+        async with session.get(url) as resp:
+            assert resp.status == 200, (url, resp.status)
+            async for chunk in resp.content.iter_chunked(MIB):
+                file.write(chunk)
+
+
 def rate(seconds: list[float], size: int) -> float:
     return size / MIB / statistics.median(seconds)
 
@@ -217,6 +295,7 @@ async def rounds(
     digests: tuple[str, str],
     work: Path,
     haproxy: HAProxy | None,
+    nginx: Nginx | None,
 ) -> Results:
     """Round-robin: every round pulls once in each mode, so load from other processes on the machine
     falls on all modes alike instead of on whichever ran during a busy spell."""
@@ -253,10 +332,13 @@ async def rounds(
             if file.is_file():
                 file.unlink()
         await one("regauth proxy, cold + cache write", cached.url + via, cached.process.pid)
-        await one("regauth proxy, cache hit", cached.url + via, cached.process.pid)
+        await one(HIT, cached.url + via, cached.process.pid)
+        if nginx is not None:
+            await one(NGINX, f"{nginx.url}/blob", *nginx.worker_pids())
         dist = start_distribution_proxy(work / f"dist-{run}", registry.url)
         try:
             await one("distribution proxy, cold", dist.url + path, dist.process.pid)
+            await one(DIST_WARM, dist.url + path, dist.process.pid)
         finally:
             dist.stop()
         await one(TLS_DIRECT, tls.url + tls_path, origin=tls, ctx=context)
@@ -320,12 +402,18 @@ async def pinned_rounds(
     return results
 
 
-def report(args: argparse.Namespace, results: Results, size: int, haproxy: HAProxy | None) -> None:
+def report(
+    args: argparse.Namespace,
+    results: Results,
+    size: int,
+    haproxy: HAProxy | None,
+    nginx: Nginx | None,
+) -> None:
     where = f"loopback, {os.cpu_count()} CPUs"
     print(f"\n{args.size_mib} MiB blob, median of {args.runs} round-robin runs, {where}.")
     plain = {k: v for k, v in results.items() if k not in (TLS_DIRECT, TLS_COLD)}
     ratio = table("Plain-HTTP upstream:", plain, "direct", size)
-    cold, hit = ratio["regauth proxy, cold"], ratio["regauth proxy, cache hit"]
+    cold, hit = ratio["regauth proxy, cold"], ratio[HIT]
     dist = ratio["distribution proxy, cold"]
     tls = table(
         "TLS upstream (client to proxy is plain HTTP on loopback):",
@@ -342,9 +430,19 @@ def report(args: argparse.Namespace, results: Results, size: int, haproxy: HAPro
         ref = ratio[HAPROXY]
         assert haproxy is not None
         print(f"reference: HAProxy {haproxy.version}, splicing the same blob: {ref:.2f}x direct;")
-        print(f"  regauth cold is {cold / ref:.2f}x of HAProxy's throughput")
+        print(f"  cold >= HAProxy's relay:       {_met(cold >= ref)} ({cold / ref:.2f}x of HAProxy)")
     else:
         print("reference: haproxy is not installed (apt-get install haproxy), so its row is left out")
+    if NGINX in ratio:
+        ceiling = ratio[NGINX]
+        assert nginx is not None
+        print(f"reference: nginx {nginx.version}, serving the same blob as a file: {ceiling:.2f}x direct;")
+        met = _met(hit >= 0.95 * ceiling)
+        print(f"  cache hit >= 0.95x nginx:      {met} ({hit / ceiling:.2f}x of nginx)")
+        if DIST_WARM in ratio:
+            print(f"  distribution's warm proxy:     {ratio[DIST_WARM] / ceiling:.2f}x of nginx")
+    else:
+        print("reference: nginx is not installed (apt-get install nginx), so its row is left out")
 
 
 def table(title: str, results: Results, baseline: str, size: int) -> dict[str, float]:
@@ -376,7 +474,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
     book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
     book.add(Registry(id="", name="tls", registry=tls.host, ca_file=str(tls.ca_file)), None)
-    procs: list[Proxy | HAProxy] = []
+    procs: list[Proxy | HAProxy | Nginx] = []
     try:
         t0 = time.perf_counter()
         digest = push_blob(registry.url, size)
@@ -398,6 +496,13 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
                 await haproxy.ready(session)
             # Warm the registries' page caches.
             await pull(session, registry.url + path)
+            nginx: Nginx | None = None
+            if shutil.which("nginx") or Path(_nginx_binary()).exists():
+                blob_file = work / "nginx-blob"
+                await fetch_to(session, registry.url + path, blob_file)
+                nginx = Nginx(work, blob_file)
+                procs.append(nginx)
+                await nginx.ready(session)
             if args.fleet_only:
                 if args.fleet:
                     await fleet(args, session, env, work)
@@ -407,9 +512,9 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
             await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
             digests = (digest, tls_digest)
             results = await rounds(
-                args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy
+                args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy, nginx
             )
-            report(args, results, size, haproxy)
+            report(args, results, size, haproxy, nginx)
             pinned = await pinned_rounds(args, session, registry, plain, haproxy, digest)
             if pinned is not None:
                 ratio = table(PINNED_TITLE, pinned, "direct", size)

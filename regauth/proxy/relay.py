@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import socket
+from collections.abc import AsyncIterator
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -50,6 +51,11 @@ _RELAYED = (
 # _HASH_MAX waiting: one stream holds at most about two batches besides what the sockets buffer.
 _HASH_MIN = 1024 * 1024
 _HASH_MAX = 2 * 1024 * 1024
+# What one read from a plain-TCP upstream takes at most (asyncio's default is 256 KiB): fewer reads,
+# parser calls and loop turns per byte. Measured on loopback: the cold relay's CPU per GiB fell by
+# about a seventh at 1 MiB; at 4 MiB it rose again (each read a fresh allocation beyond malloc's
+# thresholds, and past the L2 cache before it is hashed).
+_READ_MAX = 1024 * 1024
 _UNKNOWN_CODE = {
     "manifest": "MANIFEST_UNKNOWN",
     "blob": "BLOB_UNKNOWN",
@@ -92,12 +98,12 @@ async def stream(
         out.content_length = resp.content_length
     request[state.SOURCE] = "upstream"
     _widen_send_buffer(request)
+    _widen_reads(resp)
     counter = [0]
     try:
         if sink is None:
             await out.prepare(request)
-            # iter_any hands over each received buffer as is; iter_chunked would join them (a copy).
-            async for chunk in resp.content.iter_any():
+            async for chunk in _chunks(resp):
                 await out.write(chunk)
                 counter[0] += len(chunk)
         elif not sink.threaded:
@@ -128,7 +134,7 @@ async def _stream_hashed(
     client: web.StreamResponse | None = out
     try:
         await out.prepare(request)
-        async for chunk in resp.content.iter_any():
+        async for chunk in _chunks(resp):
             sink.update(chunk)
             if pending and client is not None:
                 client = await _send_on(client, pending, sink, counter)
@@ -156,7 +162,7 @@ async def _stream_through(
     client: web.StreamResponse | None = out
     try:
         await out.prepare(request)
-        async for chunk in resp.content.iter_any():
+        async for chunk in _chunks(resp):
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _HASH_MIN and (hashing is None or hashing.done() or batched >= _HASH_MAX):
@@ -180,6 +186,22 @@ async def _stream_through(
             hashing.add_done_callback(lambda _: sink.abort())
         else:
             sink.abort()
+
+
+async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as it was received, one buffer at a time: ``iter_any`` and ``iter_chunked`` join the
+    buffers they find waiting (a copy of every byte)."""
+    async for chunk, _ in resp.content.iter_chunks():
+        if chunk:
+            yield chunk
+
+
+def _widen_reads(resp: aiohttp.ClientResponse) -> None:
+    """Let the upstream's transport read up to ``_READ_MAX`` at once. Only asyncio's plain socket
+    transport has the knob (``max_size``); a TLS transport reads TLS records, and is left alone."""
+    transport = resp.connection.transport if resp.connection is not None else None
+    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = _READ_MAX  # type: ignore[attr-defined]
 
 
 async def _send_on(
