@@ -11,7 +11,11 @@ secret in the secret store (``--password-stdin``), never an option.
 
 The ``default`` and ``managed`` credentials ask managed identity endpoints: through a transport that
 bounds each request to them (``probes``), under the search ``deadline`` (for ``default``, the part of
-the chain before the developer tools: ``azure_chain``).
+the chain before the developer tools: ``azure_chain``). Entra ID is the option ``authority``, else
+``AZURE_AUTHORITY_HOST``, else the registry's cloud's.
+
+With a pod's service-account token (the kubelet's ``tokenAttributes``), the workload's own identity
+mints instead: ``acr_workload``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from regauth.providers.base import (
     quiet_sdk_logger,
 )
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
+from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
@@ -101,6 +106,23 @@ class AcrProvider:
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
 
+    def workload_identity(self, host: str, record: Registry | None, workload: Workload) -> str:
+        from regauth.providers import acr_workload
+
+        return acr_workload.identity(self._env, record, workload)
+
+    def workload_credential(self, host: str, record: Registry | None, workload: Workload) -> Credential:
+        from regauth.providers import acr_workload
+
+        return acr_workload.mint(
+            host,
+            record,
+            workload,
+            authority=self._authority(host, record),
+            scope=_scope(host, record),
+            exchange=self._registry_credential,
+        )
+
     def credential_files(self, record: Registry | None) -> tuple[str, ...]:
         # `az login` writes its profile and MSAL token cache into the config directory.
         config = self._env.get("AZURE_CONFIG_DIR") or home_path(self._env, ".azure")
@@ -117,11 +139,12 @@ class AcrProvider:
             import azure.core.exceptions as az_errors
             import azure.core.pipeline.transport as az_transport
             import azure.identity as az_identity
-            import requests
         except ImportError as exc:
             raise missing_sdk(self.name, "azure-identity", "azure") from exc
+        from regauth.providers.bounded import EXCHANGE_SECONDS, BoundedSession
+
         quiet_sdk_logger("azure.identity")
-        scope = option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
+        scope = _scope(host, record)
         credential = None
         try:
             credential = self._aad_credential(
@@ -157,11 +180,26 @@ class AcrProvider:
         finally:
             if credential is not None:
                 credential.close()
-        refresh = self._exchange(requests, host, record, aad.token)
+        session = BoundedSession(EXCHANGE_SECONDS)
+        return self._registry_credential(session, host, record, aad, option(record, "tenant_id"))
+
+    def _registry_credential(
+        self, session: Any, host: str, record: Registry | None, aad: Any, tenant: str | None
+    ) -> Credential:
+        """The ACR refresh token for an Entra token, through ``session`` (a ``BoundedSession``)."""
+        refresh = self._exchange(session, host, record, aad.token, tenant)
         exp = _jwt_claims(refresh).get("exp")
         # ACR refresh tokens carry their own expiry (3 h); without one, trust it no longer than the AAD token.
         expires_at = float(exp) if isinstance(exp, (int, float)) else float(aad.expires_on)
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
+
+    def _authority(self, host: str, record: Registry | None) -> str | None:
+        """Where Entra ID is: the record's, else azure-identity's own setting, else the registry's cloud's."""
+        return (
+            option(record, "authority")
+            or self._env.get("AZURE_AUTHORITY_HOST", "").strip()
+            or (acr_cloud(host) or (None, ""))[0]
+        )
 
     def _search(self, credential: Any, kind: str, scope: str, host: str, record: Registry | None) -> Any:
         """The Entra token; from a named managed identity in time (the default chain keeps its own)."""
@@ -197,7 +235,7 @@ class AcrProvider:
 
         tenant, client = option(record, "tenant_id"), option(record, "client_id")
         common: dict[str, Any] = {}
-        authority = option(record, "authority") or (acr_cloud(host) or (None, ""))[0]
+        authority = self._authority(host, record)
         if authority:
             common["authority"] = authority
             # Instance discovery asks Microsoft whether the authority is known; a private one never is.
@@ -249,17 +287,26 @@ class AcrProvider:
             tenant, client, certificate_path=cert, password=secret or None, **common
         )
 
-    def _exchange(self, requests: Any, host: str, record: Registry | None, aad_token: str) -> str:
+    def _exchange(
+        self, session: Any, host: str, record: Registry | None, aad_token: str, tenant: str | None
+    ) -> str:
+        import requests
+
+        from regauth.providers.bounded import BodyTooLarge
+
         base = (option(record, "login_server_url") or f"https://{host}").rstrip("/")
         url = f"{base}/oauth2/exchange"
-        tenant = option(record, "tenant_id") or _jwt_claims(aad_token).get("tid")
+        tenant = tenant or _jwt_claims(aad_token).get("tid")
         form = {"grant_type": "access_token", "service": host, "access_token": aad_token}
         if tenant:
             form["tenant"] = str(tenant)
         try:
             # The record's CA bundle is the one its registry is trusted with, here as everywhere else.
             verify = record.ca_file if record is not None and record.ca_file else True
-            response = requests.post(url, data=form, timeout=(5, 20), verify=verify)
+            response = session.post(url, data=form, timeout=(5, 20), verify=verify)
+        except BodyTooLarge as exc:
+            what = f"{exc} (no ACR login server answers so)"
+            raise failure(self.name, host, record, what, "check the option login_server_url") from exc
         except requests.RequestException as exc:
             raise failure(
                 self.name,
@@ -289,6 +336,10 @@ class AcrProvider:
                 "check that the host is an ACR login server, or set the option login_server_url",
             )
         return token
+
+
+def _scope(host: str, record: Registry | None) -> str:
+    return option(record, "scope") or (acr_cloud(host) or ("", ACR_CLOUDS[0][2]))[1]
 
 
 def _attempted(exc: Exception) -> str:

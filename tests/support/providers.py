@@ -3,7 +3,8 @@
 ``StandIn`` is a threaded ``http.server`` behind TLS from a ``trustme`` CA (or plain HTTP, as a local
 managed identity endpoint is); each route is a function of (path, form) -> (status, JSON body), where the
 form is the query string's parameters and the urlencoded body's. Every request is counted per path, and
-its form and headers are recorded.
+its form, headers and raw body are recorded. A route that answers an ``Endless`` instead of a JSON body
+sends a body that never ends, as a hostile endpoint does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,22 @@ from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
 from regauth.store.lazy import LazyStore
 
-Route = Callable[[str, dict[str, str]], tuple[int, dict[str, Any]]]
+
+class Endless:
+    """A body that never ends: ``chunk`` after ``chunk`` (``pause`` seconds apart) until the client
+    goes away; ``sent`` counts the bytes, ``gone`` is set once the client closed the connection."""
+
+    # A hang guard only: far more than any client under test reads.
+    LIMIT = 256 << 20
+
+    def __init__(self, chunk: bytes = b"x" * 16384, pause: float = 0.0) -> None:
+        self.chunk = chunk
+        self.pause = pause
+        self.sent = 0
+        self.gone = threading.Event()
+
+
+Route = Callable[[str, dict[str, str]], tuple[int, "dict[str, Any] | Endless"]]
 
 
 class StandIn:
@@ -43,6 +59,8 @@ class StandIn:
         self.hits: collections.Counter[str] = collections.Counter()
         self.forms: list[dict[str, str]] = []
         self.headers: list[dict[str, str]] = []
+        self.bodies: list[str] = []
+        self.stopping = threading.Event()
         # Sent with every response, e.g. a short Retry-After so that an SDK's retries of a 5xx are quick.
         self.response_headers: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -73,8 +91,12 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route], *, tls: bool = True) -> I
                 site.hits[path] += 1
                 site.forms.append(form)
                 site.headers.append(dict(self.headers.items()))
+                site.bodies.append(body)
             route = site.routes.get(path)
             status, payload = route(path, form) if route else (404, {"error": "not_found"})
+            if isinstance(payload, Endless):
+                self._endless(site, status, payload)
+                return
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -83,6 +105,22 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route], *, tls: bool = True) -> I
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+
+        def _endless(self, site: StandIn, status: int, body: Endless) -> None:
+            # HTTP/1.0 and no Content-Length: the body ends when the connection does, which is never.
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                while body.sent < Endless.LIMIT and not site.stopping.is_set():
+                    self.wfile.write(body.chunk)
+                    self.wfile.flush()
+                    body.sent += len(body.chunk)
+                    if body.pause:
+                        time.sleep(body.pause)
+            except OSError:
+                body.gone.set()
+            self.close_connection = True
 
         do_GET = _serve
         do_POST = _serve
@@ -102,6 +140,7 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route], *, tls: bool = True) -> I
     try:
         yield site
     finally:
+        site.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()
