@@ -13,6 +13,7 @@ from regauth.providers.routing import cloud_for, credential_for
 from regauth.registries import ORIGIN_HELPER, RegistryBook
 from regauth.servers import server_url_for
 from regauth.store.base import SecretStore
+from regauth.usage import mark_used
 
 
 class RegauthBackend:
@@ -51,6 +52,10 @@ class RegauthBackend:
             raise NotFoundError(str(exc)) from exc
         if credential is None:
             raise NotFoundError(f"{server_url} is configured as an anonymous registry")
+        record = self.book.for_host(server_url)
+        if record is not None:
+            # One utime, for `regauth doctor`, as the fast get marks (never fails the get: see usage).
+            mark_used(str(self.settings.state_dir), record.id)
         return credential.username, credential.secret
 
     def erase(self, server_url: str) -> None:
