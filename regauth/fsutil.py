@@ -27,15 +27,29 @@ _TEMP_SUFFIX = ".tmp"
 _NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def check_private(path: Path, st: os.stat_result, *, secret: bool = False, directory: bool = False) -> None:
-    """Refuse ``path`` (whose stat is ``st``) unless it is ours, of its kind, and only we can change it.
+def check_private(
+    path: Path, st: os.stat_result, *, secret: bool = False, directory: bool = False, fd: int | None = None
+) -> None:
+    """Refuse ``path`` (whose stat is ``st``, of the open ``fd`` if given) unless it is ours (or, on a
+    read-only mount, root's), of its kind, and only we can change it (``layout.unsafe_because``).
 
     ``secret``: a key file, which also must not be readable by group or others (as ssh asks of a
     private key).
     """
     why = layout.unsafe_because(st, secret=secret, directory=directory)
+    # The mount is asked only about what the strict rule refuses: the common case costs nothing.
+    if why is not None and _on_read_only_mount(path, fd):
+        why = layout.unsafe_because(st, secret=secret, directory=directory, read_only=True)
     if why is not None:
         raise StoreError(f"refusing to use {path}: {why}")
+
+
+def _on_read_only_mount(path: Path, fd: int | None) -> bool:
+    try:
+        found = os.fstatvfs(fd) if fd is not None else os.statvfs(path)
+    except OSError:
+        return False
+    return bool(found.f_flag & os.ST_RDONLY)
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -83,7 +97,7 @@ def read_private(path: Path, *, secret: bool = False, limit: int = 64 * 1024 * 1
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(fd)
-        check_private(path, st, secret=secret)
+        check_private(path, st, secret=secret, fd=fd)
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise StoreError(f"cannot read {path}: it is larger than {limit} bytes")

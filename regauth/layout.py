@@ -117,19 +117,29 @@ def app_dirs(environ: Mapping[str, str]) -> tuple[str, str, str, str]:
     return config, data, cache, state
 
 
-def unsafe_because(st: os.stat_result, *, secret: bool = False, directory: bool = False) -> str | None:
+def unsafe_because(
+    st: os.stat_result, *, secret: bool = False, directory: bool = False, read_only: bool = False
+) -> str | None:
     """Why a file (or a ``directory``) of regauth's with this stat must not be trusted, or None.
 
     Another user who owns it, or who can write it, could plant records that send a credential to
     their host, or swap the store; a ``secret`` (the key file) must not even be readable by others.
     A FIFO or a device where a file belongs would hang or feed a read.
+
+    ``read_only``: it is on a read-only mount (a Kubernetes Secret or ConfigMap volume, a ``:ro``
+    config volume), which nobody can change through this path. There root may own it too (root can
+    change any file anyway; ssh trusts root's files alike), and a directory's group and others write
+    bits do not count: such volumes are root's 1777 (Secret) or 0777 (ConfigMap) directories, and
+    each name in one is a file that is itself checked when opened. A file's own bits still count.
     """
     kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
     if not kind_ok:
         return f"it is not a {'directory' if directory else 'regular file'}"
     uid = os.geteuid()
-    if st.st_uid != uid:
+    if st.st_uid != uid and not (read_only and st.st_uid == 0):
         return f"it is owned by uid {st.st_uid}, not by you (uid {uid}); it may hold another user's data"
+    if read_only and directory:
+        return None
     loose = st.st_mode & (0o077 if secret else 0o022)
     if loose:
         can = "read or write" if secret else "write"

@@ -11,6 +11,10 @@ warning) only if that mint fails and the token has not expired yet.
 Single mint: in one process, a ``threading.Lock`` per key; across processes, a file lock per key
 under ``<cache_dir>/locks``. Both are taken in order, then the cache is read again before minting, so
 N cold callers make one mint and N-1 hits.
+
+A store that cannot be written (a file store mounted read-only, shared by several proxies): minted
+tokens are kept in this process's memory instead, with one warning per store, and each process
+mints its own. A token in memory is read before the store, so it is never minted again while fresh.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from regauth.config import Settings
-from regauth.errors import ProviderError
+from regauth.errors import ProviderError, StoreError
 from regauth.fsutil import file_lock
 from regauth.providers.base import Credential
 
@@ -40,6 +44,9 @@ STALE_FLOOR = 30.0
 
 _locks_guard = threading.Lock()
 _locks: dict[str, threading.Lock] = {}
+# (store, key) -> token, for the stores that refused a write (their names in _unwritable).
+_memory: dict[tuple[str, str], CachedToken] = {}
+_unwritable: set[str] = set()
 
 
 class CachedToken(NamedTuple):
@@ -95,10 +102,15 @@ class TokenCache:
     ) -> None:
         self._locks_dir = settings.cache_dir / "locks"
         self._store = store
+        self._where = str(settings.secrets_file)
         self._clock = clock
+        # Warnings a person must see: a stale token served, tokens kept in memory only.
         self._on_stale = on_stale
 
     def get(self, key: str) -> CachedToken | None:
+        kept = _memory.get((self._where, key))
+        if kept is not None:
+            return kept
         text = self._store.get(key)
         return None if text is None else CachedToken.from_text(text)
 
@@ -107,8 +119,36 @@ class TokenCache:
         if credential.expires_at is None or credential.expires_at <= minted_at:
             return False
         token = CachedToken(credential.username, credential.secret, credential.expires_at, minted_at)
-        self._store.set(key, token.to_text())
+        if self._where not in _unwritable:
+            try:
+                self._store.set(key, token.to_text())
+                return True
+            except StoreError as exc:
+                self._keep_in_memory(exc)
+        _memory[(self._where, key)] = token
         return True
+
+    def _keep_in_memory(self, exc: StoreError) -> None:
+        with _locks_guard:
+            first = self._where not in _unwritable
+            _unwritable.add(self._where)
+        if first:
+            self._warn(
+                f"cannot keep minted tokens in the secret store ({exc}); keeping them in this "
+                "process's memory instead"
+            )
+
+    def _warn(self, message: str) -> None:
+        if self._on_stale is None:
+            import logging  # only here: a cached get must not pay for importing it
+
+            logging.getLogger("regauth.providers").warning("%s", message)
+            return
+        try:
+            self._on_stale(message)
+        except StoreError:
+            # Its log file is beside a read-only store too: the line went to stderr before that.
+            pass
 
     def fresh(self, key: str) -> Credential | None:
         token = self.get(key)
@@ -131,9 +171,8 @@ class TokenCache:
             except ProviderError as exc:
                 if cached is None or not cached.is_usable(now):
                     raise
-                if self._on_stale is not None:
-                    left = int(cached.expires_at - now)
-                    self._on_stale(f"{exc}; serving the cached token, which expires in {left}s")
+                left = int(cached.expires_at - now)
+                self._warn(f"{exc}; serving the cached token, which expires in {left}s")
                 return cached.credential()
             if credential is not None:
                 self.put(key, credential, now)

@@ -30,7 +30,14 @@ def resolve_backend(settings: Settings) -> str:
 
     # Probing the keyring costs a few hundred ms; remembering the answer keeps later calls fast.
     choice = "keyring" if real_keyring_available() else "file"
-    atomic_write(settings.store_choice_file, f"{choice}\n".encode())
+    from regauth.errors import StoreError
+
+    try:
+        atomic_write(settings.store_choice_file, f"{choice}\n".encode())
+    except StoreError:
+        # A data dir mounted read-only (shared records and secrets): probe again next time;
+        # REGAUTH_STORE=file spares the probe.
+        pass
     return choice
 
 
