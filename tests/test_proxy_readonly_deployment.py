@@ -338,3 +338,26 @@ def test_a_file_others_can_write_is_refused_even_read_only(
     refused = _run([str(ro_set.wrapper), regauth_exe, "registry", "list"])
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "refusing to use" in refused.stderr and "group or others can write it" in refused.stderr
+
+
+def test_an_instance_without_the_passphrase_says_what_to_do(
+    ro_set: ReadOnlySet, registry_htpasswd: RegistryFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    own = _instance_env(monkeypatch, ro_set, "forgot")
+    monkeypatch.delenv("REGAUTH_PASSPHRASE")
+    proc = ProxyProcess(str(ro_set.regauth), own)
+    try:
+        proc.wait_ready()
+        fx = registry_htpasswd
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{proc.url}/v2/htp/{fx.repository}/manifests/{fx.tag}", timeout=30)
+        with caught.value as answer:
+            [error] = json.loads(answer.read())["errors"]
+        assert answer.code == 500
+        assert error["message"].endswith("is encrypted with a passphrase: set REGAUTH_PASSPHRASE")
+    finally:
+        assert proc.stop() == 0, proc.log()
+    assert "Traceback" not in proc.log()
