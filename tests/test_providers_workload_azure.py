@@ -274,7 +274,8 @@ def test_entra_answering_500_is_asked_once(entra: tuple[Entra, StandIn]) -> None
     app, login = entra
     app.answer = (500, {"error": "server_error", "error_description": "AADSTS50000: try again"})
     message = failure(provider(login), "myreg.azurecr.io", None, Workload(pod_token(), ACR_ANNOTATIONS))
-    assert "acr provider for myreg.azurecr.io: " in message and "AADSTS50000" in message
+    assert message.startswith("acr provider for myreg.azurecr.io: Entra ID failed (HTTP 500): ")
+    assert "AADSTS50000" in message and "not a refusal" in message
     # No retries of its own: the kubelet retries the pull, within its minute.
     assert login.hits[f"/{TENANT}/oauth2/v2.0/token"] == 1
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk
-from regauth.providers.federation import Named, named, plain, said, service_account
+from regauth.providers.federation import SERVER_ADVICE, Named, named, plain, said, service_account
 from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
@@ -72,7 +72,7 @@ def mint(
     except ImportError as exc:
         raise missing_sdk(NAME, "azure-identity", "azure") from exc
     from regauth.providers.base import quiet_sdk_logger
-    from regauth.providers.bounded import MINT_SECONDS, BoundedSession
+    from regauth.providers.bounded import MINT_SECONDS, BoundedSession, server_failed
 
     quiet_sdk_logger("azure.identity")
     session = BoundedSession(MINT_SECONDS)
@@ -88,6 +88,10 @@ def mint(
     try:
         entra = credential.get_token(scope)
     except az_errors.ClientAuthenticationError as exc:
+        status = server_failed(session)
+        if status is not None:
+            what = f"Entra ID failed (HTTP {status}): {said(exc, workload)}"
+            raise failure(NAME, host, record, what, SERVER_ADVICE) from exc
         what = f"Entra ID refused the service account's token for client id {client}: {said(exc, workload)}"
         raise failure(NAME, host, record, what, FEDERATION_ADVICE) from exc
     except (az_errors.AzureError, ValueError) as exc:

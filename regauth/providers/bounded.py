@@ -49,6 +49,8 @@ class BoundedSession(requests.Session):
         self.max_body = max_body
         self._deadline = time.monotonic() + seconds
         self.headers["Accept-Encoding"] = "identity"
+        # The status of every answer, in order: an SDK's error does not always say it was a 5xx.
+        self.statuses: list[int] = []
 
     def remaining(self) -> float:
         return self._deadline - time.monotonic()
@@ -65,6 +67,7 @@ class BoundedSession(requests.Session):
         kwargs["timeout"] = _capped(kwargs.get("timeout"), left)
         kwargs["stream"] = True
         response = super().send(request, **kwargs)
+        self.statuses.append(response.status_code)
         try:
             body = self._read(response)
         finally:
@@ -110,6 +113,12 @@ class BoundedSession(requests.Session):
 
     def _late(self) -> str:
         return f"no complete answer within {self.seconds:g}s"
+
+
+def server_failed(session: BoundedSession) -> int | None:
+    """The status of the last answer if it was a server error (not a refusal), else None."""
+    last = session.statuses[-1] if session.statuses else None
+    return last if last is not None and last >= 500 else None
 
 
 def _capped(timeout: Any, left: float) -> Any:

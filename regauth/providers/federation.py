@@ -16,6 +16,8 @@ from regauth.providers.base import brief, option
 from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
+# After a 5xx: the identity may well be right, and should not be rebuilt over a server's fault.
+SERVER_ADVICE = "that is the server's failure, not a refusal: try again (the kubelet does, at its next pull)"
 # A value that goes into a URL path or a form must stay one plain segment there.
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@%+-]*\Z")
 
@@ -52,7 +54,9 @@ def service_account(workload: Workload) -> str:
 def said(exc: Exception, workload: Workload) -> str:
     """An SDK's error on one line, bounded, without the token or any long part of it: an endpoint
     may quote what it was sent."""
-    text = str(exc) or type(exc).__name__
+    # google-auth's errors carry the answer's body as a second argument: joined, not a tuple's repr.
+    text = ": ".join(str(arg) for arg in exc.args) if len(exc.args) > 1 else str(exc)
+    text = text or type(exc).__name__
     for part in sorted({workload.token, *workload.token.split(".")}, key=len, reverse=True):
         if len(part) >= 16:
             text = text.replace(part, "***")

@@ -7,6 +7,11 @@ is ``oauth2accesstoken``. Record option ``scope`` overrides the cloud-platform s
 
 ``google.auth.default`` runs under the search ``deadline``, its metadata server pings bounded by
 the request it is given (``probes``).
+
+With a pod's service-account token (the kubelet's ``tokenAttributes``), the workload's own identity
+mints instead, through a workload identity pool: ``gcp_workload``, which reads the options
+``workload_identity_provider``, ``service_account``, ``token_url``, ``iam_credentials_url`` and
+``universe_domain``.
 """
 
 from __future__ import annotations
@@ -29,12 +34,24 @@ from regauth.providers.base import (
     quiet_sdk_logger,
 )
 from regauth.providers.hosts import is_gcp, is_gcr
+from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
 USERNAME = "oauth2accesstoken"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
-OPTION_KEYS = frozenset({"key_file", "scope"})
+OPTION_KEYS = frozenset(
+    {
+        "key_file",
+        "scope",
+        # A workload's token (gcp_workload).
+        "workload_identity_provider",
+        "service_account",
+        "token_url",
+        "iam_credentials_url",
+        "universe_domain",
+    }
+)
 IDENTITY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "CLOUDSDK_CORE_ACCOUNT")
 NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
@@ -63,15 +80,25 @@ class GcpProvider:
     def identity(self, host: str, record: Registry | None) -> str:
         return identity_text(record, self._env, IDENTITY_VARS)
 
+    def workload_identity(self, host: str, record: Registry | None, workload: Workload) -> str:
+        from regauth.providers import gcp_workload
+
+        return gcp_workload.identity(self._env, record, workload)
+
+    def workload_credential(self, host: str, record: Registry | None, workload: Workload) -> Credential:
+        from regauth.providers import gcp_workload
+
+        self._notice(host)
+        creds = gcp_workload.mint(host, record, workload, option(record, "scope") or SCOPE)
+        return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
+
     def credential_files(self, record: Registry | None) -> tuple[str, ...]:
         config = self._env.get("CLOUDSDK_CONFIG") or home_path(self._env, ".config", "gcloud")
         adc = f"{config}/application_default_credentials.json"
         return (config, adc, self._env.get("GOOGLE_APPLICATION_CREDENTIALS") or adc)
 
     def credential(self, host: str, record: Registry | None, secret: str | None) -> Credential:
-        if is_gcr(host):
-            # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
-            self._notify(GCR_NOTICE.format(host=host))
+        self._notice(host)
         try:
             import google.auth
             import google.auth.exceptions as g_errors
@@ -111,6 +138,11 @@ class GcpProvider:
                 "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
             ) from exc
         return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
+
+    def _notice(self, host: str) -> None:
+        if is_gcr(host):
+            # Said when a token is minted, not on every cached get: once an hour is a notice, not noise.
+            self._notify(GCR_NOTICE.format(host=host))
 
     def _default(
         self, auth: Any, g_requests: Any, g_errors: Any, scopes: list[str], host: str, record: Registry | None

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from regauth.providers.base import brief, failure, identity_text, missing_sdk, option
-from regauth.providers.federation import Named, named, plain, said, service_account
+from regauth.providers.federation import SERVER_ADVICE, Named, named, plain, said, service_account
 from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
@@ -71,7 +71,7 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
     except ImportError as exc:
         raise missing_sdk(NAME, "google-auth", "gcp") from exc
     from regauth.providers.base import quiet_sdk_logger
-    from regauth.providers.bounded import MINT_SECONDS, BoundedSession
+    from regauth.providers.bounded import MINT_SECONDS, BoundedSession, server_failed
 
     quiet_sdk_logger("google.auth")
 
@@ -81,6 +81,7 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
 
     universe = option(record, "universe_domain") or UNIVERSE
     token_url = option(record, "token_url") or f"https://sts.{universe}/v1/token"
+    session = BoundedSession(MINT_SECONDS)
     try:
         creds = identity_pool.Credentials(  # type: ignore[no-untyped-call]
             audience=_audience(pool.value, universe),
@@ -91,8 +92,13 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
             scopes=[scope],
             universe_domain=universe,
         )
-        creds.refresh(g_requests.Request(BoundedSession(MINT_SECONDS)))  # type: ignore[no-untyped-call]
-    except g_errors.RefreshError as exc:
+        creds.refresh(g_requests.Request(session))  # type: ignore[no-untyped-call]
+    except (g_errors.RefreshError, g_errors.OAuthError) as exc:
+        # OAuthError: STS's own refusal (invalid_grant); RefreshError: IAM's, or an answer with no token.
+        status = server_failed(session)
+        if status is not None:
+            what = f"Google's token endpoint failed (HTTP {status}): {said(exc, workload)}"
+            raise failure(NAME, host, record, what, SERVER_ADVICE) from exc
         what = f"Google refused the service account's token for {pool.value}: {said(exc, workload)}"
         raise failure(NAME, host, record, what, _advice(impersonated)) from exc
     except g_errors.TransportError as exc:
