@@ -156,3 +156,87 @@ def test_podman_auth_file_without_validation(isolated_env: Path, regauth_exe: st
     )
     assert json.loads(got.stdout) == {"ServerURL": "quay.io", "Username": "<token>", "Secret": "s3cret-id"}
     assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_import_undo_puts_the_file_back_and_removes_the_records(
+    registry_htpasswd: RegistryFixture, isolated_env: Path, regauth_exe: str, helper_exe: str
+) -> None:
+    fx = registry_htpasswd
+    assert fx.username and fx.password and fx.ca_file
+    config_dir = Path(os.environ["DOCKER_CONFIG"])
+    config_dir.mkdir()
+    config = config_dir / "config.json"
+    auth = b64(f"{fx.username}:{fx.password}")
+    # As a user's file is: tabs, unknown keys, no newline at the end.
+    config.write_bytes(
+        json.dumps({"auths": {fx.host: {"auth": auth}}, "x-kept": [1, {"b": None}]}, indent="\t").encode()
+    )
+    original = config.read_bytes()
+    (isolated_env / "certs.d" / fx.host).mkdir(parents=True)
+    shutil.copyfile(fx.ca_file, isolated_env / "certs.d" / fx.host / "ca.crt")
+    manifest = ["docker", "manifest", "inspect", "--insecure", f"{fx.host}/{fx.repository}:{fx.tag}"]
+
+    ok(run(["regauth", "import", "docker"]))
+    assert fx.password not in config.read_text()
+    [saved] = json.loads(ok(run(["regauth", "registry", "list", "--json"])))
+
+    dry = run(["regauth", "import", "docker", "--undo", "--dry-run"])
+    assert dry.returncode == 0, dry.stderr
+    assert f"would remove registry {saved['name']!r} ({fx.host}), made by the import" in dry.stdout
+    for secret in (fx.password, auth):
+        assert secret not in dry.stdout + dry.stderr
+    assert "<redacted>" in dry.stdout
+    assert fx.password not in config.read_text()
+
+    undone = run(["regauth", "import", "docker", "--undo"])
+    assert undone.returncode == 0, undone.stderr
+    assert f"removed registry {saved['name']!r} ({fx.host}), made by the import" in undone.stdout
+    assert fx.password not in undone.stdout + undone.stderr
+    assert config.read_bytes() == original
+    assert ok(run(["regauth", "registry", "list", "--json"])) == "[]\n"
+    # The helper has nothing for the host now; the docker CLI authenticates with the plaintext again.
+    assert run([helper_exe, "get"], fx.host).returncode != 0
+    assert json.loads(ok(run(manifest)))["schemaVersion"] == 2
+    again = run(["regauth", "import", "docker", "--undo"])
+    assert again.returncode != 0
+    assert (
+        "no backup of a `regauth import docker` run" in again.stderr and len(again.stderr.splitlines()) == 1
+    )
+
+
+def test_import_undo_refuses_when_the_record_changed(isolated_env: Path, regauth_exe: str) -> None:
+    config_dir = Path(os.environ["DOCKER_CONFIG"])
+    config_dir.mkdir()
+    config = config_dir / "config.json"
+    config.write_text(json.dumps({"auths": {"registry.lab:5000": {"auth": b64("ci:s3cret-lab")}}}))
+    original = config.read_bytes()
+    ok(run(["regauth", "import", "docker", "--no-validate"]))
+    imported = config.read_bytes()
+    ok(
+        run(
+            [
+                "regauth",
+                "registry",
+                "update",
+                "registry.lab-5000",
+                "--repository",
+                "team/app",
+                "--no-validate",
+            ]
+        )
+    )
+
+    refused = run(["regauth", "import", "docker", "--undo"])
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "registry 'registry.lab-5000' changed since `regauth import docker` made it" in refused.stderr
+    assert config.read_bytes() == imported
+    forced = run(["regauth", "import", "docker", "--undo", "--force"])
+    assert forced.returncode == 0, forced.stderr
+    assert "kept registry 'registry.lab-5000': changed since the import" in forced.stdout
+    assert config.read_bytes() == original
+    assert [r["name"] for r in json.loads(ok(run(["regauth", "registry", "list", "--json"])))] == [
+        "registry.lab-5000"
+    ]
+    assert "s3cret" not in refused.stderr + forced.stdout + forced.stderr
+    alone = run(["regauth", "import", "docker", "--force"])
+    assert alone.returncode == 1 and alone.stderr == "regauth: error: --force goes with --undo only\n"

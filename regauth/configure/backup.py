@@ -3,8 +3,10 @@
 A set is a directory ``ROOT/CLIENT/TIMESTAMP/`` (regauth's own, 0700, under its state directory by
 default) holding the replaced files (0600: an auth file's backup can hold plaintext credentials) and a
 ``manifest.json`` naming, for each file, where it was, whether it existed, the directories the run
-created for it and the digest of what the run wrote. ``--undo`` takes the newest set, refuses a file
-changed since (unless forced), restores, and removes the set: each undo goes one run back.
+created for it and the digest of what the run wrote, and the records an ``import`` run added (their id
+and a digest of the record as made, so an undo removes them only as they were made). ``--undo`` takes
+the newest set, refuses a file changed since (unless forced), restores, and removes the set: each undo
+goes one run back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import datetime
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,8 +57,12 @@ def save_original(directory: Path, entry: Entry, data: bytes) -> None:
     fsutil.atomic_write(directory / entry.backup_name, data, mode=0o600)
 
 
-def write_manifest(directory: Path, client: str, entries: list[Entry]) -> None:
-    body = {"client": client, "files": [e._asdict() for e in entries]}
+def write_manifest(
+    directory: Path, client: str, entries: list[Entry], records: Sequence[tuple[str, str]] = ()
+) -> None:
+    body: dict[str, Any] = {"client": client, "files": [e._asdict() for e in entries]}
+    if records:
+        body["records"] = [{"id": rid, "sha256": made} for rid, made in records]
     fsutil.atomic_write(directory / MANIFEST, (json.dumps(body, indent=2) + "\n").encode(), mode=0o600)
 
 
@@ -84,6 +91,18 @@ def read_manifest(directory: Path) -> list[Entry]:
             for f in body["files"]
         ]
     except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"the backup manifest {directory / MANIFEST} is damaged; nothing was restored"
+        ) from exc
+
+
+def read_records(directory: Path) -> list[tuple[str, str]]:
+    """The records the run added: (id, digest of the record as made) each; none for a ``configure``."""
+    data = fsutil.read_private(directory / MANIFEST)
+    try:
+        body: Any = json.loads(data or b"")
+        return [(str(r["id"]), str(r["sha256"])) for r in body.get("records", ())]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"the backup manifest {directory / MANIFEST} is damaged; nothing was restored"
         ) from exc

@@ -25,7 +25,11 @@ def add_parser(commands: Any, examples: Any) -> None:
         "validated first unless --no-validate; point those hosts at the helper and remove the "
         "plaintext from the file (the original kept in a 0600 backup). Exit status 1 when something "
         "was left in place.",
-        epilog=examples("regauth import docker --dry-run", "regauth import podman --auth-file ~/auth.json"),
+        epilog=examples(
+            "regauth import docker --dry-run",
+            "regauth import podman --auth-file ~/auth.json",
+            "regauth import docker --undo",
+        ),
     )
     imp.add_argument("client", choices=("docker", "podman"), help="whose file to import from")
     imp.add_argument("--config", metavar="DIR", help="docker: the config directory (default: $DOCKER_CONFIG)")
@@ -35,6 +39,14 @@ def add_parser(commands: Any, examples: Any) -> None:
     imp.add_argument("--no-validate", action="store_true", help="save without checking each registry")
     imp.add_argument("--dry-run", action="store_true", help="check and show; save and write nothing")
     imp.add_argument("--backup-dir", metavar="DIR", help="keep the backup here")
+    imp.add_argument(
+        "--undo",
+        action="store_true",
+        help="put back the file the last import changed and remove the registries it added",
+    )
+    imp.add_argument(
+        "--force", action="store_true", help="with --undo: restore over later changes (changed records kept)"
+    )
     imp.set_defaults(func=cmd_import)
 
 
@@ -52,7 +64,22 @@ def cmd_import(
             raise UsageError("--config is docker's; podman takes --auth-file PATH")
         path = _podman_auth_file(settings, args.auth_file)
     root = backup_root(args, settings)
+    if args.force and not args.undo:
+        raise UsageError("--force goes with --undo only")
     with one_at_a_time(root, f"import-{args.client}", args.dry_run):
+        if args.undo:
+            from regauth.configure.import_undo import undo_import
+
+            return undo_import(
+                args.client,
+                settings,
+                book,
+                store_of(settings, store),
+                backup_root=root,
+                force=args.force,
+                dry_run=args.dry_run,
+                say=print,
+            )
         plan, outcome = importer.run_import(
             args.client,
             path,

@@ -40,6 +40,8 @@ class Plan(NamedTuple):
     notes: Sequence[str] = ()  # said after a real run (what to restart, what else to know)
     # Strings that must never be printed, not even in a diff (plaintext credentials an import removes).
     secrets: Sequence[str] = ()
+    # The records the run added (id, ``import_undo.made``): an import's, which its undo removes.
+    records: Sequence[tuple[str, str]] = ()
 
 
 def apply(plan: Plan, *, dry_run: bool, backup_root: Path, say: Say) -> int:
@@ -67,7 +69,7 @@ def apply(plan: Plan, *, dry_run: bool, backup_root: Path, say: Say) -> int:
     for change, entry in zip(pending, entries, strict=True):
         if change.state.data is not None:
             backup.save_original(directory, entry, change.state.data)
-    backup.write_manifest(directory, plan.client, entries)
+    backup.write_manifest(directory, plan.client, entries, plan.records)
     for index, change in enumerate(pending):
         try:
             created = write_in_place(change.state, change.new, change.new_mode, change.dir_mode)
@@ -77,7 +79,7 @@ def apply(plan: Plan, *, dry_run: bool, backup_root: Path, say: Say) -> int:
                 raise
             raise ConfigError(f"{exc}; what was written before it can be undone with --undo") from exc
         entries[index] = entries[index]._replace(written=True, created_dirs=tuple(str(d) for d in created))
-        backup.write_manifest(directory, plan.client, entries)
+        backup.write_manifest(directory, plan.client, entries, plan.records)
         link = f" (through the link {change.state.path})" if change.state.target != change.state.path else ""
         say(f"{'updated' if change.state.data is not None else 'created'} {change.state.target}{link}")
     say(f"backup of what was replaced: {directory} (undo with --undo)")
@@ -86,11 +88,23 @@ def apply(plan: Plan, *, dry_run: bool, backup_root: Path, say: Say) -> int:
     return 0
 
 
-def undo(client: str, *, backup_root: Path, force: bool, dry_run: bool, say: Say) -> int:
+def undo(
+    client: str,
+    *,
+    backup_root: Path,
+    force: bool,
+    dry_run: bool,
+    say: Say,
+    command: str = "",
+    secrets: Sequence[str] = (),
+) -> int:
+    """Restore the newest backup set of ``client``; ``command`` names the run in messages (default
+    ``regauth configure CLIENT``); ``secrets`` are redacted from a dry run's diff."""
     directory = backup.latest_set(backup_root, client)
     if directory is None:
         raise ConfigError(
-            f"no backup of a `regauth configure {client}` run in {backup_root / client}: nothing to undo"
+            f"no backup of a `{command or f'regauth configure {client}'}` run in {backup_root / client}: "
+            "nothing to undo"
         )
     # A run stopped half-way wrote only some of its files: the others are as they were.
     entries = [entry for entry in backup.read_manifest(directory) if entry.written]
@@ -109,7 +123,7 @@ def undo(client: str, *, backup_root: Path, force: bool, dry_run: bool, say: Say
     if dry_run:
         for entry, state in restores:
             old = backup.original(directory, entry) if entry.existed else None
-            say(diff(Change(state, old if old is not None else b""), removed=old is None))
+            say(_redact(diff(Change(state, old if old is not None else b""), removed=old is None), secrets))
         say(f"{client}: dry run, nothing restored (backup {directory})")
         return 0
     for entry, state in restores:

@@ -24,6 +24,7 @@ from regauth.configure.core import Change, Plan
 from regauth.configure.docker import docker_key
 from regauth.configure.files import FileState, read_state
 from regauth.configure.hosts import HELPER
+from regauth.configure.import_undo import made
 from regauth.errors import RegauthError
 from regauth.printable import printable
 from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, name_for_host
@@ -114,6 +115,7 @@ def run_import(
     found, skipped, secrets = plaintext(state, before)
     after = copy.deepcopy(before)
     outcome = Outcome([], [], [], skipped)
+    added: list[tuple[str, str]] = []  # (id, import_undo.made): what an undo of this run removes
     for item in found:
         existing = book.for_host(item.host)
         if existing is not None:
@@ -133,13 +135,15 @@ def run_import(
             record = record._replace(last_validation=registry_ops.last_validation(result))
         if not dry_run:
             record = book.add(record, item.secret)
+            added.append((record.id, made(record)))
             audit.AuditLog.for_settings(settings).append(
                 ORIGIN_CLI, audit.CREATED, record.id, record.name, secret="set"
             )
         outcome.moved.append(f"{item.host} (user {printable(item.username)}) -> registry {record.name!r}")
         _point_at_helper(after, item, client)
     data = jsonfile.rewrite(state, before, after)
-    plan = Plan(f"import-{client}", [Change(state, data, new_mode=0o600, dir_mode=0o700)], secrets=secrets)
+    change = Change(state, data, new_mode=0o600, dir_mode=0o700)
+    plan = Plan(f"import-{client}", [change], secrets=secrets, records=added)
     return plan, outcome
 
 
