@@ -1,0 +1,111 @@
+"""The kubelet plugin with service-account tokens for Azure and Google, end to end through the plugin.
+
+The providers' own tests (test_providers_workload_azure.py, test_providers_workload_gcp.py) hold the
+federation to each cloud's protocol; here the same local HTTPS stand-ins (Entra ID's token endpoint and
+the ACR exchange; Google STS) answer ``regauth-credential-provider`` run as the kubelet runs it, reached
+through each SDK's own settings: the routing picks the record, the provider mints with the pod's token,
+the token cache keeps one token per service account, and the response decodes strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from support.kubelet import keyring_lookup, kubelet_decode, request, run_plugin
+from support.providers import StandIn, stand_in, write_ca
+from support.records import add_record
+from test_providers_acr import TENANT, Exchange
+from test_providers_workload_azure import ACR_ANNOTATIONS
+from test_providers_workload_azure import Entra as WorkloadEntra
+from test_providers_workload_azure import pod_token as azure_pod_token
+from test_providers_workload_gcp import HOST as GAR_HOST
+from test_providers_workload_gcp import POOL, Sts
+from test_providers_workload_gcp import pod_token as gcp_pod_token
+
+from regauth.config import Settings
+from regauth.providers import acr, gcp
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The plugin's SDKs trust the stand-ins' CA through their own setting.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(write_ca(ca, tmp_path)))
+
+
+@pytest.fixture
+def azure(
+    ca: trustme.CA, trusted: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[WorkloadEntra, StandIn, StandIn]]:
+    entra, exchange = WorkloadEntra(), Exchange()
+    with (
+        stand_in(ca, {f"/{TENANT}/oauth2/v2.0/token": entra}) as login,
+        stand_in(ca, {"/oauth2/exchange": exchange}) as registry,
+    ):
+        exchange.netloc = registry.netloc
+        monkeypatch.setenv("AZURE_AUTHORITY_HOST", login.url)
+        yield entra, login, registry
+
+
+def test_acr_pulls_with_the_annotated_workload_identity(
+    azure: tuple[WorkloadEntra, StandIn, StandIn], settings: Settings
+) -> None:
+    entra, login, registry = azure
+    add_record(settings, registry.netloc, provider="acr")
+    image = f"{registry.netloc}/team/app"
+    token = azure_pod_token()
+    proc = run_plugin(request(image, serviceAccountToken=token, serviceAccountAnnotations=ACR_ANNOTATIONS))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout, service_account_token=token)
+    (entry,) = keyring_lookup(data["auth"], image)
+    assert entry["username"] == acr.USERNAME and entry["password"]
+    # Entra ID got the pod's token as the annotated client's assertion; the registry got Entra's token.
+    (form,) = login.forms
+    assert (
+        form["client_assertion"] == token
+        and form["client_id"] == ACR_ANNOTATIONS["kubernetes.azure.com/acr-client-id"]
+    )
+    assert registry.forms[0]["access_token"] == entra.issued[0]
+
+    # Another pod of the same service account: answered from the token cache, nothing exchanged.
+    again = run_plugin(
+        request(image, serviceAccountToken=azure_pod_token(), serviceAccountAnnotations=ACR_ANNOTATIONS)
+    )
+    assert (again.returncode, kubelet_decode(again.stdout)["auth"]) == (0, data["auth"])
+    assert sum(login.hits.values()) == 1 and sum(registry.hits.values()) == 1
+    # A second service account gets its own.
+    other = run_plugin(
+        request(
+            image, serviceAccountToken=azure_pod_token("builder"), serviceAccountAnnotations=ACR_ANNOTATIONS
+        )
+    )
+    assert other.returncode == 0, other.stderr
+    assert sum(login.hits.values()) == 2
+
+
+def test_artifact_registry_pulls_through_the_records_workload_identity_pool(
+    ca: trustme.CA, trusted: None, settings: Settings
+) -> None:
+    app = Sts()
+    with stand_in(ca, {"/v1/token": app}) as sts:
+        options = {"token_url": f"{sts.url}/v1/token", "workload_identity_provider": POOL}
+        add_record(settings, GAR_HOST, provider="gcp", options=options)
+        image = f"{GAR_HOST}/project/repo/app"
+        token = gcp_pod_token()
+        proc = run_plugin(request(image, serviceAccountToken=token), "--default-cache-duration", "12h")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        data = kubelet_decode(proc.stdout, service_account_token=token)
+        assert keyring_lookup(data["auth"], image) == [{"username": gcp.USERNAME, "password": app.issued[0]}]
+        (form,) = sts.forms
+        assert form["subject_token"] == token and form["audience"].endswith(POOL)
+
+        again = run_plugin(request(image, serviceAccountToken=gcp_pod_token()))
+        assert (again.returncode, kubelet_decode(again.stdout)["auth"]) == (0, data["auth"])
+        assert sum(sts.hits.values()) == 1
