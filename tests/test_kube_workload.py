@@ -269,3 +269,11 @@ def test_an_sts_that_never_answers_ends_within_the_kubelets_minute(
     assert (proc.returncode, proc.stdout) == (1, "") and proc.stderr.count("\n") == 1
     assert "within 45s (the kubelet gives up at 60s)" in proc.stderr and token not in proc.stderr
     assert aws.of(ECR_TOKEN) == []
+
+
+def test_a_registry_with_nothing_configured_is_an_empty_answer_with_a_token_too(settings: Settings) -> None:
+    token = pod_token("team-a", "puller")
+    proc = run_plugin(sa_request(token, ROLE_A, image="nothing.example.com/app"))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout, service_account_token=token)
+    assert (data["auth"], data["cacheDuration"]) == ({}, "1m0s")
