@@ -27,7 +27,7 @@ from regauth.proxy import state
 from regauth.proxy.blobcache import Verifier
 from regauth.proxy.errors import API_VERSION_HEADER, UpstreamFault
 from regauth.proxy.flights import Writer
-from regauth.proxy.relay import cut
+from regauth.proxy.relay import cut, widen_send_buffer
 from regauth.proxy.routing import Target
 from regauth.proxy.sharedcache import Facts, SharedCache, Upload, reason
 
@@ -146,19 +146,26 @@ async def _stream(request: web.Request, target: Target, body: Any, size: int) ->
     out.content_length = size
     request[state.SOURCE] = "shared-cache"
     verifier = Verifier(target.reference)
+    widen_send_buffer(request)
     sent = 0
+    reading: asyncio.Future[bytes] | None = None
     try:
         await out.prepare(request)
         if request.method == "HEAD":
             await out.write_eof()
             return out
+        # Read and hashed in a worker thread, one chunk ahead of the one being sent: the bucket's
+        # stream, the hashing and the client's socket overlap.
+        loop = asyncio.get_running_loop()
+        reading = loop.run_in_executor(None, _read_hashed, body, verifier)
         pending = b""
-        while chunk := await asyncio.to_thread(body.read, _READ):
-            verifier.update(chunk)
+        while chunk := await reading:
+            reading = loop.run_in_executor(None, _read_hashed, body, verifier)
             if pending:
                 await out.write(pending)
                 sent += len(pending)
             pending = chunk
+        reading = None
         if verifier.size != size or not verifier.finish():
             raise UpstreamFault(502, f"the shared cache's {target.reference} does not match its digest")
         await out.write(pending)
@@ -168,7 +175,16 @@ async def _stream(request: web.Request, target: Target, body: Any, size: int) ->
         cut(request, exc)
     finally:
         request[state.SENT] = sent
+        if reading is not None and not reading.done():
+            # The caller closes the body once this returns: let the read in flight end first.
+            await asyncio.wait([reading])
     return out
+
+
+def _read_hashed(body: Any, verifier: Verifier) -> bytes:
+    chunk: bytes = body.read(_READ)
+    verifier.update(chunk)
+    return chunk
 
 
 async def turn(shared: SharedCache, digest: str) -> int | None:
