@@ -240,3 +240,21 @@ def test_import_undo_refuses_when_the_record_changed(isolated_env: Path, regauth
     assert "s3cret" not in refused.stderr + forced.stdout + forced.stderr
     alone = run(["regauth", "import", "docker", "--force"])
     assert alone.returncode == 1 and alone.stderr == "regauth: error: --force goes with --undo only\n"
+
+
+def test_podman_import_undo_round_trip(isolated_env: Path, regauth_exe: str, tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    auth.write_text(
+        '{\n    "auths": {\n        "quay.io": {"identitytoken": "s3cret-id"}\n    },\n    "x": 1\n}\n'
+    )
+    auth.chmod(0o640)
+    original = auth.read_bytes()
+    env = dict(os.environ, REGISTRY_AUTH_FILE=str(auth))
+    ok(run(["regauth", "import", "podman", "--no-validate"], env=env))
+    assert "s3cret" not in auth.read_text()
+    undone = run(["regauth", "import", "podman", "--undo"], env=env)
+    assert undone.returncode == 0, undone.stderr
+    assert "removed registry 'quay.io' (quay.io), made by the import" in undone.stdout
+    assert auth.read_bytes() == original and (auth.stat().st_mode & 0o777) == 0o640
+    assert ok(run(["regauth", "registry", "list", "--json"], env=env)) == "[]\n"
+    assert "s3cret" not in undone.stdout + undone.stderr
