@@ -134,7 +134,7 @@ class EcrProvider:
         if role is None:
             raise NoWorkloadIdentity(
                 f"{self.name} provider for {where(host, record)}: the service account "
-                f"{workload.service_account() or '(unnamed)'} names no IAM role to pull with; annotate it "
+                f"{quoted(workload.service_account())} names no IAM role to pull with; annotate it "
                 f"with {ROLE_ANNOTATION}=arn:aws:iam::ACCOUNT:role/NAME (a key listed in the kubelet's "
                 "tokenAttributes), or set the record option workload_role_arn"
             )
@@ -216,11 +216,12 @@ class EcrProvider:
     ) -> Exception:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), workload.scrub(brief(error.get("Message", "")))
-        account = workload.service_account() or "the service account"
+        # The claims are the token's (the kubelet's), shown quoted: escaped and bounded.
+        account, issuer = quoted(workload.service_account()), quoted(workload.issuer())
         if code in ("InvalidIdentityToken", "IDPRejectedClaim", "AccessDenied", "ExpiredTokenException"):
             todo = (
-                f"let the trust policy of {role} accept {account} from the cluster's OIDC issuer "
-                f"{workload.issuer() or '(none in the token)'} with the audience the kubelet's "
+                f"let the trust policy of {role} accept the service account {account} from the "
+                f"cluster's OIDC issuer {issuer} with the audience the kubelet's "
                 "tokenAttributes.serviceAccountTokenAudience names (sts.amazonaws.com)"
             )
         else:
