@@ -39,6 +39,8 @@ ENV_NO_CACHE = "REGAUTH_NO_CACHE"
 ENV_NO_CREDENTIALS_TTL = "REGAUTH_NO_CREDENTIALS_TTL"
 ENV_CERTS_DIRS = "REGAUTH_CERTS_DIRS"
 STORE_AUTO, STORE_KEYRING, STORE_FILE = "auto", "keyring", "file"
+# The service name of every entry regauth keeps in the OS keyring (its key is the entry's username).
+KEYRING_SERVICE = "regauth"
 STORE_KINDS = (STORE_AUTO, STORE_KEYRING, STORE_FILE)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "WARNING"

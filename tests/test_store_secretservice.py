@@ -171,3 +171,234 @@ def test_keyring_store_contract_on_a_real_secret_service(
         store.delete("registry/b")
     finally:
         keyring.set_keyring(previous)
+
+
+# --- the fast get over the Secret Service (store/secretservice.py) -----------------------------------
+
+
+def keyring_env(secret_service: dict[str, str], **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REGAUTH_STORE": "keyring",
+        "DBUS_SESSION_BUS_ADDRESS": secret_service["DBUS_SESSION_BUS_ADDRESS"],
+        **extra,
+    }
+
+
+def general_get_in_a_process(helper_exe: str, server: str, env: dict[str, str]) -> str:
+    """The general path's answer: debug logging makes the fast path decline and changes no output."""
+    got = helper(helper_exe, "get", server, {**env, "REGAUTH_LOG_LEVEL": "DEBUG"})
+    assert got.returncode == 0, got.stdout + got.stderr
+    return got.stdout
+
+
+@pytest.mark.parametrize("secret", [CANARY, '<&>\u2028 "quoted" \\ tab\t nl\n é 😀', ""])
+def test_fast_keyring_get_gives_the_general_paths_bytes(
+    secret_service: dict[str, str], helper_exe: str, isolated_env: Path, secret: str
+) -> None:
+    from regauth.helper.fastget import answer
+
+    env = keyring_env(secret_service)
+    server = "fast-keyring.example:5000"
+    payload = json.dumps({"ServerURL": server, "Username": "bob", "Secret": secret})
+    assert helper(helper_exe, "store", payload, env).returncode == 0
+    fast = answer(server.encode(), env)
+    assert fast is not None
+    assert fast == general_get_in_a_process(helper_exe, server, env)
+    assert json.loads(fast)["Secret"] == secret
+
+
+def test_fast_keyring_get_imports_no_keyring(secret_service: dict[str, str], helper_exe: str) -> None:
+    import sys
+
+    env = keyring_env(secret_service)
+    payload = json.dumps({"ServerURL": "imports.example", "Username": "bob", "Secret": CANARY})
+    assert helper(helper_exe, "store", payload, env).returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", helper_exe, "get"],
+        input=b"imports.example",
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout)["Secret"] == CANARY
+    names: set[str] = set()
+    for line in proc.stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            # What site and its .pth hooks import is the interpreter's, not the helper's.
+            names = set() if name == "site" else names | {name}
+    assert "regauth.store.secretservice" in names
+    # (Not "socket": the tests' network guard, a sitecustomize audit hook, imports it on every connect.)
+    never = ("keyring", "secretstorage", "jeepney", "typing", "re", "json", "regauth.config")
+    assert sorted(n for n in names if n.split(".")[0] in never) == []
+
+
+def test_fast_keyring_get_of_a_cached_token(
+    secret_service: dict[str, str],
+    helper_exe: str,
+    settings,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import time
+
+    import keyring
+    from keyring.backends import SecretService as KeyringSecretService
+
+    from regauth.helper.fastget import answer
+    from regauth.providers.base import Credential
+    from regauth.providers.cache import TokenCache, cache_key
+    from regauth.providers.routing import make_provider
+    from regauth.store.keyring import KeyringStore
+
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", secret_service["DBUS_SESSION_BUS_ADDRESS"])
+    previous = keyring.get_keyring()
+    keyring.set_keyring(KeyringSecretService.Keyring())
+    try:
+        identity = make_provider("ecr", settings).identity(host, None)  # type: ignore[attr-defined]
+        credential = Credential(username="AWS", secret="keyring-token", expires_at=time.time() + 12 * 3600)
+        TokenCache(settings, KeyringStore(settings)).put(
+            cache_key("ecr", host, identity), credential, time.time()
+        )
+    finally:
+        keyring.set_keyring(previous)
+    env = keyring_env(secret_service)
+    fast = answer(host.encode(), env)
+    assert fast is not None and json.loads(fast)["Secret"] == "keyring-token"
+    assert fast == general_get_in_a_process(helper_exe, host, env)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"PYTHON_KEYRING_BACKEND": "keyring.backends.SecretService.Keyring"},
+        {"KEYRING_PROPERTY_PREFERRED_COLLECTION": "/org/freedesktop/secrets/collection/session"},
+        {"XDG_CURRENT_DESKTOP": "KDE"},
+        {"DBUS_SESSION_BUS_ADDRESS": ""},
+        {"DBUS_SESSION_BUS_ADDRESS": "tcp:host=127.0.0.1,port=1"},
+    ],
+)
+def test_fast_keyring_get_declines_what_keyring_decides(
+    secret_service: dict[str, str], helper_exe: str, extra: dict[str, str]
+) -> None:
+    from regauth.helper.fastget import answer
+
+    env = keyring_env(secret_service)
+    payload = json.dumps({"ServerURL": "declined.example", "Username": "bob", "Secret": CANARY})
+    assert helper(helper_exe, "store", payload, env).returncode == 0
+    assert answer(b"declined.example", env) is not None
+    assert answer(b"declined.example", {**env, **extra}) is None
+
+
+def test_fast_keyring_get_declines_with_a_keyring_config_file(
+    secret_service: dict[str, str], helper_exe: str, isolated_env: Path
+) -> None:
+    from regauth.helper.fastget import answer
+
+    env = keyring_env(secret_service)
+    payload = json.dumps({"ServerURL": "config.example", "Username": "bob", "Secret": CANARY})
+    assert helper(helper_exe, "store", payload, env).returncode == 0
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "python_keyring" / "keyringrc.cfg"
+    config.parent.mkdir(parents=True)
+    config.write_text("[backend]\ndefault-keyring=keyring.backends.SecretService.Keyring\n")
+    assert answer(b"config.example", env) is None
+
+
+def test_a_locked_collection_is_left_to_the_general_path(
+    tmp_path: Path, helper_exe: str, isolated_env: Path
+) -> None:
+    """Locked (as after a screen lock): the fast path declines without a prompt; keyring's path would
+    ask to unlock, so it is not run here (no prompter in a test)."""
+    import secretstorage
+
+    from regauth.helper.fastget import answer
+
+    service = start_secret_service(tmp_path / "locked-home", os.environ)
+    try:
+        env = {**os.environ, "REGAUTH_STORE": "keyring", "DBUS_SESSION_BUS_ADDRESS": service.address}
+        payload = json.dumps({"ServerURL": "locked.example", "Username": "bob", "Secret": CANARY})
+        assert helper(helper_exe, "store", payload, env).returncode == 0
+        assert answer(b"locked.example", env) is not None
+        from jeepney.io.blocking import open_dbus_connection
+
+        connection = open_dbus_connection(bus=service.address)
+        try:
+            collection = secretstorage.get_default_collection(connection)
+            collection.lock()
+            assert collection.is_locked()
+        finally:
+            connection.close()
+        assert answer(b"locked.example", env) is None
+    finally:
+        service.stop()
+
+
+class HostileBus:
+    """A unix socket playing the session bus: ``mode`` "silent" accepts and never answers, "garbage"
+    answers the authentication and then bytes that are no D-Bus message. Records what it was sent."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        import socket
+        import threading
+
+        self.path = path
+        self.mode = mode
+        self.received = b""
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(path))
+        self._listener.listen(4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(0.2)
+            with conn:
+                while not self._stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    self.received += data
+                    if self.mode == "garbage" and b"AUTH" in data:
+                        conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
+                    elif self.mode == "garbage" and b"BEGIN" in data:
+                        conn.sendall(b"X" * 64)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "garbage"])
+def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
+    short_tmp: Path,
+    settings,
+    mode: str,  # type: ignore[no-untyped-def]
+) -> None:
+    from support.records import add_record
+
+    from regauth.helper.fastget import answer
+
+    add_record(settings, "hostile-bus.example", "pw", username="u")  # (in the file store: no secret sent)
+    bus = HostileBus(short_tmp / "bus", mode)
+    try:
+        env = {**os.environ, "REGAUTH_STORE": "keyring", "DBUS_SESSION_BUS_ADDRESS": f"unix:path={bus.path}"}
+        assert answer(b"hostile-bus.example", env) is None
+    finally:
+        bus.close()
+    # It was asked to authenticate as this user and, for garbage, told BEGIN; never anything more.
+    assert bus.received.startswith(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n")
+    assert b"SearchItems" not in bus.received and b"GetSecret" not in bus.received

@@ -68,15 +68,18 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
         return None
     host = normalize_registry(server)
     config_dir, data_dir, _, state_dir = layout.app_dirs(environ)
-    if not _file_store_chosen(environ, data_dir):
+    choice = _store_choice(environ, data_dir)
+    if choice not in (layout.STORE_FILE, layout.STORE_KEYRING):
         return None
     try:
         record = _record_for(host, _read(config_dir, layout.REGISTRIES_FILE))
     except FileNotFoundError:
         # No records yet, as for the general path: a cloud host can still have an ambient token.
         record = None
-    secrets = _FileSecrets(config_dir, data_dir)
-    credential = _credential(host, record, environ, secrets.get)
+    if choice == layout.STORE_FILE:
+        credential = _credential(host, record, environ, _FileSecrets(config_dir, data_dir).get)
+    else:
+        credential = _keyring_credential(host, record, environ)
     if credential is None:
         return None
     if record is not None:
@@ -184,12 +187,31 @@ class _FileSecrets:
         return self._entries.get(key)
 
 
-def _file_store_chosen(environ: Mapping[str, str], data_dir: str) -> bool:
+def _store_choice(environ: Mapping[str, str], data_dir: str) -> str:
     choice = layout.store_kind(environ)
     if choice == layout.STORE_AUTO:
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
         choice = _read(data_dir, layout.STORE_CHOICE_FILE).decode("utf-8").strip()
-    return choice == layout.STORE_FILE
+    return choice
+
+
+def _keyring_credential(
+    host: str, record: dict[str, object] | None, environ: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """``_credential`` over the keyring store, where ``keyring`` would use the Secret Service: its
+    entries read by ``store.secretservice`` (which raises ``Unavailable`` where it cannot answer)."""
+    from regauth.store import secretservice
+
+    if not secretservice.general_path_uses_secret_service(environ):
+        return None
+    client = secretservice.SecretServiceGet(environ, layout.KEYRING_SERVICE)
+    try:
+        return _credential(host, record, environ, client.get)
+    except secretservice.Unavailable:
+        # Locked, no bus, a prompt needed, no answer in time: keyring's, which may prompt or report.
+        return None
+    finally:
+        client.close()
 
 
 def _record_for(host: str, registries_json: bytes) -> dict[str, object] | None:

@@ -10,13 +10,14 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
+from regauth import layout
 from regauth.config import Settings
 from regauth.errors import StoreError
 from regauth.fsutil import file_lock
 
 T = TypeVar("T")
 
-SERVICE = "regauth"
+SERVICE = layout.KEYRING_SERVICE
 INDEX_KEY = "__regauth_index__"
 # Backends that exist but protect nothing, or store nothing: never chosen by `auto`.
 _NOT_REAL = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
