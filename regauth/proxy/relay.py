@@ -177,9 +177,12 @@ async def _stream_through(
         if hashing is not None:
             await hashing
             hashing = None
-        # What is left is under _HASH_MIN (or _HASH_MAX if the worker was busy): cheaper hashed here
-        # than handed off, and small blobs never leave the loop.
-        sink.write_all(batch)
+            # The rest goes to the worker too: a sink's write may block (a disk, or a part of an
+            # upload to the shared bucket it must wait for).
+            await loop.run_in_executor(None, sink.write_all, batch)
+        else:
+            # A small blob never leaves the loop: one batch under _HASH_MIN is cheaper done here.
+            sink.write_all(batch)
         await _send_last(request, out, sink, client, pending, counter)
     finally:
         # Also on cancellation: a cache temp file goes, once the worker is done with it.
