@@ -402,3 +402,38 @@ def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
     # It was asked to authenticate as this user and, for garbage, told BEGIN; never anything more.
     assert bus.received.startswith(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n")
     assert b"SearchItems" not in bus.received and b"GetSecret" not in bus.received
+
+
+@pytest.mark.parametrize(
+    ("entries", "uses"),
+    [
+        ({"keyring-25.7.0.dist-info": "", "SecretStorage-3.5.0.dist-info": ""}, True),
+        ({"keyring-25.7.0.dist-info": ""}, False),  # no secretstorage: keyring has no Secret Service
+        ({}, False),  # no keyring: the general path says to install it
+        (
+            {
+                "keyring-25.7.0.dist-info": "",
+                "secretstorage-3.5.0.dist-info": "",
+                "keyrings.alt-5.0.dist-info": "[keyring.backends]\nfile = keyrings.alt.file\n",
+            },
+            False,
+        ),
+        ({"keyring-25.7.0.dist-info": "", "secretstorage-3.dist-info": "", "gi": None}, False),
+        ({"keyring-25.7.0.dist-info": "", "secretstorage-3.dist-info": "", "dbus": None}, False),
+    ],
+)
+def test_which_site_packages_leave_keyring_on_the_secret_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: dict[str, str | None], uses: bool
+) -> None:
+    import sys
+
+    from regauth.store.secretservice import general_path_uses_secret_service
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    for name, entry_points in entries.items():
+        (site / name).mkdir()
+        if entry_points:
+            (site / name / "entry_points.txt").write_text(entry_points)
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "lib"), str(site)])
+    assert general_path_uses_secret_service({"HOME": str(tmp_path)}) is uses

@@ -70,9 +70,9 @@ def general_path_uses_secret_service(environ: Mapping[str, str]) -> bool:
 
     Not when: not Linux; ``PYTHON_KEYRING_BACKEND`` or a ``keyringrc.cfg`` chooses a backend;
     ``KEYRING_PROPERTY_*`` variables change the backend's collection or scheme; a KDE session (KWallet
-    ranks above it there); or the interpreter's site-packages hold another backend (an entry point of
-    another distribution, or the modules KWallet and libsecret need), which could rank above it or be
-    chained after it.
+    ranks above it there); the interpreter's site-packages lack keyring or secretstorage, or hold
+    another backend (an entry point of another distribution, or the modules KWallet and libsecret
+    need), which could rank above it or be chained after it.
     """
     if not sys.platform.startswith("linux") or "PYTHON_KEYRING_BACKEND" in environ:
         return False
@@ -87,27 +87,38 @@ def general_path_uses_secret_service(environ: Mapping[str, str]) -> bool:
     )
     if any(os.path.lexists(os.path.join(root, "python_keyring", "keyringrc.cfg")) for root in roots):
         return False
-    return not any(_other_backends(directory) for directory in sys.path if directory.endswith("-packages"))
+    found: set[str] = set()
+    for directory in sys.path:
+        if directory.endswith("-packages") and not _scan(directory, found):
+            return False
+    # Without keyring and secretstorage, the general path has no Secret Service backend at all.
+    return found >= {"keyring", "secretstorage"}
 
 
-def _other_backends(directory: str) -> bool:
+def _scan(directory: str, found: set[str]) -> bool:
+    """Add the keyring and secretstorage distributions in ``directory`` to ``found``; False when it
+    holds another keyring backend."""
     try:
         entries = os.listdir(directory)
     except OSError:
-        return False
+        return True
     for name in entries:
         stem = name.partition(".")[0]
         if stem in _OTHER_BACKEND_MODULES:
-            return True
-        if not name.endswith(".dist-info") or name.startswith("keyring-"):
+            return False
+        if not name.endswith(".dist-info"):
+            continue
+        project = name.partition("-")[0].lower()
+        if project in ("keyring", "secretstorage"):
+            found.add(project)
             continue
         try:
             with open(os.path.join(directory, name, "entry_points.txt"), "rb") as handle:
                 if b"[keyring.backends]" in handle.read():
-                    return True
+                    return False
         except FileNotFoundError:
             continue
-    return False
+    return True
 
 
 def bus_path(environ: Mapping[str, str]) -> tuple[str | bytes, int]:
