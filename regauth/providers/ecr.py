@@ -25,7 +25,6 @@ is taken as a token valid for ``PAST_EXPIRY_TTL`` from now, so it is cached brie
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -72,7 +71,8 @@ ROLE_ENV = "AWS_ECR_ROLE_ARN"
 # The session name in CloudTrail, unless the record names one; the service account is there too, as
 # the web identity's subject.
 WORKLOAD_SESSION_NAME = "regauth-credential-provider"
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# An IAM role ARN, as STS takes it (matched in the workload path only: `re` costs a cached get).
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
 # The variables that select an AWS identity or endpoint; hashed into the cache key.
 IDENTITY_VARS = (
     "AWS_PROFILE",
@@ -173,6 +173,8 @@ class EcrProvider:
         return credential
 
     def _workload_role(self, host: str, record: Registry | None, workload: Workload) -> str | None:
+        import re
+
         for where_from, value in (
             (
                 f"the service account's annotation {ROLE_ANNOTATION}",
@@ -184,7 +186,7 @@ class EcrProvider:
             role = (value or "").strip()
             if not role:
                 continue
-            if not _ROLE_ARN.match(role):
+            if not re.match(_ROLE_ARN, role):
                 raise failure(
                     self.name,
                     host,
