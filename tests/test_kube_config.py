@@ -321,10 +321,15 @@ def test_token_audience_writes_the_token_attributes(
         "optionalServiceAccountAnnotationKeys": [
             "eks.amazonaws.com/ecr-role-arn",
             "kubernetes.azure.com/acr-client-id",
+            "azure.workload.identity/client-id",
             "kubernetes.azure.com/acr-tenant-id",
+            "azure.workload.identity/tenant-id",
+            "regauth/gcp-workload-identity-provider",
             "iam.gke.io/gcp-service-account",
         ],
     }
+    # Optional annotations: a service account naming no cloud identity pulls as the node did before.
+    assert provider["args"] == ["--node-identity-fallback"]
     assert configure(settings, *argv, "--token-audience", "sts.amazonaws.com") == 0
     assert "nothing to change" in capsys.readouterr().out
     # Without the flag, the member is kept as every member the user added to regauth's entry is.
@@ -333,6 +338,20 @@ def test_token_audience_writes_the_token_attributes(
     assert configure(settings, *argv, "--token-audience", "api://AzureADTokenExchange") == 0
     [provider] = json.loads(config.read_text())["providers"]
     assert provider["tokenAttributes"]["serviceAccountTokenAudience"] == "api://AzureADTokenExchange"
+
+
+def test_the_fallback_flag_joins_the_args_the_user_gave(
+    settings: Settings, paths: tuple[Path, Path, list[str]]
+) -> None:
+    config, _, argv = paths
+    add_record(settings, "registry.example.com", "pw", username="u")
+    assert configure(settings, *argv) == 0
+    written = json.loads(config.read_text())
+    written["providers"][0]["args"] = ["--default-cache-duration", "1h"]
+    config.write_text(json.dumps(written))
+    assert configure(settings, *argv, "--token-audience", "sts.amazonaws.com") == 0
+    [provider] = json.loads(config.read_text())["providers"]
+    assert provider["args"] == ["--default-cache-duration", "1h", "--node-identity-fallback"]
 
 
 @pytest.mark.parametrize("audience", ["", "two words", "tab\there", "x" * 1025])

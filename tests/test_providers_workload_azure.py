@@ -24,7 +24,7 @@ from test_providers_acr import TENANT, Exchange
 
 from regauth.errors import ProviderError
 from regauth.providers.acr import USERNAME, AcrProvider
-from regauth.providers.workload import Workload
+from regauth.providers.workload import NoWorkloadIdentity, Workload
 from regauth.registries import Registry
 
 CLIENT = "0f5a6b7c-1111-4222-8333-944445555666"
@@ -236,6 +236,9 @@ def test_a_missing_annotation_is_one_line_naming_it(
     message = failure(provider(login), "myreg.azurecr.io", None, Workload(pod_token(), annotations))
     assert message.startswith("acr provider for myreg.azurecr.io: the service account "), message
     assert named in message and "or set the record option" in message
+    # The one failure the plugin's --node-identity-fallback answers with the node's identity.
+    with pytest.raises(NoWorkloadIdentity):
+        provider(login).workload_credential("myreg.azurecr.io", None, Workload(pod_token(), annotations))
     assert not login.hits
 
 

@@ -24,7 +24,7 @@ from support.providers import Endless, StandIn, fake_jwt, stand_in, write_ca
 
 from regauth.errors import ProviderError
 from regauth.providers.gcp import USERNAME, GcpProvider
-from regauth.providers.workload import Workload
+from regauth.providers.workload import NoWorkloadIdentity, Workload
 from regauth.registries import Registry
 
 HOST = "europe-docker.pkg.dev"
@@ -228,6 +228,9 @@ def test_no_pool_is_one_line_naming_the_annotation(sts: tuple[Sts, StandIn]) -> 
         in message
     )
     assert "the record option workload_identity_provider" in message
+    # The one failure the plugin's --node-identity-fallback answers with the node's identity.
+    with pytest.raises(NoWorkloadIdentity):
+        gcp().workload_credential(HOST, record(site), Workload(pod_token(), {}))
     assert not site.hits
 
 

@@ -19,8 +19,9 @@ of ``credentialprovider.kubelet.k8s.io/v1`` (ours), and requires ``serviceAccoun
 ``cacheType`` and ``requireServiceAccount``. ``cacheType`` is ``ServiceAccount``: what the plugin mints
 depends on the service account and those annotations only (which the kubelet's cache key includes),
 not on the pod. ``requireServiceAccount`` is false, so pods without one (static pods) are still asked
-for, and answered with the node's identity. Without the flag a ``tokenAttributes`` already in regauth's
-entry is kept, as every member the user added is.
+for, and answered with the node's identity; so is a service account that names no cloud identity (the
+plugin's ``--node-identity-fallback``, written into ``args``). Without the flag a ``tokenAttributes``
+already in regauth's entry is kept, as every member the user added is.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ from regauth.configure import jsonfile
 from regauth.configure.core import Change, Plan
 from regauth.configure.files import FileState, read_state
 from regauth.errors import ConfigError, UsageError
-from regauth.kube.main import PROGRAM
+from regauth.kube.main import NODE_FALLBACK, PROGRAM
 from regauth.kube.patterns import CLOUD_PATTERNS, problems
 from regauth.kube.wire import V1, go_duration
 from regauth.printable import printable
+from regauth.providers.acr_workload import ANNOTATIONS as ACR_ANNOTATIONS
+from regauth.providers.ecr import ROLE_ANNOTATION
+from regauth.providers.gcp_workload import ANNOTATIONS as GCP_ANNOTATIONS
 
 CLIENT = "kubelet"
 CONFIG_API = "kubelet.config.k8s.io/v1"
@@ -47,13 +51,9 @@ CONFIG_KIND = "CredentialProviderConfig"
 DEFAULT_CONFIG = Path("/etc/kubernetes/image-credential-provider-config.json")
 DEFAULT_BIN_DIR = Path("/usr/local/lib/kubelet/image-credential-provider")
 _ENV_NAMES = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "REGAUTH_STORE")
-# The service-account annotations each cloud's workload identity is configured by (providers.workload).
-WORKLOAD_ANNOTATIONS = (
-    "eks.amazonaws.com/ecr-role-arn",
-    "kubernetes.azure.com/acr-client-id",
-    "kubernetes.azure.com/acr-tenant-id",
-    "iam.gke.io/gcp-service-account",
-)
+# The service-account annotations each cloud's workload identity is configured by, as the providers
+# read them (one list per provider, so a new annotation there reaches the kubelet's config too).
+WORKLOAD_ANNOTATIONS = (ROLE_ANNOTATION, *ACR_ANNOTATIONS, *GCP_ANNOTATIONS)
 _AUDIENCE_MAX = 1024
 
 
@@ -87,7 +87,10 @@ def plan(
     if PROGRAM in names:
         old = providers[names.index(PROGRAM)]
         # Keep what the user added to our entry (tokenAttributes, say); ours are the fields we write.
-        providers[names.index(PROGRAM)] = {**old, **entry}
+        merged = {**old, **entry}
+        if isinstance(old.get("args"), list) and "args" in entry:
+            merged["args"] = [*old["args"], *(a for a in entry["args"] if a not in old["args"])]
+        providers[names.index(PROGRAM)] = merged
     else:
         providers.append(entry)
     changes = [
@@ -118,6 +121,9 @@ def provider_entry(
         entry["env"] = env
     if token_audience is not None:
         entry["tokenAttributes"] = token_attributes(token_audience)
+        # The annotations are optional: a service account naming no cloud identity pulls as the node
+        # did before tokenAttributes, as ecr-credential-provider falls back, instead of failing.
+        entry["args"] = [NODE_FALLBACK]
     return entry
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk
 from regauth.providers.federation import SERVER_ADVICE, Named, named, plain, said, service_account
-from regauth.providers.workload import Workload
+from regauth.providers.workload import NoWorkloadIdentity, Workload
 from regauth.registries import Registry
 
 CLIENT_ANNOTATIONS = ("kubernetes.azure.com/acr-client-id", "azure.workload.identity/client-id")
@@ -107,7 +107,7 @@ def _checked(host: str, record: Registry | None, found: Named | None, keys: tupl
     label = opt.replace("_id", " id")
     if found is None:
         todo = f"annotate it with {keys[0]} or set the record option {opt}"
-        raise failure(NAME, host, record, f"the service account names no {label}", todo)
+        raise failure(NAME, host, record, f"the service account names no {label}", todo, NoWorkloadIdentity)
     if not plain(found.value):
         what = f"the {label} {brief(found.value, 60)!r} in {found.source} is malformed"
         raise failure(NAME, host, record, what, f"set {found.source} to the identity's {label} (a GUID)")

@@ -108,14 +108,21 @@ def where(host: str, record: Registry | None) -> str:
     return f"registry {record.name!r} ({host})" if record is not None else host
 
 
-def failure(provider: str, host: str, record: Registry | None, what: str, todo: str) -> ProviderError:
+def failure(
+    provider: str,
+    host: str,
+    record: Registry | None,
+    what: str,
+    todo: str,
+    kind: type[ProviderError] = ProviderError,
+) -> ProviderError:
     """The one-line provider failure: which provider, which registry, what went wrong, what to do."""
-    return ProviderError(f"{provider} provider for {where(host, record)}: {what}; {todo}")
+    return kind(f"{provider} provider for {where(host, record)}: {what}; {todo}")
 
 
 def no_credentials(provider: str, host: str, record: Registry | None, what: str, todo: str) -> ProviderError:
     """``failure`` for "found no credentials": remembered, so the next ``get`` answers at once."""
-    return NoAmbientCredentials(f"{provider} provider for {where(host, record)}: {what}; {todo}")
+    return failure(provider, host, record, what, todo, NoAmbientCredentials)
 
 
 def home_path(environ: Mapping[str, str], *parts: str) -> str:

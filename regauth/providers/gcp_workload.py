@@ -23,7 +23,7 @@ from typing import Any
 
 from regauth.providers.base import brief, failure, identity_text, missing_sdk, option
 from regauth.providers.federation import SERVER_ADVICE, Named, named, plain, said, service_account
-from regauth.providers.workload import Workload
+from regauth.providers.workload import NoWorkloadIdentity, Workload
 from regauth.registries import Registry
 
 PROVIDER_ANNOTATIONS = ("regauth/gcp-workload-identity-provider",)
@@ -60,7 +60,7 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
             f"annotate the service account with {PROVIDER_ANNOTATIONS[0]}={PROVIDER_EXAMPLE} "
             "or set the record option workload_identity_provider"
         )
-        raise failure(NAME, host, record, what, todo)
+        raise failure(NAME, host, record, what, todo, NoWorkloadIdentity)
     if impersonated is not None and not plain(impersonated.value):
         what = f"the service account {brief(impersonated.value, 80)!r} in {impersonated.source} is malformed"
         raise failure(NAME, host, record, what, f"set {impersonated.source} to its e-mail address")
