@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from support.api import app_for, body_for, call, events, token
 from support.registry import RegistryFixture, free_port
 
+from regauth import usage
 from regauth.config import Settings
 from regauth.registries import RegistryBook
 
@@ -233,7 +234,10 @@ async def test_patch_delete_and_the_audit_log(
     assert status == 200 and result["valid"] is True and result["outcome"] == "valid"
     _, data, _ = await call(client, "GET", f"/api/v1/registries/{rid}", reader)
     assert data["last_validation"]["outcome"] == "valid" and data["updated_by"] == "writer"
+    usage.mark_used(str(settings.state_dir), rid)
     assert (await call(client, "DELETE", f"/api/v1/registries/{rid}", writer))[0] == 204
+    # As `registry remove`: a later record can never inherit the removed one's last use.
+    assert usage.last_used(str(settings.state_dir), rid) is None
     assert (await call(client, "GET", f"/api/v1/registries/{rid}", reader))[0] == 404
     assert (await call(client, "DELETE", f"/api/v1/registries/{rid}", writer))[0] == 404
     status, log, headers = await call(client, "GET", "/api/v1/events", reader)

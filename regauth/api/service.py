@@ -126,7 +126,7 @@ class RegistryService:
     async def delete(self, key: str, actor: str) -> Registry:
         record = await self.find(key)
         gone = await asyncio.to_thread(self.book.remove, record.name)
-        await asyncio.to_thread(registry_ops.forget_tokens, self.settings, self.store, gone)
+        await asyncio.to_thread(registry_ops.forget_removed, self.settings, self.store, gone)
         self.audit.append(actor, audit.DELETED, gone.id, gone.name)
         return gone
 
