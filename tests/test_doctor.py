@@ -132,6 +132,36 @@ def test_kubelet_config_and_cached_tokens(
     assert "ACTION kubelet:" in missing.stdout and "no such file" in missing.stdout
 
 
+def test_the_kubelet_plugin_is_installed_answers_and_covers_every_record(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    book = RegistryBook.for_settings(settings)
+    book.add(Registry(id="", name="lab", registry="registry.example.com", username="u"), "pw")
+    config, bin_dir = tmp_path / "providers.json", tmp_path / "bin"
+    kubelet = ("--kubelet-config", str(config), "--kubelet-bin-dir", str(bin_dir))
+    ok(regauth("configure", "kubelet", "--no-cloud", "--config", str(config), "--bin-dir", str(bin_dir),
+               "--backup-dir", str(tmp_path / "bk")))  # fmt: skip
+    out = regauth("doctor", *kubelet).stdout
+    assert (
+        f"ok     kubelet: {bin_dir}/regauth-credential-provider: answers (regauth-credential-provider" in out
+    )
+    assert "matchImages cover no image" not in out
+
+    # A record added since: the kubelet never runs the plugin for its images.
+    book.add(Registry(id="", name="org", registry="ghcr.io", prefix="org-a", username="u"), "pw")
+    proc = regauth("doctor", *kubelet)
+    assert proc.returncode == 1
+    assert f"ACTION kubelet: {config}: matchImages cover no image of ghcr.io/org-a" in proc.stdout
+
+    # The plugin gone from the bin dir the kubelet is given, then one that fails.
+    plugin = bin_dir / "regauth-credential-provider"
+    plugin.unlink()
+    assert f"ACTION kubelet: {plugin}: no such file" in regauth("doctor", *kubelet).stdout
+    plugin.write_text("#!/bin/sh\nexit 3\n")
+    plugin.chmod(0o755)
+    assert f"ACTION kubelet: {plugin}: `--version` failed (exit 3)" in regauth("doctor", *kubelet).stdout
+
+
 def test_podman_through_registries_conf(settings: Settings, isolated_env: Path, regauth_exe: str) -> None:
     RegistryBook.for_settings(settings).add(Registry(id="", name="lab", registry="registry.lab:5000"), None)
     before = regauth("doctor").stdout

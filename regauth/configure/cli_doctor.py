@@ -48,6 +48,11 @@ def add_parser(commands: Any, examples: Any) -> None:
     doctor.add_argument(
         "--kubelet-config", metavar="FILE", help="the kubelet's CredentialProviderConfig to check"
     )
+    doctor.add_argument(
+        "--kubelet-bin-dir",
+        metavar="DIR",
+        help="the kubelet's --image-credential-provider-bin-dir (default: configure kubelet's)",
+    )
     doctor.set_defaults(func=cmd_doctor)
 
 
@@ -63,6 +68,7 @@ def cmd_doctor(
         containerd_certs_dir=Path(args.containerd_certs_dir) if args.containerd_certs_dir else None,
         proxy=args.proxy,
         kubelet_config=Path(args.kubelet_config) if args.kubelet_config else None,
+        kubelet_bin_dir=Path(args.kubelet_bin_dir) if args.kubelet_bin_dir else None,
     )
     findings = doctor.examine(settings, book.all(), options, store_of(settings, store))
     print(doctor.render(findings, args.json))

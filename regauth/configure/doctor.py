@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from regauth.config import Settings
 from regauth.configure import docker, jsonfile, podman, tomlfile
+from regauth.configure.doctor_kubelet import kubelet_findings
 from regauth.configure.doctor_path import helper_findings
 from regauth.configure.doctor_proxy import proxy_findings
 from regauth.configure.doctor_records import Limits, record_findings
@@ -36,6 +37,7 @@ class Options(NamedTuple):
     containerd_certs_dir: Path | None = None
     proxy: str | None = None  # a running proxy's URL to ask
     kubelet_config: Path | None = None  # the kubelet's CredentialProviderConfig; None: the default's, if any
+    kubelet_bin_dir: Path | None = None  # its --image-credential-provider-bin-dir; None: configure's default
 
 
 def examine(
@@ -50,7 +52,7 @@ def examine(
     findings += _podman(settings.environ, host_wide)
     if options.containerd_certs_dir is not None:
         findings += _containerd(options.containerd_certs_dir, in_use)
-    findings += _kubelet(options.kubelet_config)
+    findings += _kubelet(options.kubelet_config, options.kubelet_bin_dir, in_use)
     if options.proxy is not None:
         findings += proxy_findings(options.proxy, in_use, str(settings.state_dir))
     findings += _store(settings)
@@ -145,9 +147,8 @@ def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Findin
         yield Finding("containerd", OK, f"{certs_dir}: a hosts.toml mirror for every configured registry")
 
 
-def _kubelet(flag: Path | None) -> Iterator[Finding]:
+def _kubelet(flag: Path | None, bin_dir: Path | None, records: Sequence[Registry]) -> Iterator[Finding]:
     from regauth.kube.kubeletconfig import DEFAULT_CONFIG
-    from regauth.kube.main import PROGRAM
 
     path = flag or DEFAULT_CONFIG
     state = read_state(path) if flag is not None or DEFAULT_CONFIG.is_file() else None
@@ -156,13 +157,7 @@ def _kubelet(flag: Path | None) -> Iterator[Finding]:
     if state.data is None:
         yield Finding("kubelet", ACTION, f"{path}: no such file; `regauth configure kubelet` writes it")
         return
-    config = _json(path) or {}
-    providers = config.get("providers")
-    names = [p.get("name") for p in providers if isinstance(p, dict)] if isinstance(providers, list) else []
-    if PROGRAM in names:
-        yield Finding("kubelet", OK, f"{path}: the kubelet runs {PROGRAM}")
-    else:
-        yield Finding("kubelet", ACTION, f"{path}: no {PROGRAM} provider; run `regauth configure kubelet`")
+    yield from kubelet_findings(path, _json(path) or {}, records, bin_dir)
 
 
 def _tokens(store: SecretStore) -> Iterator[Finding]:
