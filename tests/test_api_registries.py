@@ -232,6 +232,8 @@ async def test_patch_delete_and_the_audit_log(
     assert status == 422 and data["errors"][0]["field"] == "password"
     status, result, _ = await call(client, "POST", f"/api/v1/registries/{rid}/validate", reader)
     assert status == 200 and result["valid"] is True and result["outcome"] == "valid"
+    # Basic auth shows no granted actions (the token registry's cases are validation's tests).
+    assert result["access"] == "unknown"
     _, data, _ = await call(client, "GET", f"/api/v1/registries/{rid}", reader)
     assert data["last_validation"]["outcome"] == "valid" and data["updated_by"] == "writer"
     usage.mark_used(str(settings.state_dir), rid)

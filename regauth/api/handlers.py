@@ -94,7 +94,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def validation_answer(result: ValidationResult) -> dict[str, Any]:
-    return {"valid": result.ok, "outcome": str(result.outcome), "message": result.message}
+    return {
+        "valid": result.ok,
+        "outcome": str(result.outcome),
+        "message": result.message,
+        "access": result.access,
+    }
 
 
 async def _answer(request: web.Request, record: Registry) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from regauth import __version__
 from regauth.api.tokens import SCOPES
 from regauth.audit import ACTIONS
+from regauth.distribution.access import READ_ONLY, READ_WRITE, UNKNOWN
 from regauth.distribution.errors import Outcome
 from regauth.registries import PROVIDERS
 
@@ -45,6 +46,11 @@ def _schemas() -> dict[str, Any]:
     validation_fields = {
         "outcome": {"type": "string", "enum": [str(o) for o in Outcome]},
         "message": {"type": "string"},
+        "access": {
+            "type": "string",
+            "enum": [READ_ONLY, READ_WRITE, UNKNOWN],
+            "description": "what the token grants on the repository (read-write: push or delete too)",
+        },
     }
     record_fields: dict[str, Any] = {
         "id": {"type": "string"},
