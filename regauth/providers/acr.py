@@ -41,6 +41,7 @@ from regauth.providers.base import (
     quiet_sdk_logger,
 )
 from regauth.providers.hosts import ACR_CLOUDS, acr_cloud
+from regauth.providers.tokenkey import IDENTITY_VARS as TOKEN_IDENTITY_VARS
 from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
@@ -60,18 +61,8 @@ OPTION_KEYS = frozenset(
     }
 )
 PUBLIC_AUTHORITIES = {authority for _, authority, _ in ACR_CLOUDS} | {"login.microsoftonline.de"}
-IDENTITY_VARS = (
-    "AZURE_TOKEN_CREDENTIALS",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_USERNAME",
-    "AZURE_CONFIG_DIR",
-    "IDENTITY_ENDPOINT",
-    "MSI_ENDPOINT",
-)
+# Named in tokenkey, which the helper's fast get reads without importing this module.
+IDENTITY_VARS = TOKEN_IDENTITY_VARS["acr"]
 NO_CREDENTIALS_ADVICE = (
     "run `az login`, set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or name a credential "
     "in the record options (credential=secret|certificate|managed|workload|cli)"

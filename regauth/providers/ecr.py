@@ -45,6 +45,7 @@ from regauth.providers.base import (
     where,
 )
 from regauth.providers.hosts import EcrHost, ecr_host
+from regauth.providers.tokenkey import IDENTITY_VARS as TOKEN_IDENTITY_VARS
 from regauth.registries import Registry
 
 if TYPE_CHECKING:
@@ -73,22 +74,9 @@ ROLE_ENV = "AWS_ECR_ROLE_ARN"
 WORKLOAD_SESSION_NAME = "regauth-credential-provider"
 # An IAM role ARN, as STS takes it (matched in the workload path only: `re` costs a cached get).
 _ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"
-# The variables that select an AWS identity or endpoint; hashed into the cache key.
-IDENTITY_VARS = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_ECR",
-    "AWS_ENDPOINT_URL_ECR_PUBLIC",
-    "AWS_ENDPOINT_URL_STS",
-)
+# The variables that select an AWS identity or endpoint; hashed into the cache key. Named in tokenkey,
+# which the helper's fast get reads without importing this module.
+IDENTITY_VARS = TOKEN_IDENTITY_VARS["ecr"]
 DEFAULT_CHAIN = (
     "tried environment variables, ~/.aws config and credentials files, SSO, container and EC2 roles"
 )

@@ -34,6 +34,7 @@ from regauth.providers.base import (
     quiet_sdk_logger,
 )
 from regauth.providers.hosts import is_gcp, is_gcr
+from regauth.providers.tokenkey import IDENTITY_VARS as TOKEN_IDENTITY_VARS
 from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
@@ -52,7 +53,8 @@ OPTION_KEYS = frozenset(
         "universe_domain",
     }
 )
-IDENTITY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "CLOUDSDK_CORE_ACCOUNT")
+# Named in tokenkey, which the helper's fast get reads without importing this module.
+IDENTITY_VARS = TOKEN_IDENTITY_VARS["gcp"]
 NO_CREDENTIALS_ADVICE = (
     "run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, "
     "or add the record option key_file=PATH"

@@ -29,9 +29,9 @@ PREFIX = "token/"
 LONG_LIVED = 6 * 3600.0
 SHORT_MARGIN = 300.0
 
-# The environment variables that select each minting provider's cloud identity, for the fast get, which
-# cannot import the provider modules: each module's IDENTITY_VARS, held equal to these by
-# tests/test_helper_fastget_tokens.py (and its identity() to identity_text over them).
+# The environment variables that select each minting provider's cloud identity. Here, not in the
+# provider modules, which take theirs from this table: the fast get cannot import those modules.
+# tests/test_helper_fastget_tokens.py checks each provider's identity() against the fast get's.
 IDENTITY_VARS: dict[str, tuple[str, ...]] = {
     "ecr": (
         "AWS_PROFILE",
