@@ -40,6 +40,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The tests' own way to start a private session bus with gnome-keyring, shared rather than copied.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.session_bus import start_bus_and_keyring  # noqa: E402
+
 PASS_HELPER = Path("/usr/bin/docker-credential-pass")
 SECRETSERVICE_HELPER = Path("/usr/bin/docker-credential-secretservice")
 ECR_LOGIN = shutil.which("docker-credential-ecr-login")
@@ -163,30 +167,7 @@ def start_secret_service(root: Path) -> tuple[str, list[int]] | None:
         Path(env[var]).mkdir(parents=True, exist_ok=True)
     env["XDG_RUNTIME_DIR"] = str(home / "run")
     (home / "run").mkdir(mode=0o700)
-    bus = subprocess.run(
-        ["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=30,
-    )
-    address, pid = bus.stdout.split()[:2]
-    env["DBUS_SESSION_BUS_ADDRESS"] = address
-    daemon = subprocess.run(
-        ["gnome-keyring-daemon", "--unlock", "--components=secrets"],
-        input="bench-login-password",
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=30,
-    )
-    pids = [int(pid)]
-    for line in daemon.stdout.splitlines():
-        if line.startswith("GNOME_KEYRING_PID="):
-            pids.append(int(line.split("=", 1)[1]))
-    return address, pids
+    return start_bus_and_keyring(env, "bench-login-password")
 
 
 def stop_pids(pids: list[int]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from support.session_bus import start_bus_and_keyring
 
 CANARY = "canary-secret-service-7f3a"
 
@@ -50,34 +51,8 @@ def start_secret_service(home: Path, base_env: Mapping[str, str]) -> SecretServi
         (home / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(home / sub)
     (home / "run").chmod(0o700)
-    bus = subprocess.run(
-        ["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=30,
-    )
-    address, pid = bus.stdout.split()[:2]
-    env["DBUS_SESSION_BUS_ADDRESS"] = address
-    keyring_daemon = subprocess.run(
-        ["gnome-keyring-daemon", "--unlock", "--components=secrets"],
-        input="test-login-password",
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=30,
-    )
-    daemon_pid = next(
-        (
-            line.split("=", 1)[1]
-            for line in keyring_daemon.stdout.splitlines()
-            if line.startswith("GNOME_KEYRING_PID=")
-        ),
-        None,
-    )
-    return SecretService(address, home, tuple(p for p in (daemon_pid, pid) if p))
+    address, pids = start_bus_and_keyring(env, "test-login-password")
+    return SecretService(address, home, tuple(str(p) for p in reversed(pids)))
 
 
 @pytest.fixture(scope="module")
