@@ -6,27 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
+from support.cli import ok, regauth
 from support.registry import RegistryFixture
 
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook
-
-TIMEOUT = 60
-
-
-def regauth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("regauth")
-    assert exe
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def test_a_healthy_set_up(

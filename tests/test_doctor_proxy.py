@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support.cli import regauth
 from support.proxy import caching_proxy_before
 from support.records import add_record
 from support.registry import RegistryFixture, free_port
@@ -21,14 +20,6 @@ from support.registry import RegistryFixture, free_port
 from regauth import usage
 from regauth.config import Settings
 from regauth.registries import RegistryBook
-
-TIMEOUT = 120
-
-
-def regauth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("regauth")
-    assert exe
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
 
 
 class Recorder:

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from support.cli import ok, regauth
 from support.records import add_record
 from support.registry import RegistryFixture
 
@@ -18,17 +19,6 @@ from regauth.config import Settings
 
 TIMEOUT = 60
 DAY = 86400.0
-
-
-def regauth(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("regauth")
-    assert exe
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def configured() -> None:
