@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,13 @@ class Counting:
         return app
 
 
+def stop_all(procs: Iterable[ProxyProcess]) -> None:
+    """Stop every instance, then say which did not end cleanly: one failure must not leak the rest."""
+    codes = [(proc, proc.stop()) for proc in procs]
+    for proc, code in codes:
+        assert code == 0, proc.log()
+
+
 def _proxies(regauth_exe: str, tmp_path: Path, count: int, *extra: str) -> list[ProxyProcess]:
     procs = [
         ProxyProcess(regauth_exe, tmp_path, "--quiet", "--cache-url", f"s3://{BUCKET}/fleet", *extra)
@@ -159,8 +166,7 @@ async def test_three_instances_fetch_each_blob_once(
                 assert resp.status == 404
             assert upstream.other == [("HEAD", f"/v2/org/secret/blobs/{digest_of(small)}")]
     finally:
-        for proc in procs:
-            assert proc.stop() == 0, proc.log()
+        stop_all(procs)
     keys = [
         item["Key"] for item in bucket.list_objects_v2(Bucket=BUCKET, Prefix="fleet/").get("Contents", [])
     ]
@@ -301,8 +307,7 @@ async def test_a_failed_fetch_publishes_nothing(
                 == [True] * 6
             )
     finally:
-        for proc in procs:
-            assert proc.stop() == 0, proc.log()
+        stop_all(procs)
     # (moto keeps one store per process: earlier tests' objects are there too.)
     hex_part = digest.partition(":")[2]
     keys = [item["Key"] for item in bucket.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
@@ -376,5 +381,4 @@ async def test_manifests_by_digest_are_shared_where_confirmed(
                 f"/v2/org/app/manifests/{digest}",
             )
     finally:
-        for proc in (first, second):
-            assert proc.stop() == 0, proc.log()
+        stop_all((first, second))
