@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
+from support.bucket import moto_bucket
 from support.proxy import ProxyProcess, add_upstream, digest_of, host_of
 
 from regauth.config import Settings
@@ -28,22 +27,8 @@ SIZE = 9 * 1024 * 1024 + 3  # several chunks of the bucket's reads, and two part
 
 @pytest.fixture
 def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    s3 = boto3.session.Session().client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    try:
+    with moto_bucket(monkeypatch, BUCKET) as s3:
         yield s3
-    finally:
-        server.stop()
 
 
 def _upstream(blob: bytes, gets: list[str]) -> web.Application:

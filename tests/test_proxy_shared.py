@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 from aiohttp import web
-from moto.server import ThreadedMotoServer
+from support.bucket import moto_bucket
 from support.proxy import MANIFEST_V2, Fake, ProxyProcess, add_upstream, digest_of, host_of, start_fake
 
 from regauth.config import Settings
@@ -29,23 +28,8 @@ LARGE = 20 * 1024 * 1024 + 7  # three parts of the multipart upload
 
 @pytest.fixture
 def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # boto3's own settings, inherited by the proxy processes: the endpoint is moto's.
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    s3 = boto3.session.Session().client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    try:
+    with moto_bucket(monkeypatch, BUCKET) as s3:
         yield s3
-    finally:
-        server.stop()
 
 
 @dataclass
