@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
+from support.serving import serving
+
 WEB_IDENTITY = "AssumeRoleWithWebIdentity"
 ECR_TOKEN = "GetAuthorizationToken"
 _KEY_ID = re.compile(r"Credential=([^/]+)/")
@@ -82,14 +84,8 @@ def recorder(upstream: str) -> Iterator[Recorder]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     holder.append(Recorder(server))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield holder[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _forward(url: str, body: bytes, headers: Any) -> tuple[int, str, bytes]:

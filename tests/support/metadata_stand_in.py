@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from support.serving import serving
+
 AZURE_TOKEN_PATH = "/metadata/identity/oauth2/token"
 
 
@@ -77,14 +79,8 @@ def nothing_here() -> Iterator[MetadataStandIn]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     holder.append(MetadataStandIn(server.server_address[1]))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield holder[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class BlackHole:

@@ -32,6 +32,7 @@ from regauth.config import Settings
 from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
 from regauth.store.lazy import LazyStore
+from support.serving import serving
 
 
 class Endless:
@@ -135,15 +136,8 @@ def stand_in(ca: trustme.CA, routes: dict[str, Route], *, tls: bool = True) -> I
         server.socket = context.wrap_socket(server.socket, server_side=True)
     site = StandIn(server, routes, tls)
     holder.append(site)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(server, before_stop=site.stopping.set):
         yield site
-    finally:
-        site.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def fake_jwt(claims: dict[str, Any]) -> str:
