@@ -15,15 +15,13 @@ does not name the repository, a token server that refuses the wider request) is 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from regauth.distribution.challenge import Challenge, find
 from regauth.distribution.client import RegistryClient
 from regauth.distribution.errors import UpstreamError
+from regauth.distribution.jwt import unverified_claims
 
 Access = Literal["read-only", "read-write", "unknown"]
 READ_ONLY: Access = "read-only"
@@ -61,8 +59,8 @@ async def probe(client: RegistryClient, challenges: Sequence[Challenge], reposit
 
 def read_granted(token: str, repository: str) -> Granted:
     """What the unverified JWT ``token`` says was granted on ``repository``."""
-    claims = _claims(token)
-    if claims is None:
+    claims = unverified_claims(token)
+    if not claims:
         return Granted(UNKNOWN, "its token is not a JWT, so it shows no granted actions")
     access = claims.get("access")
     if not isinstance(access, list):
@@ -90,16 +88,3 @@ def read_granted(token: str, repository: str) -> Granted:
     if "pull" in actions:
         return Granted(READ_ONLY, f"the token server grants pull only on {repository}")
     return Granted(UNKNOWN, f"its token grants no pull on {repository}")
-
-
-def _claims(token: str) -> dict[str, object] | None:
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1]
-    try:
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        claims = json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
-        return None
-    return claims if isinstance(claims, dict) else None

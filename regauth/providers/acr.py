@@ -20,12 +20,10 @@ mints instead: ``acr_workload``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from regauth.distribution.jwt import unverified_claims
 from regauth.errors import ProviderError
 from regauth.providers.base import (
     DISCOVERY_DEADLINE,
@@ -179,7 +177,7 @@ class AcrProvider:
     ) -> Credential:
         """The ACR refresh token for an Entra token, through ``session`` (a ``BoundedSession``)."""
         refresh = self._exchange(session, host, record, aad.token, tenant)
-        exp = _jwt_claims(refresh).get("exp")
+        exp = unverified_claims(refresh).get("exp")
         # ACR refresh tokens carry their own expiry (3 h); without one, trust it no longer than the AAD token.
         expires_at = float(exp) if isinstance(exp, (int, float)) else float(aad.expires_on)
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
@@ -287,7 +285,7 @@ class AcrProvider:
 
         base = (option(record, "login_server_url") or f"https://{host}").rstrip("/")
         url = f"{base}/oauth2/exchange"
-        tenant = tenant or _jwt_claims(aad_token).get("tid")
+        tenant = tenant or unverified_claims(aad_token).get("tid")
         form = {"grant_type": "access_token", "service": host, "access_token": aad_token}
         if tenant:
             form["tenant"] = str(tenant)
@@ -345,13 +343,3 @@ def _detail(response: Any) -> str:
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
     return f": {brief(message, 120)}"
-
-
-def _jwt_claims(token: str) -> dict[str, Any]:
-    """A JWT's claims, unverified: only read to learn the tenant and the expiry, never trusted."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
-        return {}
-    return claims if isinstance(claims, dict) else {}

@@ -17,12 +17,10 @@ line (``Workload.scrub`` takes it out of text that came back from a cloud).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
+from regauth.distribution.jwt import unverified_claims
 from regauth.errors import ProviderError, UsageError
 from regauth.providers.base import Credential, MintingProvider
 from regauth.registries import Registry
@@ -65,12 +63,7 @@ class Workload(NamedTuple):
 
     def claims(self) -> dict[str, object]:
         """The token's claims, unverified (see the module's docstring); {} when it is no JWT."""
-        try:
-            payload = self.token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (IndexError, ValueError, binascii.Error):
-            return {}
-        return claims if isinstance(claims, dict) else {}
+        return unverified_claims(self.token)
 
     def subject(self) -> str:
         """``system:serviceaccount:NAMESPACE:NAME`` as the token says, or "" when it says nothing."""
