@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from support.metadata_stand_in import MetadataStandIn, nothing_here
 from support.network_guard import install, site_dir
 
@@ -54,6 +55,13 @@ _STRIP = {
 }
 # The interpreter's own scripts dir: console scripts there skip the pyenv shim's start-up cost.
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A CA for a module's HTTPS stand-ins (cloud token endpoints): the SDKs trust it through their own
+    settings (REQUESTS_CA_BUNDLE, a CA file), never through a patch."""
+    return trustme.CA()
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,6 @@ from regauth.config import Settings
 from regauth.providers import acr, gcp
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The plugin's SDKs trust the stand-ins' CA through their own setting.

@@ -257,11 +257,6 @@ class TestEcr(MintingContract):
             server.stop()
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 class TestAcr(MintingContract):
     name = "acr"
 

@@ -77,11 +77,6 @@ class Exchange:
         return 200, {"refresh_token": fake_jwt({"exp": int(time.time()) + 10800, "aud": self.netloc})}
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def entra(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Entra, StandIn]]:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(write_ca(ca, tmp_path)))

@@ -64,11 +64,6 @@ class AppServiceIdentity:
         }
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def registry(
     ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -15,11 +15,6 @@ from support.providers import Endless, StandIn, stand_in, write_ca
 from regauth.providers.bounded import BodyTooLarge, BoundedSession
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def verify(ca: trustme.CA, tmp_path: Path) -> str:
     return str(write_ca(ca, tmp_path))

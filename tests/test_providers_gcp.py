@@ -56,11 +56,6 @@ class TokenEndpoint:
             }
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def endpoint() -> TokenEndpoint:
     return TokenEndpoint()
