@@ -97,17 +97,27 @@ async def from_bucket(
         return None
     body, size = opened
     try:
-        if (host, repository) not in facts.pairs:
-            refusal = await confirm()
-            if refusal is not None:
-                return refusal  # type: ignore[no-any-return]
-            await call(
-                "recording a confirmation", None, shared.remember, host, repository, digest, delivered=False
-            )
+        refusal = await _confirmed(shared, facts, host, repository, digest, confirm)
+        if refusal is not None:
+            return refusal
         request.app[state.METRICS].hit("blob")
         return await _stream(request, target, body, size)
     finally:
         body.close()
+
+
+async def _confirmed(
+    shared: SharedCache, facts: Facts, host: str, repository: str, digest: str, confirm: Any
+) -> web.StreamResponse | None:
+    """None when (host, repository) may have the bucket's blob: it delivered it, or ``confirm`` (the
+    upstream's HEAD) says so now, which is then remembered; else the refusal to send the client."""
+    if (host, repository) in facts.pairs:
+        return None
+    refusal = await confirm()
+    if refusal is not None:
+        return refusal  # type: ignore[no-any-return]
+    await call("recording a confirmation", None, shared.remember, host, repository, digest, delivered=False)
+    return None
 
 
 async def _redirect(
@@ -119,13 +129,9 @@ async def _redirect(
     host, repository, digest = target.upstream.host, target.repository, target.reference
     if await call("looking for a blob", None, shared.size_of, digest) is None:
         return None
-    if (host, repository) not in facts.pairs:
-        refusal = await confirm()
-        if refusal is not None:
-            return refusal  # type: ignore[no-any-return]
-        await call(
-            "recording a confirmation", None, shared.remember, host, repository, digest, delivered=False
-        )
+    refusal = await _confirmed(shared, facts, host, repository, digest, confirm)
+    if refusal is not None:
+        return refusal
     url = await call("presigning a URL", None, shared.presigned, digest)
     if url is None:
         return None
