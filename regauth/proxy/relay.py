@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -104,13 +104,9 @@ async def stream(
     try:
         if sink is None:
             await out.prepare(request)
-            # iter_chunks hands over each received buffer as is: iter_any and iter_chunked join the
-            # buffers they find waiting (a copy of every byte). It also yields an empty chunk at
-            # the end of each chunk of a chunked body.
-            async for chunk, _ in resp.content.iter_chunks():
-                if chunk:
-                    await out.write(chunk)
-                    counter[0] += len(chunk)
+            async for chunk in _buffers(resp):
+                await out.write(chunk)
+                counter[0] += len(chunk)
         elif not sink.threaded:
             await _stream_hashed(request, resp, out, sink, counter)
         else:
@@ -139,9 +135,7 @@ async def _stream_hashed(
     client: web.StreamResponse | None = out
     try:
         await out.prepare(request)
-        async for chunk, _ in resp.content.iter_chunks():
-            if not chunk:
-                continue  # the end of a chunk of a chunked body
+        async for chunk in _buffers(resp):
             sink.update(chunk)
             if pending and client is not None:
                 client = await _send_on(client, pending, sink, counter)
@@ -169,9 +163,7 @@ async def _stream_through(
     client: web.StreamResponse | None = out
     try:
         await out.prepare(request)
-        async for chunk, _ in resp.content.iter_chunks():
-            if not chunk:
-                continue  # the end of a chunk of a chunked body
+        async for chunk in _buffers(resp):
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _HASH_MIN and (hashing is None or hashing.done() or batched >= _HASH_MAX):
@@ -198,6 +190,15 @@ async def _stream_through(
             hashing.add_done_callback(lambda _: sink.abort())
         else:
             sink.abort()
+
+
+async def _buffers(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as the buffers were received. ``iter_chunks`` hands each over as is, where
+    ``iter_any`` and ``iter_chunked`` join the buffers they find waiting (a copy of every byte); its
+    empty chunk at the end of each chunk of a chunked body is left out."""
+    async for chunk, _ in resp.content.iter_chunks():
+        if chunk:
+            yield chunk
 
 
 def _widen_reads(resp: aiohttp.ClientResponse) -> None:
