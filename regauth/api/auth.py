@@ -24,7 +24,8 @@ _TOKEN_MAX = 512
 
 
 def needed_scope(method: str, path: str) -> str:
-    if method in ("GET", "HEAD", "OPTIONS") or path.endswith("/validate"):
+    # A check is a POST to a validate path; any other method there names a record called "validate".
+    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.endswith("/validate")):
         return READ
     return WRITE
 
