@@ -1,16 +1,18 @@
-"""Throughput of a 256 MiB blob on loopback: direct from a real `registry`, through `regauth proxy` cold
-(no cache; and cold while writing its cache), through it from its cache, and through distribution's own
-pull-through mode (`registry` with `proxy.remoteurl`), cold and warm (once it has stored the blob).
-Where `haproxy` is installed, also through HAProxy relaying plain HTTP with splice(2): a relay in C that
-moves the body without copying it through user space, the reference for what any relay costs on this
-machine; where `nginx` is, nginx serving the same blob as a static file (sendfile), the ceiling for a
-cache hit. Both run on loopback ports with private configs. Then the same blob from a registry over
-TLS (the test CA in the record's ``ca_file``), direct and through the proxy cold, because real upstreams
-are HTTPS. Then direct and cold once more with the relay on a core of its own (the client and the
-registry pinned to one CPU, the relays to another): on 2 cores, three processes on the path compete
-for them, and this shows the relay apart from that. Then the proxy's peak RSS around a 1 GiB blob.
-Then a fleet's cold start: ``--fleet`` (50) concurrent cold pulls of the blob through one proxy, without
-a cache (a spool) and with a fresh ``--cache-dir``, counting the GETs the registry saw (the goal:
+"""Throughput of a 256 MiB blob on loopback: direct from a real `registry`, through `regauth proxy` cold (no
+cache; and cold while writing its cache), through it from its cache, and through distribution's own
+pull-through mode (`registry` with `proxy.remoteurl`), cold and warm (once it has stored the blob). Where
+`haproxy` is installed, also through HAProxy relaying plain HTTP with splice(2): a relay in C that moves
+the body without copying it through user space, the reference for what any relay costs on this machine;
+where `nginx` is, nginx serving the same blob as a static file (sendfile), the ceiling for a cache hit;
+where a C compiler and OpenSSL's headers are, ``verifying_relay.c``: the least a relay that checks every
+byte against the digest can do (receive, SHA-256, send; and with a spool as one fetch per blob needs),
+the floor for regauth's cold relay. All run on loopback ports with private configs. Then the same blob
+from a registry over TLS (the test CA in the record's ``ca_file``), direct and through the proxy cold,
+because real upstreams are HTTPS. Then direct and cold once more with the relay on a core of its own (the
+client and the registry pinned to one CPU, the relays to another): on 2 cores, three processes on the
+path compete for them, and this shows the relay apart from that. Then the proxy's peak RSS around a 1 GiB
+blob. Then a fleet's cold start: ``--fleet`` (50) concurrent cold pulls of the blob through one proxy,
+without a cache (a spool) and with a fresh ``--cache-dir``, counting the GETs the registry saw (the goal:
 exactly one), with the wall time beside one client's cold pull.
 
 With ``--s3``, also the shared cache (``--cache-url``) over moto in server mode (a process of its own):
@@ -68,6 +70,8 @@ from regauth.registries import Registry, RegistryBook  # noqa: E402
 MIB = 1024 * 1024
 REPO = "bench/blob"
 HAPROXY = "HAProxy (C, splice), cold"
+VERIFYING = "C verifying relay, cold"
+VERIFYING_SPOOL = "C verifying relay + spool, cold"
 NGINX = "nginx, static file"
 HIT = "regauth proxy, cache hit"
 DIST_WARM = "distribution proxy, warm"
@@ -203,6 +207,47 @@ class HAProxy:
         self.process.wait(timeout=30)
 
 
+class VerifyingRelay:
+    """``verifying_relay.c`` built for this run: before the registry, with or without a spool."""
+
+    def __init__(self, binary: Path, workdir: Path, upstream_port: int, spool: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [str(binary), str(self.port), str(upstream_port)]
+        if spool:
+            (workdir / "c-spool").mkdir(exist_ok=True)
+            cmd += ["--spool", str(workdir / "c-spool")]
+        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+    async def ready(self, session: aiohttp.ClientSession) -> None:
+        await answering(session, self.url, "verifying_relay")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def build_verifying_relay(workdir: Path) -> Path | None:
+    """Compile ``verifying_relay.c``; None (and why, printed) where no compiler or libcrypto is."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        print("reference: no C compiler (apt-get install gcc libssl-dev), so the C relay rows are left out")
+        return None
+    binary = workdir / "verifying-relay"
+    source = Path(__file__).with_name("verifying_relay.c")
+    built = subprocess.run(
+        [compiler, "-O2", "-o", str(binary), str(source), "-lcrypto", "-lpthread"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        why = (built.stderr.strip().splitlines() or ["?"])[0]
+        print(f"reference: verifying_relay.c did not build ({why}), so the C relay rows are left out")
+        return None
+    return binary
+
+
 class Nginx:
     """nginx serving the blob as a static file from a private prefix on loopback: the ceiling for a cache
     hit (sendfile, one worker like regauth's one event loop, the distribution's defaults otherwise)."""
@@ -303,6 +348,7 @@ async def rounds(
     work: Path,
     haproxy: HAProxy | None,
     nginx: Nginx | None,
+    verifying: list[VerifyingRelay],
 ) -> Results:
     """Round-robin: every round pulls once in each mode, so load from other processes on the machine
     falls on all modes alike instead of on whichever ran during a busy spell."""
@@ -335,6 +381,8 @@ async def rounds(
         await one("regauth proxy, cold", plain.url + via, plain.process.pid)
         if haproxy is not None:
             await one(HAPROXY, haproxy.url + path, haproxy.process.pid)
+        for label, relay in zip((VERIFYING, VERIFYING_SPOOL), verifying, strict=False):
+            await one(label, relay.url + path, relay.process.pid)
         for file in cache_dir.rglob("*"):
             if file.is_file():
                 file.unlink()
@@ -392,6 +440,7 @@ async def pinned_rounds(
     registry: RegistryProcess,
     plain: Proxy,
     haproxy: HAProxy | None,
+    verifying: list[VerifyingRelay],
     digest: str,
 ) -> Results | None:
     """Direct and cold again, with the relay given a core the direct pull does not use. On a machine
@@ -402,6 +451,7 @@ async def pinned_rounds(
     first, second, *_ = sorted(os.sched_getaffinity(0))
     everywhere = os.sched_getaffinity(0)
     relays = [plain.process.pid] + ([haproxy.process.pid] if haproxy else [])
+    relays += [relay.process.pid for relay in verifying]
     results: Results = {}
     try:
         for pid in (os.getpid(), registry.process.pid):
@@ -414,6 +464,10 @@ async def pinned_rounds(
                 ("direct", registry.url + path, None),
                 ("regauth proxy, cold", f"{plain.url}/v2/anon/{REPO}/blobs/{digest}", plain.process.pid),
                 *([(HAPROXY, haproxy.url + path, haproxy.process.pid)] if haproxy else []),
+                *(
+                    (label, relay.url + path, relay.process.pid)
+                    for label, relay in zip((VERIFYING, VERIFYING_SPOOL), verifying, strict=False)
+                ),
             ):
                 pids = [registry.process.pid] + ([pid] if pid else [])
                 before = time.process_time() + sum(cpu_seconds(p) for p in pids)
@@ -458,6 +512,7 @@ def report(
         print(f"  cold >= HAProxy's relay:       {_met(cold >= ref)} ({cold / ref:.2f}x of HAProxy)")
     else:
         print("reference: haproxy is not installed (apt-get install haproxy), so its row is left out")
+    floor(ratio, cold)
     if NGINX in ratio:
         ceiling = ratio[NGINX]
         assert nginx is not None
@@ -468,6 +523,18 @@ def report(
             print(f"  distribution's warm proxy:     {ratio[DIST_WARM] / ceiling:.2f}x of nginx")
     else:
         print("reference: nginx is not installed (apt-get install nginx), so its row is left out")
+
+
+def floor(ratio: dict[str, float], cold: float) -> None:
+    """What the C relays say of the cold goals: how near the least verifying relay comes to them, and
+    how near regauth comes to the C relay that does its work (hash and spool)."""
+    if VERIFYING_SPOOL not in ratio:
+        return
+    bare, spool = ratio[VERIFYING], ratio[VERIFYING_SPOOL]
+    against = f", {bare / ratio[HAPROXY]:.2f}x of HAProxy" if HAPROXY in ratio else ""
+    print(f"reference: a verifying relay in C (receive, SHA-256, send): {bare:.2f}x direct{against};")
+    print(f"  with the spool one fetch per blob needs: {spool:.2f}x direct;")
+    print(f"  regauth's cold relay is {cold / spool:.2f}x of the C relay doing its work")
 
 
 def table(title: str, results: Results, baseline: str, size: int) -> dict[str, float]:
@@ -499,7 +566,7 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
     book = RegistryBook.for_settings(settings)
     book.add(Registry(id="", name="anon", registry=registry.host, insecure=True), None)
     book.add(Registry(id="", name="tls", registry=tls.host, ca_file=str(tls.ca_file)), None)
-    procs: list[Proxy | HAProxy | Nginx] = []
+    procs: list[Proxy | HAProxy | Nginx | VerifyingRelay] = []
     try:
         t0 = time.perf_counter()
         digest = push_blob(registry.url, size)
@@ -513,12 +580,20 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
         haproxy = HAProxy(work, registry.host) if shutil.which("haproxy") else None
         if haproxy is not None:
             procs.append(haproxy)
+        binary = build_verifying_relay(work)
+        upstream_port = int(registry.host.rpartition(":")[2])
+        verifying = (
+            [VerifyingRelay(binary, work, upstream_port, spool) for spool in (False, True)] if binary else []
+        )
+        procs += verifying
         timeout = aiohttp.ClientTimeout(total=300)
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
             await plain.ready(session)
             await cached.ready(session)
             if haproxy is not None:
                 await haproxy.ready(session)
+            for relay in verifying:
+                await relay.ready(session)
             # Warm the registries' page caches.
             await pull(session, registry.url + path)
             nginx: Nginx | None = None
@@ -537,14 +612,28 @@ async def measure(args: argparse.Namespace, work: Path) -> None:
             await pull(session, f"{tls.url}/v2/{REPO}/blobs/{tls_digest}", tls.ssl_context())
             digests = (digest, tls_digest)
             results = await rounds(
-                args, session, registry, tls, plain, cached, cache_dir, digests, work, haproxy, nginx
+                args,
+                session,
+                registry,
+                tls,
+                plain,
+                cached,
+                cache_dir,
+                digests,
+                work,
+                haproxy,
+                nginx,
+                verifying,
             )
             report(args, results, size, haproxy, nginx)
-            pinned = await pinned_rounds(args, session, registry, plain, haproxy, digest)
+            pinned = await pinned_rounds(args, session, registry, plain, haproxy, verifying, digest)
             if pinned is not None:
                 ratio = table(PINNED_TITLE, pinned, "direct", size)
                 cold = ratio["regauth proxy, cold"]
                 print(f"  cold >= 0.90x direct, proxy on its own core: {_met(cold >= 0.9)} ({cold:.2f}x)")
+                if HAPROXY in ratio:
+                    print(f"reference: HAProxy on its own core: {ratio[HAPROXY]:.2f}x direct")
+                floor(ratio, cold)
             await big_blob(args, registry, session, env, work, big)
             if args.fleet:
                 await fleet(args, session, env, work)
