@@ -99,6 +99,9 @@ def test_a_zero_default_means_never_cache_even_for_nothing(settings: Settings) -
         (request("x.io/app", serviceAccountAnnotations=["a"]), "serviceAccountAnnotations"),
         (request("x.io/UPPER/app"), "x.io/UPPER/app"),
         (b" " * (2 << 20), "larger than"),
+        # Nesting deeper than the interpreter's recursion limit, well inside the size limit.
+        (b"[" * 100_000, "not JSON"),
+        (b'{"kind": "CredentialProviderRequest", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),
     ],
 )
 def test_a_request_that_is_not_one_exits_1_with_one_line(settings: Settings, stdin: bytes, says: str) -> None:

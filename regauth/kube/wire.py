@@ -80,7 +80,8 @@ def decode_request(raw: bytes) -> Request:
         raise UsageError(f"the request on stdin is larger than {MAX_REQUEST_BYTES} bytes")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the interpreter's limit, which no request has.
         raise UsageError(
             f"the request on stdin is not JSON ({type(exc).__name__}); the kubelet sends "
             f"one {REQUEST_KIND} object"
