@@ -10,6 +10,7 @@ record; it is not the way to the store for anyone else (``stored_secret`` reads 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from regauth import layout
 from regauth.config import Settings
-from regauth.errors import ConfigError, ConflictError, NotFoundError, UsageError
+from regauth.errors import ConfigError, ConflictError, NotFoundError, RegauthError, UsageError
 from regauth.fsutil import atomic_write, file_lock, read_private
 from regauth.printable import printable
 from regauth.providers import table
@@ -387,8 +388,19 @@ class RegistryBook:
             self._write(records)
             self._store.delete(record.secret_key)
             return
+        before = self._store.get(record.secret_key)
         self._store.set(record.secret_key, secret)
-        self._write(records)
+        try:
+            self._write(records)
+        except BaseException:
+            # The records stay as they were, so their secret must too: else a secret given for a new
+            # host or username would be sent with the old ones.
+            with contextlib.suppress(RegauthError):
+                if before is None:
+                    self._store.delete(record.secret_key)
+                else:
+                    self._store.set(record.secret_key, before)
+            raise
 
     def check_free(self, record: Registry) -> None:
         """``add``'s conflict rule, asked before a slow step (a validation); ``add`` asks again, locked."""
