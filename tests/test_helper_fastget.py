@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from fuzz.targets import run_in_process
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -209,3 +210,16 @@ def test_a_fault_of_the_fast_path_is_raised_not_declined(settings: Settings) -> 
         answer(b"registry.example", {**os.environ, "XDG_CONFIG_HOME": 7})  # type: ignore[dict-item]
     with pytest.raises(AttributeError):
         fastget._record_for("registry.example", "a str, not the file's bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ttl", ["abc", "-1", "inf", "nan"])
+def test_a_setting_the_general_path_refuses_is_left_to_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, ttl: str
+) -> None:
+    """The general path refuses a bad REGAUTH_NO_CREDENTIALS_TTL on every get, a static one too: the
+    fast path must not answer 0 with a secret where the general one says what is wrong."""
+    _store_with_record(settings)
+    monkeypatch.setenv("REGAUTH_NO_CREDENTIALS_TTL", ttl)
+    ran = run_in_process("get", b"registry.example")
+    assert ran.code == 1 and ran.out.startswith("REGAUTH_NO_CREDENTIALS_TTL=") and ran.out.count("\n") == 1
+    assert fast_get(b"registry.example") is None

@@ -7,9 +7,9 @@ provider routing and the provider, which import ``typing`` and ``pathlib`` (and 
 reads the same files with ``os``, ``jsonlite`` (not ``json``, which imports ``re`` and ``enum``) and
 libcrypto only, and files a token under the key the cache does (``providers.tokenkey``). It answers
 only when everything is as the general path would find it with nothing to report; anything else
-(another store, the ``env`` provider, a token to mint or a stale one, a passphrase, logging, an unknown
-host, a file that is missing or damaged) returns None, and the general path runs and gives its answer
-or its error. The tests check both paths give the same bytes.
+(another store, the ``env`` provider, a token to mint or a stale one, a passphrase, logging, a setting
+only the general path checks, an unknown host, a file that is missing or damaged) returns None, and
+the general path runs and gives its answer or its error. The tests check both paths give the same bytes.
 """
 
 from __future__ import annotations
@@ -62,6 +62,10 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
         return None
     # Logging asked for, or a level the general path refuses; a passphrase-sealed store.
     if layout.log_level(environ) not in layout.QUIET_LOG_LEVELS or environ.get(layout.ENV_PASSPHRASE):
+        return None
+    # Any value: the general path refuses a bad one on every get (a static one too), and only it
+    # reads which ones are good.
+    if environ.get(layout.ENV_NO_CREDENTIALS_TTL, "").strip():
         return None
     server = raw_input.decode("utf-8").strip()
     if not server:
