@@ -207,6 +207,14 @@ async def test_a_link_keeps_the_ns_the_client_routed_by(
         ('</v2/org/secret/tags/list?last={last}>; rel="next"', None),
         ('</v2/org/app/../secret/tags/list?last={last}>; rel="next"', None),
         ("not a link", None),
+        # A second link-value in the same header is another URL the client may follow: it is not
+        # passed on unchecked beside the rewritten first one.
+        (
+            '</v2/org/app/tags/list?n={n}&last={last}>; rel="next", '
+            '<https://elsewhere.example/v2/>; rel="prev"',
+            '</v2/up/org/app/tags/list?n=2&last=v1>; rel="next"',
+        ),
+        ('</v2/org/app/tags/list?last={last}>; rel="next"; anchor="https://elsewhere.example/"x', None),
     ],
 )
 async def test_a_link_to_anywhere_but_this_repository_is_dropped(

@@ -63,7 +63,13 @@ _UNKNOWN_CODE = {
     "tags": "NAME_UNKNOWN",
     "referrers": "MANIFEST_UNKNOWN",
 }
-_LINK = re.compile(r"\s*<([^>]*)>(.*)\Z", re.DOTALL)
+# A link-value's URL and its parameters (RFC 8288: token, or token=token / quoted-string); what may
+# follow is only another link-value, after a comma.
+_LINK = re.compile(
+    r'\s*<([^>]*)>((?:\s*;\s*[!#$%&\'*+.^_`|~0-9A-Za-z-]+(?:\s*=\s*(?:"[^"\\]*"|[!#$%&\'*+.^_`|~0-9A-Za-z-]+))?)*)'
+    r"\s*(?:,.*)?\Z",
+    re.DOTALL,
+)
 
 
 class Sink(Protocol):
@@ -382,7 +388,8 @@ def relayed_headers(resp: aiohttp.ClientResponse, target: Target, ns: str | None
 def own_link(value: str, target: Target, ns: str | None) -> str | None:
     """An upstream's ``Link: <URL>; rel="next"`` as a path on this proxy, under the name the client
     used (and its ``ns``); None when it leads anywhere but this repository on this upstream, which a
-    client must not be sent to: it would leave the proxy, or reach another repository through it."""
+    client must not be sent to: it would leave the proxy, or reach another repository through it.
+    Only the first link-value is kept: any others are URLs this check has not seen."""
     found = _LINK.match(value)
     if found is None or target.upstream is None:
         return None
