@@ -52,6 +52,8 @@ SECRETS_FILE = "secrets.enc"  # in the data dir
 # alone (a backup, a synced folder) does not carry both.
 KEY_FILE = "secrets.key"
 STORE_CHOICE_FILE = "store-backend"  # in the data dir
+# The remembered choice is one word; a larger file is not one.
+STORE_CHOICE_MAX_BYTES = 64
 LOG_FILE = "regauth.log"  # in the state dir
 # The registries file is {VERSION_KEY: REGISTRIES_VERSION, RECORDS_KEY: [record, ...]}; a file of
 # another version is not ours to read.

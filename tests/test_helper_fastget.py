@@ -223,3 +223,15 @@ def test_a_setting_the_general_path_refuses_is_left_to_it(
     ran = run_in_process("get", b"registry.example")
     assert ran.code == 1 and ran.out.startswith("REGAUTH_NO_CREDENTIALS_TTL=") and ran.out.count("\n") == 1
     assert fast_get(b"registry.example") is None
+
+
+def test_a_remembered_choice_the_general_path_refuses_is_left_to_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store-backend file larger than the general path reads is its error, whatever it holds."""
+    _store_with_record(settings)
+    settings.store_choice_file.write_text("file" + " " * 100 + "\n")
+    monkeypatch.setenv("REGAUTH_STORE", "auto")
+    ran = run_in_process("get", b"registry.example")
+    assert ran.code == 1 and "larger than" in ran.out and ran.out.count("\n") == 1
+    assert fast_get(b"registry.example") is None

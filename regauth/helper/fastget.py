@@ -195,7 +195,11 @@ def _store_choice(environ: Mapping[str, str], data_dir: str) -> str:
     choice = layout.store_kind(environ)
     if choice == layout.STORE_AUTO:
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
-        choice = _read(data_dir, layout.STORE_CHOICE_FILE).decode("utf-8").strip()
+        raw = _read(data_dir, layout.STORE_CHOICE_FILE)
+        if len(raw) > layout.STORE_CHOICE_MAX_BYTES:
+            # The general path refuses it as too large, whatever it holds.
+            raise _Declined
+        choice = raw.decode("utf-8").strip()
     return choice
 
 

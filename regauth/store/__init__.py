@@ -20,9 +20,10 @@ def resolve_backend(settings: Settings) -> str:
     """Name the backend to use: the explicit setting, else the remembered or probed ``auto`` choice."""
     if settings.store != "auto":
         return settings.store
+    from regauth import layout
     from regauth.fsutil import atomic_write, read_private
 
-    raw = read_private(settings.store_choice_file, limit=64)
+    raw = read_private(settings.store_choice_file, limit=layout.STORE_CHOICE_MAX_BYTES)
     remembered = (raw or b"").decode("utf-8", "replace").strip()
     if remembered in ("keyring", "file"):
         return remembered
