@@ -64,3 +64,24 @@ def test_a_records_write_that_fails_leaves_the_secret_as_it_was(regauth_exe: str
     record = RegistryBook.for_settings(settings).get("lab")
     assert record.registry == "127.0.0.1:1"
     assert stored_secret(LazyStore.for_settings(settings), record) == "old"
+
+
+async def test_a_refused_secret_field_is_said_in_clear_words(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    # The message names the field ("password: ..."); redaction is for what follows, not for our words.
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    base: dict[str, Any] = {"name": "lab", "url": "127.0.0.1:1", "insecure": True, "validate": False}
+    for extra, said in (
+        ({"username": "ci", "password": ""}, "password: is empty"),
+        ({"username": "ci"}, "password: a static registry with a username needs its password or token"),
+        ({"password": "p", "token": "t"}, "token: give a password or a token, not both"),
+    ):
+        status, data, _ = await call(client, "POST", "/api/v1/registries", writer, {**base, **extra})
+        assert status == 422 and data["errors"][0]["message"] == said, data
+    # what a client sent after the field's name is still redacted
+    status, data, _ = await call(
+        client, "POST", "/api/v1/registries", writer, {**base, "url": "a b password=x"}
+    )
+    assert status == 422 and "password=x" not in data["errors"][0]["message"]

@@ -58,6 +58,7 @@ class FieldError(UsageError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.detail = message
 
 
 def error_response(
@@ -71,6 +72,8 @@ def error_response(
 ) -> web.Response:
     entry: dict[str, str] = {"code": code, "message": printable(redact(message))}
     if field is not None:
+        # The field's name is ours, not redacted: "password: is empty" must not read "password: [REDACTED]".
+        entry["message"] = printable(f"{field}: {redact(message)}")
         entry["field"] = field
     if outcome is not None:
         entry["outcome"] = outcome
@@ -87,7 +90,7 @@ def response_for(exc: RegauthError) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
     if isinstance(exc, FieldError):
-        return error_response(422, INVALID, exc.message, field=exc.field)
+        return error_response(422, INVALID, exc.detail, field=exc.field)
     if isinstance(exc, ValidationError):
         return error_response(400, VALIDATION_FAILED, exc.message, outcome=str(exc.outcome))
     if isinstance(exc, UsageError):
