@@ -73,6 +73,14 @@ def write_in_place(state: FileState, data: bytes, new_mode: int, dir_mode: int =
             os.fsync(fd)
         finally:
             os.close(fd)
+        # The new bytes were made from the file as read: a client that rewrote it since (a `docker
+        # login`, an editor) would lose its change under them. The clients take no lock to wait on.
+        if _current(target) != state.data:
+            os.unlink(tmp)
+            raise ConfigError(
+                f"{target} changed while regauth was editing it (another program wrote it); "
+                "it was left as that program wrote it: run the command again"
+            )
         os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -80,6 +88,14 @@ def write_in_place(state: FileState, data: bytes, new_mode: int, dir_mode: int =
         raise ConfigError(f"cannot write {target}: {exc.strerror or exc}; it was left as it was") from exc
     _sync_dir(target.parent)
     return created
+
+
+def _current(target: Path) -> bytes | None:
+    try:
+        with open(target, "rb") as handle:
+            return handle.read(MAX_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
 
 
 def _keep_owner(fd: int, state: FileState, target: Path) -> None:
