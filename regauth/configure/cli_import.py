@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from regauth.config import Settings
 from regauth.configure.cli import backup_root, one_at_a_time, store_of
-from regauth.errors import UsageError
+from regauth.errors import ConfigError, UsageError
 from regauth.registries import RegistryBook
 from regauth.store.base import SecretStore
 
@@ -91,7 +91,15 @@ def cmd_import(
         )
         _report(outcome, path, args.dry_run)
         if any(change.changes for change in plan.changes):
-            core.apply(plan, dry_run=args.dry_run, backup_root=root, say=print)
+            try:
+                core.apply(plan, dry_run=args.dry_run, backup_root=root, say=print)
+            except ConfigError as exc:
+                # The file kept its plaintext and no backup set names the records: kept, they would
+                # hold the credential a second time with no --undo to take them back.
+                from regauth.configure.import_undo import remove_added
+
+                remove_added(settings, book, store_of(settings, store), plan.records)
+                raise ConfigError(f"{exc}; nothing was imported") from exc
     return 1 if outcome.failed or outcome.skipped else 0
 
 

@@ -79,6 +79,16 @@ def made(record: Registry) -> str:
     return backup.digest(json.dumps(fields, sort_keys=True).encode())
 
 
+def remove_added(
+    settings: Settings, book: RegistryBook, store: SecretStore, added: Sequence[tuple[str, str]]
+) -> None:
+    """Take back the records an import run added, when its file could not be written."""
+    current = {record.id: record for record in book.all()}
+    for rid, _ in added:
+        if rid in current:
+            _remove(settings, book, store, current[rid])
+
+
 def _remove(settings: Settings, book: RegistryBook, store: SecretStore, record: Registry) -> None:
     gone = book.remove(record.name)
     registry_ops.forget_removed(settings, store, gone)
