@@ -108,12 +108,31 @@ def _path(state_dir: str, record_id: str) -> str | None:
 def _create(state_dir: str, path: str) -> None:
     directory = os.path.join(state_dir, USED_DIR)
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        _make_private_dirs(directory)
     except OSError:
         return
     # A record's first mark only (rare), so the extra open costs no get: the first of all starts ``since``.
     _touch_new(os.path.join(directory, SINCE))
     _touch_new(path)
+
+
+def _make_private_dirs(directory: str) -> None:
+    """``directory`` and its missing parents, each 0700 as ``fsutil.ensure_private_dir`` makes them
+    (not ``os.makedirs``, which makes the parents by the umask: the state dir 0775 under umask 002,
+    which every later write of regauth's to it refuses as group-writable). ``fsutil`` itself imports
+    ``pathlib``, which the fast get must not."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if parent and parent != directory:
+        _make_private_dirs(parent)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        # Made by another get meanwhile (or a file in its place, which the next open refuses).
+        return
+    # mkdir's mode is masked by the umask: set it exactly.
+    os.chmod(directory, 0o700)
 
 
 def _touch_new(path: str) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from regauth import usage
+from regauth.config import Settings
 
 
 def test_a_mark_is_created_then_touched(tmp_path: Path) -> None:
@@ -54,3 +58,26 @@ def test_forget_drops_the_mark(tmp_path: Path) -> None:
     usage.forget(str(tmp_path), "abc")
     usage.forget(str(tmp_path), "abc")
     assert usage.last_used(str(tmp_path), "abc") is None
+
+
+def test_a_first_mark_under_a_loose_umask_leaves_the_state_dir_private(
+    settings: Settings, helper_exe: str
+) -> None:
+    """A get that is the first to need the state dir (a new XDG_STATE_HOME, a cleaned ~/.local/state)
+    makes it as every other regauth directory is made, 0700: made 0775 under Ubuntu's umask 002, the
+    next `docker login` and every log line were refused as group-writable."""
+
+    def helper(action: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [helper_exe, action], input=stdin, capture_output=True, timeout=60, umask=0o002, check=False
+        )
+
+    login = {"ServerURL": "a.example", "Username": "u", "Secret": "s"}
+    assert helper("store", json.dumps(login).encode()).returncode == 0
+    shutil.rmtree(settings.state_dir.parent)
+    got = helper("get", b"a.example")
+    assert got.returncode == 0 and json.loads(got.stdout)["Secret"] == "s"
+    for directory in (settings.state_dir.parent, settings.state_dir, settings.state_dir / usage.USED_DIR):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    again = helper("store", json.dumps({**login, "ServerURL": "b.example"}).encode())
+    assert (again.returncode, again.stdout) == (0, b"")
