@@ -185,13 +185,16 @@ async def _relay(
     # One instance fetches a cold blob; the others wait for it to land in the bucket.
     generation = await sharedblobs.turn(shared, target.reference)
     if generation is None:
+        if not await sharedblobs.delivered_by(shared, target.upstream.host, target.reference):
+            # Published from another upstream's delivery: this one is asked itself, once for this
+            # instance's pulls, and its delivery of the same bytes recorded for the next ones.
+            return await _relay_upstream(request, target, cache, flight, None, record=shared)
         flight.end(False)  # this instance's other pulls read the bucket too
         answer = await sharedblobs.from_bucket(
             request, target, shared, lambda: _confirm(request, target, cache)
         )
         if answer is not None:
             return answer
-        # Published from another upstream's delivery: this one is asked itself.
         return await _relay_upstream(request, target, cache, None, None)
     async with sharedblobs.holding(shared, target.reference, generation):
         return await _relay_upstream(request, target, cache, flight, shared)
@@ -203,7 +206,11 @@ async def _relay_upstream(
     cache: BlobCache | None,
     flight: Flight | None,
     shared: SharedCache | None,
+    *,
+    record: SharedCache | None = None,
 ) -> web.StreamResponse:
+    """``shared``: upload the blob to the bucket; ``record``: it is there already, only note this
+    upstream's delivery of it."""
     upstream = target.upstream
     assert upstream is not None
     digest = target.reference
@@ -244,4 +251,14 @@ async def _relay_upstream(
         cache.remember(upstream.host, target.repository, digest, delivered=True)
     if uploading is not None and shared is not None:
         await sharedblobs.publish(shared, uploading, upstream.host, target.repository)
+    if whole and record is not None:
+        await sharedblobs.call(
+            "recording a delivery",
+            None,
+            record.remember,
+            upstream.host,
+            target.repository,
+            digest,
+            delivered=True,
+        )
     return out

@@ -106,6 +106,13 @@ async def from_bucket(
         body.close()
 
 
+async def delivered_by(shared: SharedCache, host: str, digest: str) -> bool:
+    """Whether ``host`` delivered the bucket's ``digest`` (to any instance); False if the bucket cannot
+    say."""
+    facts = await call("reading confirmations", None, shared.facts, digest)
+    return facts is not None and host in facts.delivered_by
+
+
 async def _confirmed(
     shared: SharedCache, facts: Facts, host: str, repository: str, digest: str, confirm: Any
 ) -> web.StreamResponse | None:
