@@ -330,9 +330,15 @@ def _ca_file(path: str | None) -> str | None:
         return None
     from pathlib import Path
 
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_file():
-        raise UsageError(f"--ca-file {path}: no such file")
+    shown = printable(path if len(path) <= 200 else path[:200] + "...")
+    try:
+        resolved = Path(path).expanduser().resolve()
+        found = resolved.is_file()
+    except (OSError, RuntimeError) as exc:
+        # A name the system will not look up (too long, a symbolic-link loop) is bad input too.
+        raise UsageError(f"--ca-file {shown}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not found:
+        raise UsageError(f"--ca-file {shown}: no such file")
     return str(resolved)
 
 
