@@ -319,3 +319,18 @@ def test_a_get_answers_where_the_mark_cannot_be_written(
         assert code == 0
     assert out is not None and json.loads(out)["Secret"] == "pw"
     assert blocker.read_text() == ""
+
+
+@pytest.mark.parametrize("field", ["expires_at", "minted_at"])
+def test_an_entry_with_a_number_too_large_for_a_float_is_minted_again(
+    settings: Settings, helper_exe: str, field: str
+) -> None:
+    """A damaged entry (here an integer no float holds) is one this version cannot read, as
+    ``token_fields`` promises: re-minted (here: no AWS credentials, so not found), never a traceback."""
+    key = cache_token(settings, "ecr", ECR, None, "ambient")
+    entry = {"username": "AWS", "secret": "s", "expires_at": 9e9, "minted_at": 1}
+    open_store(settings).set(key, json.dumps({**entry, field: 10**400}))
+    assert answer(ECR.encode(), os.environ) is None
+    proc = subprocess.run([helper_exe, "get"], input=ECR.encode(), capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (1, b"credentials not found in native keychain\n"), proc.stderr
+    assert b"Traceback" not in proc.stderr

@@ -97,7 +97,8 @@ def token_fields(data: object) -> tuple[str, str, float, float] | None:
             float(data["expires_at"]),
             float(data["minted_at"]),
         )
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):
+        # OverflowError: an integer beyond any float (float(10**400)), which json.loads gives.
         return None
 
 
