@@ -65,23 +65,32 @@ def examine(
 
 def _docker(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator[Finding]:
     path = docker.config_file(environ, None)
-    config = _json(path)
+    try:
+        state = read_state(path)
+        config = None if state.data is None else jsonfile.load_object(state)
+    except RegauthError as exc:
+        # The docker CLI warns and goes on with no credentials from the file at all.
+        why = str(exc).removesuffix("; it was left as it was")
+        yield Finding("docker", ACTION, f"{why}: the docker CLI reads no credentials from it; fix it by hand")
+        return
     if config is None:
         yield Finding("docker", INFO, f"{path}: no docker config (`regauth configure docker` writes one)")
         return
     helpers = _helpers(config)
-    if config.get("credsStore") == HELPER:
+    store_is_ours = config.get("credsStore") == HELPER
+    # A credHelpers entry is asked before credsStore (the docker CLI's getConfiguredCredentialStore).
+    default = HELPER if store_is_ours else None
+    missing = [r.registry for r in records if helpers.get(docker.docker_key(r.registry), default) != HELPER]
+    if missing:
+        yield Finding(
+            "docker",
+            ACTION,
+            f"{path}: not pointed at regauth for {', '.join(missing)}; run `regauth configure docker`",
+        )
+    elif store_is_ours:
         yield Finding("docker", OK, f"{path}: credsStore is regauth (every registry)")
-    else:
-        missing = [r.registry for r in records if helpers.get(docker.docker_key(r.registry)) != HELPER]
-        if missing:
-            yield Finding(
-                "docker",
-                ACTION,
-                f"{path}: not pointed at regauth for {', '.join(missing)}; run `regauth configure docker`",
-            )
-        elif records:
-            yield Finding("docker", OK, f"{path}: credHelpers name regauth for every configured registry")
+    elif records:
+        yield Finding("docker", OK, f"{path}: credHelpers name regauth for every configured registry")
     yield from _plaintext("docker", path, config)
 
 

@@ -1,0 +1,123 @@
+"""``regauth doctor`` against the files the clients really read, in the order they read them: each case
+is checked with the client itself (skopeo's debug log names the file and helper it took the credential
+from; the docker CLI runs the helper it picked) so a verdict cannot drift from what the client does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from support.cli import ok, regauth
+
+from regauth.config import Settings
+from regauth.registries import Registry, RegistryBook
+
+HOST = "127.0.0.1:1"  # nothing listens: each client fails fast after choosing its credential
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def skopeo_source(env: dict[str, str]) -> str:
+    """The lines of skopeo's debug log that say where the credential came from."""
+    skopeo = shutil.which("skopeo")
+    assert skopeo, "skopeo is not installed; these tests need it (never skipped)"
+    proc = subprocess.run(
+        [skopeo, "--debug", "inspect", "--tls-verify=false", f"docker://{HOST}/app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    return "\n".join(line for line in proc.stderr.splitlines() if "credential" in line.lower())
+
+
+def add_record(settings: Settings) -> None:
+    RegistryBook.for_settings(settings).add(Registry(id="", name="lab", registry=HOST, username="ci"), "pw")
+
+
+def test_podman_login_plaintext_in_the_runtime_file_is_read_first(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    add_record(settings)
+    runtime = tmp_path / "run"
+    run_file = runtime / "containers" / "auth.json"
+    run_file.parent.mkdir(parents=True)
+    # Where `podman login` writes by default: the runtime file.
+    run_file.write_text(json.dumps({"auths": {HOST: {"auth": b64("ci:s3cret-run")}}}))
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    ok(regauth("configure", "podman", env=env))
+    # skopeo takes the runtime file's plaintext, never asking the helper the persistent file names.
+    assert f"in file {run_file}" in skopeo_source(env)
+
+    proc = regauth("doctor", env=env)
+    assert proc.returncode == 1, proc.stdout
+    assert f"ACTION podman: {run_file} holds plaintext credentials for {HOST}" in proc.stdout
+    assert "ok     podman:" not in proc.stdout
+    assert "s3cret" not in proc.stdout + proc.stderr
+
+    # The import moves it (from the file `podman login` wrote); then the helper answers.
+    imported = regauth("import", "podman", "--no-validate", env=env)
+    assert "already there" in imported.stdout  # the record existed: the plaintext is left...
+    run_file.write_text(json.dumps({"auths": {}}))  # ...so the user logs out of the runtime file
+    assert "credential helper regauth" in skopeo_source(env)
+    after = regauth("doctor", env=env).stdout
+    assert "ok     podman:" in after and "ACTION podman" not in after
+
+
+def test_podman_reads_the_credhelpers_of_docker_config(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    add_record(settings)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    ok(regauth("configure", "docker", env=env))
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    assert f"credential helper regauth based on credHelpers entry in {config}" in skopeo_source(env)
+    out = regauth("doctor", env=env).stdout
+    assert "ACTION podman" not in out, out
+    assert "ok     podman:" in out
+
+
+def test_docker_credhelpers_beat_credsstore_and_a_broken_file_is_named(
+    settings: Settings, isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    add_record(settings)
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    config.parent.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    other = bin_dir / "docker-credential-other"
+    other.write_text(f'#!/bin/sh\necho "$1 $(cat)" >> {calls}\nexit 1\n')
+    other.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config.write_text(json.dumps({"credsStore": "regauth", "credHelpers": {HOST: "other"}}))
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI is not installed; these tests need it (never skipped)"
+    subprocess.run(
+        [docker, "manifest", "inspect", "--insecure", f"{HOST}/app"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    # The docker CLI asks the credHelpers entry's helper, not credsStore's.
+    assert set(calls.read_text().splitlines()) == {f"get {HOST}"}
+    proc = regauth("doctor", env=env)
+    assert proc.returncode == 1
+    assert f"ACTION docker: {config}: not pointed at regauth for {HOST}" in proc.stdout, proc.stdout
+    assert "ok     docker:" not in proc.stdout
+
+    # A file the docker CLI cannot read (it warns and goes on with no credentials at all).
+    config.write_text('{"credHelpers": {')
+    proc = regauth("doctor", env=env)
+    assert proc.returncode == 1
+    assert f"ACTION docker: {config} is not valid JSON" in proc.stdout, proc.stdout
+    assert "no docker config" not in proc.stdout
