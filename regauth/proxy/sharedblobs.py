@@ -211,6 +211,10 @@ async def turn(shared: SharedCache, digest: str) -> int | None:
             return None
         generation = await call("taking a lease", 0, shared.try_lease, digest)
         if generation is not None:
+            if generation and await call("looking for a blob", None, shared.size_of, digest) is not None:
+                # Published, and its lease released, between the look above and the lease taken.
+                await call("releasing a lease", None, shared.release, digest)
+                return None
             if generation > 1:
                 log.warning("shared cache: took over the fetch of %s (generation %d)", digest, generation)
             return int(generation)

@@ -1,0 +1,74 @@
+"""The shared bucket's leases (``sharedcache.py``, ``sharedblobs.turn``/``holding``) under the
+interleavings that two instances produce: moto in server mode plays the bucket, and a client that
+passes every call through to it plays the other instance at one chosen moment (or is slow at one
+chosen call), so each race happens on every run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.bucket import moto_bucket
+from support.proxy import digest_of
+
+from regauth.proxy import sharedblobs
+from regauth.proxy.sharedcache import SharedCache
+
+BUCKET = "regauth-leases"
+BLOB = b"a blob two instances want at once"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with moto_bucket(monkeypatch, BUCKET) as client:
+        yield client
+
+
+class Interleaved:
+    """An S3 client that is ``s3``, except that ``before(name, kwargs)`` runs before each call."""
+
+    def __init__(self, s3: Any, before: Callable[[str, dict[str, Any]], None]) -> None:
+        self._s3 = s3
+        self._before = before
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._s3, name)
+        if not callable(real):
+            return real
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._before(name, kwargs)
+            return real(*args, **kwargs)
+
+        return call
+
+
+def _leases(s3: Any, digest: str) -> list[str]:
+    answer = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"fleet/leases/{digest.replace(':', '/')}/")
+    return [item["Key"] for item in answer.get("Contents", [])]
+
+
+@pytest.mark.parametrize("moment", ["list_objects_v2", "get_object"])
+async def test_a_blob_published_while_a_waiter_looks_at_the_lease_is_not_fetched_again(
+    s3: Any, moment: str
+) -> None:
+    digest = digest_of(BLOB + moment.encode())  # moto keeps one store per process
+    other = SharedCache(f"s3://{BUCKET}/fleet", client=s3)
+    assert other.try_lease(digest) == 1
+    done = threading.Event()
+
+    def publish_and_release(name: str, kwargs: dict[str, Any]) -> None:
+        # The other instance finishes after this one found no blob: before it lists the leases, or
+        # before it reads the one it found.
+        key = kwargs.get("Prefix", kwargs.get("Key", ""))
+        if name == moment and "/leases/" in key and not done.is_set():
+            done.set()
+            s3.put_object(Bucket=BUCKET, Key=other.blob_key(digest), Body=BLOB)
+            other.release(digest)
+
+    this = SharedCache(f"s3://{BUCKET}/fleet", client=Interleaved(s3, publish_and_release))
+    assert await sharedblobs.turn(this, digest) is None  # published: read it, do not fetch it
+    assert done.is_set()
+    assert _leases(s3, digest) == []
