@@ -101,7 +101,7 @@ def cmd_update(args: argparse.Namespace, settings: Settings, book: RegistryBook,
         checked = registry_ops.secret_for_check(old, new, secret)
         result = _validate_or_raise(settings, store, new, checked, new.repository)
         changes["last_validation"] = registry_ops.last_validation(result)
-    saved = book.update(old.name, changes, secret)
+    saved = book.update(old.name, changes, secret, seen=old)
     forget_tokens(settings, store, old)
     dropped = registry_ops.moves_host(old, new) and secret is None and not old.anonymous
     _audit(settings, audit.UPDATED, saved, secret_set=secret is not None, dropped=dropped)

@@ -276,11 +276,20 @@ class RegistryBook:
         return record
 
     def update(
-        self, name: str, changes: Mapping[str, Any], secret: str | None = None, *, by: str = ORIGIN_CLI
+        self,
+        name: str,
+        changes: Mapping[str, Any],
+        secret: str | None = None,
+        *,
+        by: str = ORIGIN_CLI,
+        seen: Registry | None = None,
     ) -> Registry:
         """Change fields of ``name``; a ``secret`` of None keeps the stored one, unless the record moves
         to another host: then it keeps none (``registry_ops``' rule), so whoever may change a record
         cannot send its stored secret to a host of their choosing. ``by`` is who (``updated_by``).
+
+        ``seen`` is the record as the caller read it to decide (and check) the change: if it was changed
+        meanwhile (a move, during a check of a new secret against the old host), nothing is saved.
 
         ``changes`` may set ``origin``: `regauth registry update` makes the record the user's own.
         """
@@ -289,6 +298,12 @@ class RegistryBook:
             old = next((r for r in records if r.name == name), None)
             if old is None:
                 raise NotFoundError(f"no registry named {name!r} (see `regauth registry list`)")
+            # A check noted meanwhile changes nothing the change was decided on.
+            if seen is not None and old._replace(last_validation=None) != seen._replace(last_validation=None):
+                raise ConflictError(
+                    f"{old.label} was changed meanwhile by someone else; nothing was saved: look at it "
+                    "again and retry"
+                )
             new = check_record(old._replace(**changes, updated_at=_now(), updated_by=by))
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)

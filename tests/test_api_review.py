@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from support.api import app_for, call, token
 
 from regauth.config import Settings
@@ -15,6 +17,16 @@ from regauth.registries import Registry, RegistryBook, stored_secret
 from regauth.store.lazy import LazyStore
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
+_V2 = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+def _app(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/v2/", handler)
+    return app
+
+
 # Bytes a file may grow to in a process under a file-size limit: the secrets file fits, the records not.
 _LIMIT = 4096
 
@@ -85,3 +97,47 @@ async def test_a_refused_secret_field_is_said_in_clear_words(
         client, "POST", "/api/v1/registries", writer, {**base, "url": "a b password=x"}
     )
     assert status == 422 and "password=x" not in data["errors"][0]["message"]
+
+
+async def test_a_secret_checked_for_one_host_is_not_saved_for_the_host_it_moved_to_meanwhile(
+    aiohttp_client: ClientFactory, aiohttp_server: ServerFactory, settings: Settings
+) -> None:
+    # A PATCH with a new password is checked against the record's host; a move that lands during the
+    # check must not leave that password with the record at the new host (which would then be sent it).
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    asked, release = asyncio.Event(), asyncio.Event()
+    evil_saw: list[str] = []
+
+    async def good(request: web.Request) -> web.Response:
+        if "Authorization" in request.headers:
+            return web.json_response({}, headers=_V2)
+        asked.set()
+        await release.wait()
+        return web.Response(status=401, headers={**_V2, "WWW-Authenticate": 'Basic realm="r"'})
+
+    async def evil(request: web.Request) -> web.Response:
+        evil_saw.append(request.headers.get("Authorization", ""))
+        return web.Response(status=401, headers={**_V2, "WWW-Authenticate": 'Basic realm="r"'})
+
+    good_server = await aiohttp_server(_app(good))
+    evil_server = await aiohttp_server(_app(evil))
+    body = {"name": "lab", "url": f"127.0.0.1:{good_server.port}", "insecure": True, "validate": False}
+    status, _, _ = await call(
+        client, "POST", "/api/v1/registries", writer, {**body, "username": "ci", "password": "old"}
+    )
+    assert status == 201
+    change = asyncio.ensure_future(
+        call(client, "PATCH", "/api/v1/registries/lab", writer, {"password": "new-pw-77"})
+    )
+    await asyncio.wait_for(asked.wait(), 30)
+    move = {"url": f"127.0.0.1:{evil_server.port}", "validate": False}
+    status, moved, _ = await call(client, "PATCH", "/api/v1/registries/lab", writer, move)
+    assert status == 200 and moved["has_secret"] is False
+    release.set()
+    status, data, _ = await asyncio.wait_for(change, 30)
+    assert status == 409 and "changed meanwhile" in data["errors"][0]["message"], data
+    record = RegistryBook.for_settings(settings).get("lab")
+    assert record.registry == f"127.0.0.1:{evil_server.port}"
+    assert stored_secret(LazyStore.for_settings(settings), record) is None
+    assert evil_saw == []

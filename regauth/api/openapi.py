@@ -241,7 +241,7 @@ def _paths() -> dict[str, Any]:
                     "200": registry,
                     "400": _error("the validation failed; nothing was changed"),
                     "404": _error("no such registry"),
-                    "409": _error("the new name or host is taken"),
+                    "409": _error("the new name or host is taken, or the record changed meanwhile"),
                     "422": invalid,
                     **_AUTH,
                 },

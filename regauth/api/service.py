@@ -111,7 +111,7 @@ class RegistryService:
             secret = registry_ops.secret_for_check(old, new, body.secret)
             result = await self._check(new, secret)
             changes["last_validation"] = registry_ops.last_validation(result)
-        saved = await asyncio.to_thread(self.book.update, old.name, changes, body.secret, by=actor)
+        saved = await asyncio.to_thread(self.book.update, old.name, changes, body.secret, by=actor, seen=old)
         await asyncio.to_thread(registry_ops.forget_tokens, self.settings, self.store, old)
         action = audit.UPDATED
         if body.given == {"active"}:
