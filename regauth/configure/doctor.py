@@ -25,6 +25,7 @@ from regauth.configure.findings import ACTION, INFO, OK, WARN, Finding
 from regauth.configure.hosts import HELPER
 from regauth.errors import RegauthError
 from regauth.registries import Registry
+from regauth.servers import normalize_registry
 from regauth.store.base import SecretStore
 
 __all__ = ["ACTION", "INFO", "OK", "WARN", "Finding", "Options", "examine", "render"]
@@ -96,8 +97,11 @@ def _docker(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
 
 def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator[Finding]:
     path = podman.auth_file(environ, None)
-    config = _json(path) or {}
-    yield from _plaintext("podman", path, config)
+    files = [(auth, _json(auth) or {}) for auth in podman.auth_files(environ)]
+    docker_file = docker.config_file(environ, None)
+    for auth, config in files:
+        if auth != docker_file:  # the docker check names docker's own
+            yield from _plaintext("podman", auth, config)
     # Where `configure podman --registries-conf` writes, user's first: any of them that asks regauth
     # first covers every registry.
     candidates = [
@@ -111,8 +115,7 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
         if _first_helper(conf) == HELPER:
             yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
             return
-    helpers = _helpers(config)
-    missing = [r.registry for r in records if helpers.get(r.registry) != HELPER]
+    missing = [r.registry for r in records if _containers_answer(files, r.registry) != HELPER]
     if missing:
         yield Finding(
             "podman",
@@ -121,6 +124,26 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
         )
     elif records:
         yield Finding("podman", OK, f"{path}: credHelpers name regauth for every configured registry")
+
+
+def _containers_answer(files: Sequence[tuple[Path, Mapping[str, Any]]], host: str) -> str | None:
+    """The helper the containers clients ask for ``host`` (None: a plaintext credential, or nothing):
+    the first file that has the host decides, its ``credHelpers`` before its ``auths``."""
+    for _, config in files:
+        helper = _helpers(config).get(host)
+        if helper is not None:
+            return str(helper)
+        if any(_auths_host(key) == host for key in docker.plaintext_hosts(config)):
+            return None
+    return None
+
+
+def _auths_host(key: str) -> str:
+    # A namespaced key (host/ns) answers first for the images under it: the host is not regauth's.
+    try:
+        return normalize_registry(key)
+    except RegauthError:
+        return key
 
 
 def _helpers(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,13 @@ of regauth's own in ``registries.conf.d``.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from regauth.configure import jsonfile, tomlfile
 from regauth.configure.core import Change, Plan
+from regauth.configure.docker import config_file as docker_config_file
 from regauth.configure.docker import plaintext_hosts, replaced_helpers
 from regauth.configure.files import read_state
 from regauth.configure.hosts import HELPER, no_hosts_error
@@ -33,6 +35,23 @@ def auth_file(environ: Mapping[str, str], flag: str | None) -> Path:
     if flag or environ.get("REGISTRY_AUTH_FILE"):
         return Path(flag or environ["REGISTRY_AUTH_FILE"]).expanduser()
     return _config_home(environ) / "containers" / "auth.json"
+
+
+def runtime_auth_file(environ: Mapping[str, str]) -> Path:
+    """Where ``podman login`` writes by default, and the file the containers clients read first:
+    ``${XDG_RUNTIME_DIR}/containers/auth.json``, else ``/run/containers/UID/auth.json``."""
+    if environ.get("XDG_RUNTIME_DIR"):
+        return Path(environ["XDG_RUNTIME_DIR"], "containers", "auth.json")
+    return Path(f"/run/containers/{os.getuid()}/auth.json")
+
+
+def auth_files(environ: Mapping[str, str]) -> list[Path]:
+    """The files the containers clients look a registry up in, in their order
+    (containers-auth.json(5)): the first that has it, in ``credHelpers`` or as a credential in
+    ``auths``, answers. ``$REGISTRY_AUTH_FILE`` alone when set (newer clients read nothing else)."""
+    if environ.get("REGISTRY_AUTH_FILE"):
+        return [auth_file(environ, None)]
+    return [runtime_auth_file(environ), auth_file(environ, None), docker_config_file(environ, None)]
 
 
 def registries_conf(environ: Mapping[str, str], conf_dir: str | None, system: bool) -> Path:
