@@ -5,7 +5,9 @@ chosen call), so each race happens on every run."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,4 +73,25 @@ async def test_a_blob_published_while_a_waiter_looks_at_the_lease_is_not_fetched
     this = SharedCache(f"s3://{BUCKET}/fleet", client=Interleaved(s3, publish_and_release))
     assert await sharedblobs.turn(this, digest) is None  # published: read it, do not fetch it
     assert done.is_set()
+    assert _leases(s3, digest) == []
+
+
+async def test_a_renewal_in_flight_at_release_leaves_no_lease_behind(s3: Any) -> None:
+    renewing = threading.Event()
+
+    def slow_renewal(name: str, kwargs: dict[str, Any]) -> None:
+        # A renewal (an unconditional lease write) that the bucket takes its time to answer.
+        if name == "put_object" and "/leases/" in kwargs["Key"] and "IfNoneMatch" not in kwargs:
+            renewing.set()
+            time.sleep(0.5)
+
+    this = SharedCache(f"s3://{BUCKET}/fleet", lease_seconds=0.3, client=Interleaved(s3, slow_renewal))
+    digest = digest_of(BLOB + b"renewal")
+    generation = await sharedblobs.turn(this, digest)
+    assert generation == 1
+    async with sharedblobs.holding(this, digest, generation):
+        # The fetch fails while the renewal is on its way.
+        while not renewing.is_set():
+            await asyncio.sleep(0.01)
+    time.sleep(0.6)  # the renewal's thread is done by now, whatever happened
     assert _leases(s3, digest) == []

@@ -225,9 +225,13 @@ async def turn(shared: SharedCache, digest: str) -> int | None:
 async def holding(shared: SharedCache, digest: str, generation: int) -> AsyncIterator[None]:
     """Renew the lease while the body runs; release it after (the blob is published, or given up)."""
 
+    stop = asyncio.Event()
+
     async def renew() -> None:
-        while True:
-            await asyncio.sleep(shared.lease_seconds / 3)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), shared.lease_seconds / 3)
+                return
             await call("renewing a lease", None, shared.renew, digest, generation)
 
     if not generation:
@@ -237,7 +241,10 @@ async def holding(shared: SharedCache, digest: str, generation: int) -> AsyncIte
     try:
         yield
     finally:
-        renewing.cancel()
+        # Not cancelled: a renewal on its way in a worker thread would write the lease again after
+        # the release below, and the other instances would wait for it to expire.
+        stop.set()
+        await asyncio.wait([renewing])
         await call("releasing a lease", None, shared.release, digest)
 
 
