@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -311,7 +312,8 @@ def test_a_locked_collection_is_left_to_the_general_path(
 
 class HostileBus:
     """A unix socket playing the session bus: ``mode`` "silent" accepts and never answers, "garbage"
-    answers the authentication and then bytes that are no D-Bus message. Records what it was sent."""
+    answers the authentication and then bytes that are no D-Bus message, and each of
+    ``_HOSTILE_REPLIES`` answers Hello with that malformed reply. Records what it was sent."""
 
     def __init__(self, path: Path, mode: str) -> None:
         import socket
@@ -350,6 +352,10 @@ class HostileBus:
                         conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
                     elif self.mode == "garbage" and b"BEGIN" in data:
                         conn.sendall(b"X" * 64)
+                    elif self.mode in _HOSTILE_REPLIES and b"AUTH" in data:
+                        conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
+                    elif self.mode in _HOSTILE_REPLIES and b"Hello" in data:
+                        conn.sendall(_hostile_reply(self.mode, serial=1))
 
     def close(self) -> None:
         self._stop.set()
@@ -357,7 +363,25 @@ class HostileBus:
         self._listener.close()
 
 
-@pytest.mark.parametrize("mode", ["silent", "garbage"])
+# Replies to Hello (serial 1) that no bus daemon passes, but a socket at the bus address may send.
+_HOSTILE_REPLIES = {
+    # A variant in a variant ... 200,000 deep, under 1 MiB (D-Bus allows 64 levels).
+    "deep": ("v", b"\x01v\x00" * 200_000 + b"\x01y\x00\x07"),
+    # A dict whose key is a variant holding a struct (D-Bus keys are basic types).
+    "unhashable": ("a{vy}", struct.pack("<I", 10) + bytes(4) + b"\x03(y)\x00" + bytes(3) + b"\x07\x05"),
+}
+
+
+def _hostile_reply(mode: str, serial: int) -> bytes:
+    signature, body = _HOSTILE_REPLIES[mode]
+    # Header fields: REPLY_SERIAL (5) as "u", SIGNATURE (8); padded to 8 before the body.
+    fields = b"\x05\x01u\x00" + struct.pack("<I", serial)
+    fields += b"\x08\x01g\x00" + bytes([len(signature)]) + signature.encode() + b"\x00"
+    header = b"l\x02\x00\x01" + struct.pack("<III", len(body), 99, len(fields)) + fields
+    return header + bytes(-len(header) % 8) + body
+
+
+@pytest.mark.parametrize("mode", ["silent", "garbage", *_HOSTILE_REPLIES])
 def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
     short_tmp: Path,
     settings,

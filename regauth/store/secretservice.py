@@ -179,7 +179,9 @@ class SecretServiceGet:
                 return value.decode("utf-8")
             except UnicodeDecodeError:
                 raise Unavailable("a secret that is not UTF-8") from None
-        except (OSError, struct.error, ValueError, IndexError, KeyError) as exc:
+        # RecursionError: values nested past Python's stack, which no bus daemon passes (D-Bus stops
+        # at 64) but a socket at the bus address may send.
+        except (OSError, struct.error, ValueError, IndexError, KeyError, RecursionError) as exc:
             raise Unavailable(f"the session bus: {type(exc).__name__}") from None
 
     def close(self) -> None:
@@ -311,6 +313,9 @@ def _single(signature: str, at: int) -> int:
     if char in "({":
         close = ")" if char == "(" else "}"
         at += 1
+        # As D-Bus says: a dict's key is a basic type (a container would be no dict key here).
+        if char == "{" and signature[at : at + 1] not in tuple("ybusog"):
+            raise Unavailable("a dict entry whose key is not a basic type")
         while signature[at] != close:
             at = _single(signature, at)
         return at + 1
