@@ -191,3 +191,29 @@ def test_a_new_config_and_refusals(isolated_env: Path, regauth_exe: str, tmp_pat
     bad = run([*base, "--no-config", "--proxy", "ftp://x"])
     assert bad.returncode == 1 and "http://HOST:PORT" in bad.stderr
     assert not certs.exists()
+
+
+def test_an_existing_host_port_directory_is_the_one_written(
+    containerd: Containerd, proxy: ProxyProcess, registry_token: RegistryFixture, tmp_path: Path
+) -> None:
+    fx = registry_token
+    assert fx.ca_file
+    image = push_runnable_image(
+        fx.url, context=fx.ssl_context(), username=fx.username, password=fx.password, files={"b.txt": b"b\n"}
+    )
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    certs = tmp_path / "certs.d"
+    # A docker-style certs.d directory in containerd's own spelling, its CA and no hosts.toml yet:
+    # containerd picks the directory (not a file in it) before host:port.
+    name, port = fx.host.rsplit(":", 1)
+    underscored = certs / f"{name}_{port}_"
+    underscored.mkdir(parents=True)
+    shutil.copyfile(fx.ca_file, underscored / "ca.crt")
+    argv = ["regauth", "configure", "containerd", "--proxy", proxy.url, "--certs-dir", str(certs)]
+    ok([*argv, "--no-config"])
+    assert (underscored / "hosts.toml").is_file() and not (certs / fx.host).exists()
+    pull = containerd.ctr("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)
+    ok(pull)
+    assert _ctr_digest(ok(containerd.ctr("images", "ls")), ref) == image.digest
+    ok(["regauth", "configure", "containerd", "--undo"])
+    assert sorted(p.name for p in underscored.iterdir()) == ["ca.crt"]

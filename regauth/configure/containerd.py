@@ -77,13 +77,14 @@ def plan(
 
 
 def hosts_file(directory: Path, host: str) -> Path:
-    """The file containerd reads for ``host``: it looks for ``host_port_`` before ``host:port``, so an
-    existing ``host_port_`` file is the one to replace."""
+    """The file containerd reads for ``host``: it takes the first directory that exists, ``host_port_``
+    before ``host:port``, hosts.toml in it or not (a docker-style directory of certificates alone), so
+    in an existing ``host_port_`` directory is where the file goes."""
     if ":" in host and not host.startswith("["):
         name, port = host.rsplit(":", 1)
-        underscored = directory / f"{name}_{port}_" / "hosts.toml"
+        underscored = directory / f"{name}_{port}_"
         if underscored.exists():
-            return underscored
+            return underscored / "hosts.toml"
     return directory / host / "hosts.toml"
 
 
