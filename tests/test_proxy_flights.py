@@ -253,6 +253,9 @@ async def test_the_fetch_goes_on_for_followers_when_the_first_client_leaves(
     assert hostile.gets() == 1
     (blob,) = cached_blobs(tmp_path / "c")
     assert blob.read_bytes() == hostile.good
+    # The upstream delivered it whole and verified, whoever received it: the next pull is a hit.
+    assert await _pull(client, path) == hostile.good
+    assert hostile.gets() == 1
 
 
 async def test_a_refusal_before_the_body_lets_each_follower_ask_itself(

@@ -247,11 +247,13 @@ async def _relay_upstream(
     finally:
         if flight is not None:
             flight.end(False)
-    if whole and cache is not None:
+    # Delivered whole and matched, also when the fetch went on for followers after its client left.
+    delivered = whole or (flight is not None and flight.outcome is True)
+    if delivered and cache is not None:
         cache.remember(upstream.host, target.repository, digest, delivered=True)
     if uploading is not None and shared is not None:
         await sharedblobs.publish(shared, uploading, upstream.host, target.repository)
-    if whole and record is not None:
+    if delivered and record is not None:
         await sharedblobs.call(
             "recording a delivery",
             None,
