@@ -398,18 +398,21 @@ class RegistryBook:
         return new
 
     def _commit(self, records: list[Registry], record: Registry, secret: str | None) -> None:
-        if record.anonymous or secret is None:
-            self._store.get(record.secret_key)  # as in remove: fail before the records change
-            self._write(records)
-            self._store.delete(record.secret_key)
-            return
+        """Write ``records`` with ``record``'s secret set to ``secret`` (None: none kept).
+
+        The secret changes first and is put back if the records cannot be written: a record must never
+        be saved with a secret that was not meant for it (a moved record with its old one, an old host
+        with a secret given for a new one).
+        """
         before = self._store.get(record.secret_key)
-        self._store.set(record.secret_key, secret)
+        if record.anonymous or secret is None:
+            if before is not None:
+                self._store.delete(record.secret_key)
+        else:
+            self._store.set(record.secret_key, secret)
         try:
             self._write(records)
         except BaseException:
-            # The records stay as they were, so their secret must too: else a secret given for a new
-            # host or username would be sent with the old ones.
             with contextlib.suppress(RegauthError):
                 if before is None:
                     self._store.delete(record.secret_key)

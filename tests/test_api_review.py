@@ -141,3 +141,33 @@ async def test_a_secret_checked_for_one_host_is_not_saved_for_the_host_it_moved_
     assert record.registry == f"127.0.0.1:{evil_server.port}"
     assert stored_secret(LazyStore.for_settings(settings), record) is None
     assert evil_saw == []
+
+
+def test_a_move_whose_secret_cannot_be_dropped_does_not_happen(regauth_exe: str, settings: Settings) -> None:
+    # A record that moves keeps no secret; when the store cannot drop it (here a file-size limit the
+    # large secrets file is over), the record must not move with its old secret still stored.
+    book = RegistryBook.for_settings(settings)
+    book.add(Registry(id="", name="lab", registry="127.0.0.1:1", username="ci", insecure=True), "old")
+    book.add(
+        Registry(id="", name="big", registry="127.0.0.1:3", username="ci", insecure=True), "x" * 8 * _LIMIT
+    )
+    assert settings.registries_file.stat().st_size < _LIMIT < settings.secrets_file.stat().st_size
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_LIMIT, _LIMIT))
+
+    done = subprocess.run(
+        [regauth_exe, "registry", "update", "lab", "--url", "127.0.0.2:1", "--no-validate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limited,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1 and "cannot write" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    record = RegistryBook.for_settings(settings).get("lab")
+    assert (record.registry, stored_secret(LazyStore.for_settings(settings), record)) == (
+        "127.0.0.1:1",
+        "old",
+    )
