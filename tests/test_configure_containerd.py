@@ -217,3 +217,36 @@ def test_an_existing_host_port_directory_is_the_one_written(
     assert _ctr_digest(ok(containerd.ctr("images", "ls")), ref) == image.digest
     ok(["regauth", "configure", "containerd", "--undo"])
     assert sorted(p.name for p in underscored.iterdir()) == ["ca.crt"]
+
+
+def test_a_config_path_list_keeps_every_directory(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    # config_path is a list (filepath.SplitList: ':'), each host looked up in the first root that has it.
+    first, second, mine = tmp_path / "a", tmp_path / "b", tmp_path / "mine"
+    config = tmp_path / "config.toml"
+    text = (
+        f'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{first}:{second}"\n'
+    )
+    config.write_text(text)
+    base = [
+        "regauth",
+        "configure",
+        "containerd",
+        "--proxy",
+        "http://127.0.0.1:5000",
+        "--registries",
+        "ghcr.io",
+    ]
+    out = ok([*base, "--config", str(config)])
+    assert config.read_text() == text, out  # the directories already named: nothing to change in it
+    assert (first / "ghcr.io" / "hosts.toml").is_file() and not second.exists()
+    ok(["regauth", "configure", "containerd", "--undo"])
+
+    # Another directory given: it goes first, and the user's stay after it.
+    ok([*base, "--config", str(config), "--certs-dir", str(mine)])
+    path = _toml(config.read_text())["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["config_path"]
+    assert path == f"{mine}:{first}:{second}"
+    assert f'config_path = "{mine}:{first}:{second}"' in ok(
+        ["containerd", "--config", str(config), "config", "dump"]
+    )

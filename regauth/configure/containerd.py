@@ -122,9 +122,12 @@ def _config_change(config: Path, certs_dir: Path | None) -> tuple[Change, Path]:
             "move those mirrors into hosts.toml files first; nothing was changed"
         )
     current = tomlfile.get_path(doc, [*table, "config_path"])
-    existing = str(current).split(":")[0] if current else None
-    directory = certs_dir or (Path(existing) if existing else DEFAULT_CERTS_DIR)
-    if current is not None and str(current) == str(directory):
+    # A list (filepath.SplitList), each host looked up in the first root that has it: regauth's files
+    # go in the first, and the others (other registries' hosts.toml) stay named.
+    roots = [root for root in str(current or "").split(":") if root]
+    directory = certs_dir or (Path(roots[0]) if roots else DEFAULT_CERTS_DIR)
+    if roots[:1] == [str(directory)]:
         return Change(state, state.data or b""), directory
-    tomlfile.set_path(state, doc, [*table, "config_path"], str(directory))
+    value = ":".join([str(directory), *(root for root in roots if root != str(directory))])
+    tomlfile.set_path(state, doc, [*table, "config_path"], value)
     return Change(state, tomlfile.render(state, doc), new_mode=0o644), directory
