@@ -31,6 +31,7 @@ class Tamperer:
     tamper: bool = True
     chunked: bool = False
     ignore_range: bool = False
+    partial: bool = False  # a 206 of the first half, whatever was asked
     empty: bool = False
     barrier: int = 0
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
@@ -65,6 +66,10 @@ def tamperer_app(hostile: Tamperer) -> web.Application:
             await asyncio.wait_for(hostile.released.wait(), timeout=20)
         body = hostile.body()
         headers = {"Docker-Content-Digest": hostile.digest, "Content-Type": "application/octet-stream"}
+        if hostile.partial:
+            half = len(body) // 2
+            headers["Content-Range"] = f"bytes 0-{half - 1}/{len(body)}"
+            return web.Response(status=206, body=body[:half], headers=headers)
         if "Range" in request.headers and not hostile.ignore_range:
             first, _, last = request.headers["Range"].removeprefix("bytes=").partition("-")
             start, end = int(first), int(last) + 1
@@ -149,3 +154,22 @@ async def test_an_empty_body_for_a_digest_is_refused_before_any_200(
     (entry,) = (await resp.json())["errors"]
     assert entry["code"] == "UNAVAILABLE" and "does not match its digest" in entry["message"]
     assert cache_files(tmp_path / "c") == []
+
+
+@pytest.mark.parametrize("cached", [True, False])
+async def test_a_part_the_client_did_not_ask_for_is_refused(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, tmp_path: Path, cached: bool
+) -> None:
+    # A 206 to a request without a Range is no answer to it: its bytes cannot be checked, and a
+    # client that asked for the whole blob must not be handed part of it as if it were.
+    hostile = Tamperer(os.urandom(1000), tamper=False, partial=True)
+    options = {"cache_dir": tmp_path / "c"} if cached else {}
+    client = await _proxy(aiohttp_server, aiohttp_client, settings, hostile, **options)
+    path = f"/v2/evil/org/app/blobs/{hostile.digest}"
+    for _ in range(2):
+        resp = await client.get(path)
+        assert resp.status == 502
+        assert hostile.good[:500] not in await resp.read()
+    assert [method for method, _, _ in hostile.seen] == ["GET", "GET"]
+    if cached:
+        assert cache_files(tmp_path / "c") == []

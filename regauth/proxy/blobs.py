@@ -222,6 +222,11 @@ async def _relay_upstream(
         async with client.open(upstream, request.method, path, forwarded, target.scope) as resp:
             if resp.status not in (200, 206, 304):
                 return await upstream_error(request, target, resp)
+            if resp.status == 206 and "Range" not in forwarded:
+                # Part of a blob asked for whole: nothing to check it against, nor what was asked.
+                raise UpstreamFault(
+                    502, f"{upstream.host} answered part of {digest} to a request for all of it"
+                )
             headers = relayed_headers(resp, target)
             confirmed = resp.status == 206 or (resp.status == 200 and request.method == "HEAD")
             if cache is not None and confirmed:
