@@ -171,3 +171,21 @@ def test_a_move_whose_secret_cannot_be_dropped_does_not_happen(regauth_exe: str,
         "127.0.0.1:1",
         "old",
     )
+
+
+async def test_an_empty_repository_is_refused_naming_the_field(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    body: dict[str, Any] = {"name": "lab", "url": "127.0.0.1:1", "insecure": True, "validate": False}
+    status, data, _ = await call(client, "POST", "/api/v1/registries", writer, {**body, "repository": ""})
+    assert status == 422 and data["errors"][0]["field"] == "repository", data
+    assert (await call(client, "POST", "/api/v1/registries", writer, body))[0] == 201
+    status, data, _ = await call(client, "PATCH", "/api/v1/registries/lab", writer, {"repository": ""})
+    assert status == 422 and data["errors"][0]["field"] == "repository", data
+    # null is how a body clears it
+    status, data, _ = await call(
+        client, "PATCH", "/api/v1/registries/lab", writer, {"repository": None, "validate": False}
+    )
+    assert status == 200 and data["repository"] is None

@@ -94,7 +94,8 @@ def read_body(data: object, *, create: bool) -> Body:
         fields["insecure"] = data["insecure"]
     if "repository" in data:
         repository = data["repository"]
-        fields["repository"] = repository and _checked("repository", check_repository, repository)
+        checked = None if repository is None else _checked("repository", check_repository, repository)
+        fields["repository"] = checked
     if "active" in data:
         fields["active"] = data["active"]
     secret = _secret(data)
