@@ -75,7 +75,9 @@ def plaintext(state: FileState, config: dict[str, Any]) -> tuple[list[Found], li
         except RegauthError as exc:
             skipped.append(f"{printable(key)}: {exc}")
             continue
-        if "/" in key.split("://", 1)[-1].rstrip("/") and not key.startswith("https://index.docker.io/v1"):
+        # A key with a scheme is a legacy URL, its path cut off by every client (`https://host/v2/`);
+        # only a bare `host/ns` key is containers' namespaced one.
+        if "://" not in key and "/" in key.rstrip("/"):
             skipped.append(f"{printable(key)}: a namespaced entry (regauth keeps one credential per host)")
             continue
         found.append(Found(key, host, username, secret))
