@@ -20,6 +20,7 @@ from regauth.helper.fastget import answer
 from regauth.helper.protocol import serve
 from regauth.layout import RECORD_TYPES
 from regauth.registries import Registry, RegistryBook
+from regauth.servers import normalize_registry
 from regauth.store import open_store
 
 
@@ -235,3 +236,29 @@ def test_a_remembered_choice_the_general_path_refuses_is_left_to_it(
     ran = run_in_process("get", b"registry.example")
     assert ran.code == 1 and "larger than" in ran.out and ran.out.count("\n") == 1
     assert fast_get(b"registry.example") is None
+
+
+@pytest.mark.parametrize("stored", ["http://h.example:443", "h.example:443", "https://h.example"])
+@pytest.mark.parametrize("asked", ["http://h.example:443", "h.example:443", "h.example"])
+def test_a_login_to_port_443_over_http_is_one_record_for_both_paths(stored: str, asked: str) -> None:
+    """``docker login http://h:443`` and a get of any spelling of h:443 name one record, and the fast
+    and the general path answer alike (the canonical host was "h:443", which is "h" once normalised
+    again: the general path found no record, or another one)."""
+    login = {"ServerURL": stored, "Username": "u443", "Secret": "s443"}
+    assert run_in_process("store", json.dumps(login).encode()).code == 0
+    code, general = general_get(asked.encode())
+    assert code == 0 and json.loads(general)["Secret"] == "s443", general
+    assert fast_get(asked.encode()) == general
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    scheme=st.sampled_from(["", "http://", "https://", "HTTP://"]),
+    host=st.sampled_from(["h.example", "docker.io", "index.docker.io", "[::1]", "LocalHost"]),
+    port=st.sampled_from(["", ":80", ":443", ":5000", ":0443"]),
+    path=st.sampled_from(["", "/", "/v2/", "/v1/"]),
+)
+def test_a_canonical_host_is_its_own_canonical_host(scheme: str, host: str, port: str, path: str) -> None:
+    """The registry book looks records up by normalising again what routing normalised once."""
+    canonical = normalize_registry(scheme + host + port + path)
+    assert normalize_registry(canonical) == canonical
