@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import resource
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from support.api import app_for, call, token
 
+from regauth.api.openapi import document
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook, stored_secret
 from regauth.store.lazy import LazyStore
@@ -189,3 +191,22 @@ async def test_an_empty_repository_is_refused_naming_the_field(
         client, "PATCH", "/api/v1/registries/lab", writer, {"repository": None, "validate": False}
     )
     assert status == 200 and data["repository"] is None
+
+
+async def test_a_body_too_large_is_a_413_the_document_names(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    huge = b'{"name": "' + b"a" * (3 * 1024 * 1024) + b'"}'
+    paths = document()["paths"]
+    for method, path, spec in (
+        ("POST", "/api/v1/registries", paths["/registries"]["post"]),
+        ("PATCH", "/api/v1/registries/lab", paths["/registries/{key}"]["patch"]),
+        ("POST", "/api/v1/validate", paths["/validate"]["post"]),
+    ):
+        resp = await client.request(
+            method, path, data=io.BytesIO(huge), headers={"Authorization": f"Bearer {writer}"}
+        )
+        assert resp.status == 413 and (await resp.json())["errors"][0]["code"], path
+        assert "413" in spec["responses"], path

@@ -159,6 +159,8 @@ _AUTH = {
     "401": _error("no token, or an unknown or revoked one"),
     "403": _error("the token's scope is too small"),
 }
+# A body over the server's limit (2 MiB), refused before it is read.
+_TOO_LARGE = {"413": _error("the request body is too large")}
 _TOTAL = {"X-Total-Count": {"description": "how many there are in all", "schema": {"type": "integer"}}}
 _KEY = {
     "name": "key",
@@ -222,6 +224,7 @@ def _paths() -> dict[str, Any]:
                     "400": _error("the validation failed (its `outcome` says how); nothing was saved"),
                     "409": _error("the name or the host is taken"),
                     "422": invalid,
+                    **_TOO_LARGE,
                     **_AUTH,
                 },
             },
@@ -243,6 +246,7 @@ def _paths() -> dict[str, Any]:
                     "404": _error("no such registry"),
                     "409": _error("the new name or host is taken, or the record changed meanwhile"),
                     "422": invalid,
+                    **_TOO_LARGE,
                     **_AUTH,
                 },
             },
@@ -278,6 +282,7 @@ def _paths() -> dict[str, Any]:
                     "200": validation,
                     "400": _error("the provider could make no credential to check with"),
                     "422": invalid,
+                    **_TOO_LARGE,
                     **_AUTH,
                 },
             },
