@@ -210,3 +210,17 @@ async def test_a_body_too_large_is_a_413_the_document_names(
         )
         assert resp.status == 413 and (await resp.json())["errors"][0]["code"], path
         assert "413" in spec["responses"], path
+
+
+async def test_a_damaged_file_of_the_server_is_a_503_every_operation_names(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    settings.registries_file.write_text("{not json")
+    status, data, _ = await call(client, "GET", "/api/v1/registries", writer)
+    assert status == 503 and "is damaged" in data["errors"][0]["message"]
+    for path, operations in document()["paths"].items():
+        for method, spec in operations.items():
+            if method != "parameters":
+                assert "503" in spec["responses"], (method, path)

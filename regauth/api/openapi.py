@@ -158,6 +158,8 @@ def _ok(description: str, schema: dict[str, Any], headers: dict[str, Any] | None
 _AUTH = {
     "401": _error("no token, or an unknown or revoked one"),
     "403": _error("the token's scope is too small"),
+    # Asked of every request, from the token file on.
+    "503": _error("a file of the server's (tokens, records, secret store) cannot be used; said in full"),
 }
 # A body over the server's limit (2 MiB), refused before it is read.
 _TOO_LARGE = {"413": _error("the request body is too large")}
