@@ -57,8 +57,9 @@ class AbsentCache:
         try:
             data = json.loads(read_private(self._dir / f"{key}.json") or b"null")
             until, message = float(data["until"]), str(data["message"])
-        except (StoreError, ValueError, TypeError, KeyError):
-            # Unreadable or from another version: the search simply runs again and rewrites it.
+        except (StoreError, ValueError, TypeError, KeyError, OverflowError, RecursionError):
+            # Unreadable or from another version (or damaged: a number no float holds, nesting past
+            # json's stack): the search simply runs again and rewrites it.
             return None
         return message if self._clock() < until else None
 
