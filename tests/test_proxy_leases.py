@@ -6,6 +6,7 @@ chosen call), so each race happens on every run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 from support.bucket import moto_bucket
-from support.proxy import digest_of
+from support.proxy import add_upstream, digest_of, host_of, proxy_client
+from test_proxy_flights import Hostile, _until, hostile_app
 
-from regauth.proxy import sharedblobs
+from regauth.config import Settings
+from regauth.proxy import sharedblobs, state
 from regauth.proxy.sharedcache import SharedCache
 
 BUCKET = "regauth-leases"
@@ -95,3 +98,33 @@ async def test_a_renewal_in_flight_at_release_leaves_no_lease_behind(s3: Any) ->
             await asyncio.sleep(0.01)
     time.sleep(0.6)  # the renewal's thread is done by now, whatever happened
     assert _leases(s3, digest) == []
+
+
+async def test_a_pull_cancelled_while_another_instance_fetches_leaves_no_dead_fetch(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, s3: Any
+) -> None:
+    # A client that goes away while its pull waits for another instance's fetch cancels that wait
+    # (with aiohttp's handler cancellation, which its test server turns on). The pulls after it
+    # must not wait on a fetch that will never start.
+    blob = b"a blob another instance is fetching"
+    digest = digest_of(blob)
+    upstream = Hostile(blob)
+    upstream.release.set()
+    server = await aiohttp_server(hostile_app(upstream))
+    book = add_upstream(settings, host_of(server), name="up", username=None)
+    other = SharedCache(f"s3://{BUCKET}/fleet", client=s3)
+    assert other.try_lease(digest) == 1
+    # In-process, as aiohttp's test server runs it: with handler cancellation.
+    client: Any = await proxy_client(aiohttp_client, settings, book, cache_url=f"s3://{BUCKET}/fleet")
+    app = client.server.app
+    path = f"/v2/up/org/app/blobs/{digest}"
+    flights = app[state.FLIGHTS]
+    first = asyncio.ensure_future(client.get(path))
+    await _until(lambda: flights.find(host_of(server), digest) is not None, "the first pull's wait")
+    first.cancel()  # the client goes away
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await _until(lambda: flights.find(host_of(server), digest) is None, "the wait to be given up")
+    other.release(digest)  # the other instance gave up its fetch
+    async with client.get(path) as resp:
+        assert resp.status == 200 and await resp.read() == blob

@@ -161,6 +161,9 @@ async def _lead(request: web.Request, target: Target, cache: BlobCache | None) -
     # handler cancellation on), the fetch goes on for the pulls that stream from it.
     task = asyncio.ensure_future(_relay(request, target, cache, flight))
     task.add_done_callback(_retrieve)
+    # However it ends, cancelled too (before its first step, or while it waits its turn in the
+    # shared bucket): a flight left under way would hold every later pull of the blob.
+    task.add_done_callback(lambda _: flight.end(False))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
