@@ -96,7 +96,7 @@ class RegistryClient:
             await self._check(resp, repository)
             try:
                 tags = json.loads(await read_capped(resp, TAGS_MAX, "tag list")).get("tags") or []
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 raise UpstreamError(
                     f"{self.upstream.host} sent a malformed tag list", Outcome.NOT_V2
                 ) from None

@@ -51,7 +51,7 @@ def parse_error_body(body: bytes) -> list[ErrorDetail]:
     """The registry errors in a response body; empty when it is not the registry error JSON."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return []
     errors = data.get("errors") if isinstance(data, dict) else None
     if not isinstance(errors, list):

@@ -148,7 +148,7 @@ async def _read(ask: _Ask, response: aiohttp.ClientResponse) -> TokenResponse:
         raise _refusal(ask, response.status, body)
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         data = None
     token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
     if not isinstance(data, dict) or not isinstance(token, str) or not token:
@@ -190,7 +190,7 @@ def _who(credential: Credential | None) -> str:
 def _oauth_error(body: bytes) -> str | None:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
 

@@ -160,5 +160,5 @@ async def _pull(client: RegistryClient, repository: str) -> None:
 def _is_json_object(body: bytes) -> bool:
     try:
         return isinstance(json.loads(body), dict)
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested too deeply to parse is no object either
         return False
