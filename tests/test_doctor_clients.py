@@ -121,3 +121,25 @@ def test_docker_credhelpers_beat_credsstore_and_a_broken_file_is_named(
     assert proc.returncode == 1
     assert f"ACTION docker: {config} is not valid JSON" in proc.stdout, proc.stdout
     assert "no docker config" not in proc.stdout
+
+
+def test_registries_conf_drop_ins_as_the_containers_clients_read_them(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    (tmp_path / "run").mkdir()
+    # XDG_CONFIG_HOME elsewhere: containers/image still reads $HOME/.config/containers/registries.conf.d.
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    ok(regauth("registry", "add", "lab", "--url", HOST, "--no-validate", env=env))
+    ok(regauth("configure", "podman", "--registries-conf", env=env))
+    drop_ins = isolated_env / ".config" / "containers" / "registries.conf.d"
+    assert (drop_ins / "50-regauth.conf").is_file()
+    assert "credential helper regauth" in skopeo_source(env)
+    assert f"ok     podman: {drop_ins / '50-regauth.conf'}" in regauth("doctor", env=env).stdout
+
+    # A later drop-in sets credential-helpers again: it replaces regauth's list.
+    (drop_ins / "60-other.conf").write_text('credential-helpers = ["containers-auth.json"]\n')
+    assert "credential helper regauth" not in skopeo_source(env)
+    proc = regauth("doctor", env=env)
+    assert proc.returncode == 1, proc.stdout
+    assert "ok     podman:" not in proc.stdout
+    assert f"ACTION podman: {drop_ins / '60-other.conf'} sets credential-helpers after" in proc.stdout

@@ -102,25 +102,25 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
     for auth, config in files:
         if auth != docker_file:  # the docker check names docker's own
             yield from _plaintext("podman", auth, config)
-    # Where `configure podman --registries-conf` writes, user's first: any of them that asks regauth
-    # first covers every registry.
-    candidates = [
-        podman.registries_conf(environ, None, False),
-        podman.registries_conf(
-            {k: v for k, v in environ.items() if k != "CONTAINERS_REGISTRIES_CONF"}, None, False
-        ),
-        podman.SYSTEM_CONF_DIR / podman.DROP_IN,
-    ]
-    for conf in dict.fromkeys(candidates):
-        if _first_helper(conf) == HELPER:
-            yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
-            return
-    missing = [r.registry for r in records if _containers_answer(files, r.registry) != HELPER]
+    # The last registries.conf file that sets credential-helpers decides, for every registry.
+    ours, conf, helpers = None, None, [podman.AUTH_FILES]
+    for candidate in podman.registries_conf_files(environ):
+        listed = _helper_list(candidate)
+        if listed is not None:
+            conf, helpers = candidate, listed
+            ours = candidate if listed[:1] == [HELPER] else ours
+    if conf is not None and helpers[:1] == [HELPER]:
+        yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")
+        return
+    # Past that list, the auth files are asked only if it names them.
+    asked = podman.AUTH_FILES in helpers
+    missing = [r.registry for r in records if not asked or _containers_answer(files, r.registry) != HELPER]
     if missing:
+        where = f"{path}: " if ours is None else f"{conf} sets credential-helpers after {ours}: "
         yield Finding(
             "podman",
             ACTION,
-            f"{path}: not pointed at regauth for {', '.join(missing)}; run `regauth configure podman`",
+            f"{where}not pointed at regauth for {', '.join(missing)}; run `regauth configure podman`",
         )
     elif records:
         yield Finding("podman", OK, f"{path}: credHelpers name regauth for every configured registry")
@@ -152,12 +152,18 @@ def _helpers(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _first_helper(path: Path) -> str | None:
+    listed = _helper_list(path)
+    return listed[0] if listed else None
+
+
+def _helper_list(path: Path) -> list[str] | None:
+    """``credential-helpers`` in ``path``; None where the file, or the key, is not there."""
     try:
         doc = tomlfile.parse(read_state(path))
     except RegauthError:
         return None
     value = doc.get("credential-helpers")
-    return str(value[0]) if isinstance(value, list) and value else None
+    return [str(item) for item in value] if isinstance(value, list) else None
 
 
 def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Finding]:

@@ -64,7 +64,33 @@ def registries_conf(environ: Mapping[str, str], conf_dir: str | None, system: bo
         return Path(environ["CONTAINERS_REGISTRIES_CONF"]).expanduser()
     if system:
         return SYSTEM_CONF_DIR / DROP_IN
-    return _config_home(environ) / "containers" / "registries.conf.d" / DROP_IN
+    return _user_conf_dir(environ) / DROP_IN
+
+
+def _user_conf_dir(environ: Mapping[str, str]) -> Path:
+    # Under $HOME whatever $XDG_CONFIG_HOME says: containers/image joins ".config/containers/..." to
+    # the home directory for registries.conf (only the auth file follows XDG_CONFIG_HOME).
+    return Path(environ.get("HOME", "~")).expanduser() / ".config" / "containers" / "registries.conf.d"
+
+
+def registries_conf_files(environ: Mapping[str, str]) -> list[Path]:
+    """The registries.conf files the containers clients read, in their order: the main file
+    (``$CONTAINERS_REGISTRIES_CONF``, else the user's if it exists, else the system's), then every
+    ``*.conf`` drop-in, the system's directory before the user's (the user's alone beside a user main
+    file). A later file that sets ``credential-helpers`` replaces the list (containers-registries.conf(5))."""
+    user_dir = _user_conf_dir(environ)
+    user_main = user_dir.parent / "registries.conf"
+    dirs = [SYSTEM_CONF_DIR, user_dir]
+    if environ.get("CONTAINERS_REGISTRIES_CONF"):
+        main = Path(environ["CONTAINERS_REGISTRIES_CONF"]).expanduser()
+    elif user_main.exists():
+        main, dirs = user_main, [user_dir]
+    else:
+        main = SYSTEM_CONF_DIR.parent / "registries.conf"
+    files = [main]
+    for directory in dirs:
+        files += sorted(p for p in directory.rglob("*.conf") if p.is_file())
+    return files
 
 
 def _config_home(environ: Mapping[str, str]) -> Path:
