@@ -239,6 +239,10 @@ class SpoolWriter(Verifier):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             self._reader = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+        except OSError:
+            # Out of descriptors, most likely: this one must not stay open for nothing.
+            os.close(fd)
+            raise
         finally:
             path.unlink()
         self._fd: int | None = fd
