@@ -224,3 +224,22 @@ async def test_a_damaged_file_of_the_server_is_a_503_every_operation_names(
         for method, spec in operations.items():
             if method != "parameters":
                 assert "503" in spec["responses"], (method, path)
+
+
+async def test_an_unsaved_check_leaves_no_file_behind(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    # A read token may check a body, which saves nothing: its CA certificate must not be kept either
+    # (else every check with another CA would add a file to the config dir).
+    import trustme
+
+    client = await aiohttp_client(app_for(settings))
+    reader = token(settings, "reader", "read")
+    for n in range(3):
+        pem = trustme.CA().cert_pem.bytes().decode()
+        body = {"url": f"127.0.0.1:{n + 1}", "ca_pem": pem}
+        status, data, _ = await call(client, "POST", "/api/v1/validate", reader, body)
+        assert status == 200 and data["outcome"] == "unreachable", data
+    ca_dir = settings.config_dir / "api-ca"
+    assert not ca_dir.exists() or list(ca_dir.iterdir()) == []
+    assert not settings.cache_dir.exists() or list(settings.cache_dir.glob("check-*")) == []

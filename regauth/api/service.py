@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,9 @@ class RegistryService:
         old = await self.find(key)
         changes = dict(body.fields)
         if body.ca_pem is not None:
-            changes["ca_file"] = await asyncio.to_thread(self._save_ca, body.ca_pem) if body.ca_pem else None
+            changes["ca_file"] = (
+                await asyncio.to_thread(self._save_ca, body.ca_pem, self._ca_dir) if body.ca_pem else None
+            )
         new = check_record(old._replace(**changes))
         if body.url is not None:
             registry_ops.check_scheme(body.url, new.insecure, fix=_PLAIN_HTTP_FIX)
@@ -141,15 +144,19 @@ class RegistryService:
         return result
 
     async def check_unsaved(self, body: Body) -> ValidationResult:
-        record = await self._unsaved(body)
-        return await registry_ops.check_async(
-            self.settings, self.store, record, body.secret, record.repository
-        )
+        # Nothing is saved, not even the CA: it is written for the check only (a read token may check).
+        await asyncio.to_thread(ensure_private_dir, self.settings.cache_dir)
+        with tempfile.TemporaryDirectory(prefix="check-", dir=self.settings.cache_dir) as scratch:
+            record = await self._unsaved(body, ca_dir=Path(scratch))
+            return await registry_ops.check_async(
+                self.settings, self.store, record, body.secret, record.repository
+            )
 
     # --- the parts ----------------------------------------------------------------------------------
 
-    async def _unsaved(self, body: Body) -> Registry:
-        """The record a create (or an unsaved check) body describes, every rule checked."""
+    async def _unsaved(self, body: Body, *, ca_dir: Path | None = None) -> Registry:
+        """The record a create (or an unsaved check) body describes, every rule checked; its CA is
+        written to ``ca_dir`` (by default the records' own)."""
         fields = dict(body.fields)
         record = Registry(id="", **{"name": fields.pop("name", "unsaved"), **fields})
         record = check_record(record)
@@ -161,7 +168,8 @@ class RegistryService:
         if record.provider == "static" and not record.anonymous and body.secret is None:
             raise FieldError("password", "a static registry with a username needs its password or token")
         if body.ca_pem:
-            record = record._replace(ca_file=await asyncio.to_thread(self._save_ca, body.ca_pem))
+            path = await asyncio.to_thread(self._save_ca, body.ca_pem, ca_dir or self._ca_dir)
+            record = record._replace(ca_file=path)
         return record
 
     async def _check(self, record: Registry, secret: str | None) -> ValidationResult:
@@ -170,10 +178,11 @@ class RegistryService:
             raise ValidationError(f"{result.message}; nothing was saved", outcome=str(result.outcome))
         return result
 
-    def _save_ca(self, pem: str) -> str:
+    @staticmethod
+    def _save_ca(pem: str, directory: Path) -> str:
         """``pem`` as a file the record can name (by its content: the same CA is one file)."""
-        ensure_private_dir(self._ca_dir)
-        path: Path = self._ca_dir / (hashlib.sha256(pem.encode()).hexdigest()[:32] + ".pem")
+        ensure_private_dir(directory)
+        path: Path = directory / (hashlib.sha256(pem.encode()).hexdigest()[:32] + ".pem")
         if not path.exists():
             atomic_write(path, pem.encode(), mode=0o600)
         return str(path)
