@@ -70,3 +70,40 @@ def test_a_legacy_url_key_is_the_hosts_credential(
         Recorder.seen.clear()
         skopeo_inspect(host, env)
         assert Recorder.seen[-1:] == [expected]
+
+
+def test_plaintext_another_helper_answers_for_is_left_with_that_helper(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    config.parent.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    other = bin_dir / "docker-credential-other"
+    other.write_text(f'#!/bin/sh\necho "$1 $(cat)" >> {calls}\nexit 1\n')
+    other.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    host, hub = "127.0.0.1:1", "https://index.docker.io/v1/"
+    body = {
+        "auths": {host: {"auth": b64("old:s3cret-stale")}, hub: {"auth": b64("me:s3cret-hub")}},
+        "credHelpers": {host: "other"},
+        "credsStore": "other",
+    }
+    config.write_text(json.dumps(body, indent="\t"))
+    original = config.read_bytes()
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI is not installed; these tests need it (never skipped)"
+    subprocess.run(
+        [docker, "manifest", "inspect", "--insecure", f"{host}/app"], capture_output=True, timeout=60, env=env
+    )
+    # The docker CLI asks the helper, not the plaintext beside it (which it never sends).
+    assert set(calls.read_text().splitlines()) == {f"get {host}"}
+
+    out = regauth("import", "docker", "--no-validate", env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"left in place: {host}: the docker CLI asks the helper 'other' for it" in out.stdout
+    assert f"left in place: {hub}: the docker CLI asks the helper 'other' for it" in out.stdout
+    assert config.read_bytes() == original  # the other helper still answers for both
+    assert regauth("registry", "list", "--json", env=env).stdout == "[]\n"
+    assert "s3cret" not in out.stdout + out.stderr

@@ -119,6 +119,15 @@ def run_import(
     outcome = Outcome([], [], [], skipped)
     added: list[tuple[str, str]] = []  # (id, import_undo.made): what an undo of this run removes
     for item in found:
+        helper = _answering_helper(before, item, client)
+        if helper is not None and helper != HELPER:
+            # The client never sends this plaintext: moving it would put a credential it does not
+            # use (often a stale one) in the place of the helper that answers now.
+            outcome.skipped.append(
+                f"{printable(item.key)}: the {_CLIENT_NAMES[client]} asks the helper {printable(helper)!r} "
+                "for it, not this plaintext (remove the plaintext by hand if it is stale)"
+            )
+            continue
         existing = book.for_host(item.host)
         if existing is not None:
             outcome.already.append(f"{item.host}: already in regauth as {existing.name!r}; left in place")
@@ -147,6 +156,20 @@ def run_import(
     change = Change(state, data, new_mode=0o600, dir_mode=0o700)
     plan = Plan(f"import-{client}", [change], secrets=secrets, records=added)
     return plan, outcome
+
+
+_CLIENT_NAMES = {"docker": "docker CLI", "podman": "containers clients (podman, skopeo)"}
+
+
+def _answering_helper(config: dict[str, Any], item: Found, client: str) -> str | None:
+    """The helper the client asks for ``item``'s host instead of reading the plaintext: its
+    ``credHelpers`` entry, else (the docker CLI only; containers/image ignores it) ``credsStore``."""
+    helpers = config.get("credHelpers")
+    key = docker_key(item.host) if client == "docker" else item.host
+    if isinstance(helpers, dict) and isinstance(helpers.get(key), str) and helpers[key]:
+        return str(helpers[key])
+    store = config.get("credsStore")
+    return store if client == "docker" and isinstance(store, str) and store else None
 
 
 def _record(settings: Settings, book: RegistryBook, item: Found) -> Registry:
