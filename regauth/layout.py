@@ -48,6 +48,8 @@ DEFAULT_LOG_LEVEL = "WARNING"
 QUIET_LOG_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 REGISTRIES_FILE = "registries.json"  # in the config dir
 SECRETS_FILE = "secrets.enc"  # in the data dir
+# The most of it the file store reads: a few KiB of secrets and tokens, far larger is not one.
+SECRETS_MAX_BYTES = 64 * 1024 * 1024
 # In the config dir, apart from the encrypted data in the data dir, so that a copy of one directory
 # alone (a backup, a synced folder) does not carry both.
 KEY_FILE = "secrets.key"

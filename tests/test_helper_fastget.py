@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 
 import pytest
 from fuzz.targets import run_in_process
@@ -262,3 +263,34 @@ def test_a_canonical_host_is_its_own_canonical_host(scheme: str, host: str, port
     """The registry book looks records up by normalising again what routing normalised once."""
     canonical = normalize_registry(scheme + host + port + path)
     assert normalize_registry(canonical) == canonical
+
+
+@pytest.mark.parametrize("which", ["registries_file", "secrets_file", "key_file", "store_choice_file"])
+def test_a_huge_file_is_read_no_further_than_the_general_path_reads_it(
+    settings: Settings, helper_exe: str, which: str
+) -> None:
+    """A 2 GiB file (sparse: it costs no disk) in place of one of regauth's: the fast get reads at most
+    what the general path reads of it, under a 1 GiB address-space limit, and the general path says it
+    is too large (or damaged) in one line. It read the whole file, and died of a MemoryError."""
+    import resource
+
+    _store_with_record(settings)
+    path = getattr(settings, which)
+    with open(path, "wb") as handle:
+        handle.truncate(2 << 30)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "REGAUTH_STORE": "auto" if which == "store_choice_file" else "file"}
+    proc = subprocess.run(
+        [helper_exe, "get"],
+        input=b"registry.example",
+        capture_output=True,
+        timeout=120,
+        env=env,
+        preexec_fn=limited,
+        check=False,
+    )
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr, proc.stderr[-500:]
+    assert proc.stdout.count(b"\n") == 1 and (b"larger than" in proc.stdout or b"damaged" in proc.stdout)

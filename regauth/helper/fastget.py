@@ -76,7 +76,7 @@ def _answer(raw_input: bytes, environ: Mapping[str, str]) -> str | None:
     if choice not in (layout.STORE_FILE, layout.STORE_KEYRING):
         return None
     try:
-        record = _record_for(host, _read(config_dir, layout.REGISTRIES_FILE))
+        record = _record_for(host, _read(config_dir, layout.REGISTRIES_FILE, layout.REGISTRIES_MAX_BYTES))
     except FileNotFoundError:
         # No records yet, as for the general path: a cloud host can still have an ambient token.
         record = None
@@ -185,8 +185,8 @@ class _FileSecrets:
     def get(self, key: str) -> str | None:
         if self._entries is None:
             self._entries = _entries(
-                _read(self._data_dir, layout.SECRETS_FILE),
-                _read(self._config_dir, layout.KEY_FILE, secret=True),
+                _read(self._data_dir, layout.SECRETS_FILE, layout.SECRETS_MAX_BYTES),
+                _read(self._config_dir, layout.KEY_FILE, aesgcm.KEY_LEN, secret=True),
             )
         return self._entries.get(key)
 
@@ -195,11 +195,9 @@ def _store_choice(environ: Mapping[str, str], data_dir: str) -> str:
     choice = layout.store_kind(environ)
     if choice == layout.STORE_AUTO:
         # Only a remembered choice: the first probe, and writing it down, are the general path's.
-        raw = _read(data_dir, layout.STORE_CHOICE_FILE)
-        if len(raw) > layout.STORE_CHOICE_MAX_BYTES:
-            # The general path refuses it as too large, whatever it holds.
-            raise _Declined
-        choice = raw.decode("utf-8").strip()
+        choice = (
+            _read(data_dir, layout.STORE_CHOICE_FILE, layout.STORE_CHOICE_MAX_BYTES).decode("utf-8").strip()
+        )
     return choice
 
 
@@ -225,8 +223,6 @@ def _keyring_credential(
 def _record_for(host: str, registries_json: bytes) -> dict[str, object] | None:
     """The host's active host-wide record, None when it has none; ``_Declined`` for a file the general
     path must report on, or a disabled record (the general path says it is not found, and why)."""
-    if len(registries_json) > layout.REGISTRIES_MAX_BYTES:
-        raise _Declined
     data = _json(registries_json)
     if not isinstance(data, dict) or not isinstance(data.get(layout.RECORDS_KEY), list):
         raise _Declined
@@ -270,13 +266,18 @@ def _json(raw: bytes) -> object:
         return None
 
 
-def _read(directory: str, name: str, *, secret: bool = False) -> bytes:
+def _read(directory: str, name: str, limit: int, *, secret: bool = False) -> bytes:
     """The file's bytes; raises PermissionError (so the get declines) where the general path would
-    refuse the file or its directory as not private, and the general path then says why."""
+    refuse the file or its directory as not private, and ``_Declined`` for a file larger than
+    ``limit``, the most the general path reads of it: the general path then says why."""
     if layout.unsafe_because(os.stat(directory), directory=True) is not None:
         raise PermissionError(directory)
     # O_NONBLOCK: a FIFO in a file's place must not hang the get (it is then refused as no file).
     with os.fdopen(os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
         if layout.unsafe_because(os.fstat(handle.fileno()), secret=secret) is not None:
             raise PermissionError(name)
-        return handle.read()
+        # One byte past the limit, as the general path reads: never a whole huge file into memory.
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _Declined
+    return data

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from regauth import layout
 from regauth.config import Settings
 from regauth.errors import StoreError
 from regauth.fsutil import atomic_write, ensure_private_dir, file_lock, read_private
@@ -51,7 +52,7 @@ class FileStore:
             return True
 
     def _read(self) -> dict[str, str]:
-        blob = read_private(self.path)
+        blob = read_private(self.path, limit=layout.SECRETS_MAX_BYTES)
         if blob is None:
             return {}
         try:
@@ -118,8 +119,8 @@ class FileStore:
 
 def _read_key(path: Path) -> bytes | None:
     """The key file's 32 bytes, None if there is none; refused unless only we can read it."""
-    key = read_private(path, secret=True, limit=32)
-    if key is not None and len(key) != 32:
+    key = read_private(path, secret=True, limit=aesgcm.KEY_LEN)
+    if key is not None and len(key) != aesgcm.KEY_LEN:
         raise StoreError(f"the key file {path} is damaged (expected 32 bytes)")
     return key
 
