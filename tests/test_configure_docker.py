@@ -225,3 +225,19 @@ def test_a_host_with_only_per_prefix_records_is_left_to_the_proxy(
     ]
     ok(regauth(*argv))
     assert sorted(p.name for p in certs.iterdir()) == ["ghcr.io", "quay.io"]
+
+
+def test_a_crlf_file_keeps_its_line_ends(isolated_env: Path, regauth_exe: str) -> None:
+    config_dir = Path(os.environ["DOCKER_CONFIG"])
+    config_dir.mkdir()
+    config = config_dir / "config.json"
+    # Written on Windows (a shared dotfiles checkout): CRLF, a member over several lines.
+    config.write_bytes(b'{\r\n\t"auths": {},\r\n\t"x-note": {\r\n\t\t"keep": 1\r\n\t}\r\n}\r\n')
+    original = config.read_bytes()
+    ok(regauth("configure", "docker", "--registries", "ghcr.io"))
+    data = config.read_bytes()
+    assert b"\n" not in data.replace(b"\r\n", b""), data  # no bare LF: one line end throughout
+    assert json.loads(data) == {"auths": {}, "x-note": {"keep": 1}, "credHelpers": {"ghcr.io": "regauth"}}
+    assert "nothing to change" in ok(regauth("configure", "docker", "--registries", "ghcr.io"))
+    ok(regauth("configure", "docker", "--undo"))
+    assert config.read_bytes() == original

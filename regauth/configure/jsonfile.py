@@ -62,21 +62,23 @@ def rewrite(state: FileState, before: dict[str, Any], after: dict[str, Any]) -> 
         return state.data
     raw = _raw_members(state.data.decode("utf-8")) if state.data is not None and state.data.strip() else {}
     indent = _indent(state)
+    # A file with CRLF line ends (written on Windows) keeps them: its copied members have them inside.
+    eol = "\r\n" if state.data is not None and b"\r\n" in state.data else "\n"
     parts = []
     for key, value in after.items():
         if key in raw and key in before and before[key] == value:
             raw_key, raw_value = raw[key]
         else:
             raw_key = json.dumps(key, ensure_ascii=False)
-            raw_value = _serialize(value, indent)
+            raw_value = _serialize(value, indent).replace("\n", eol)
         parts.append(f"{raw_key}: {raw_value}")
     if not parts:
         text = "{}"
     elif indent is None:
         text = "{" + ", ".join(parts) + "}"
     else:
-        text = "{\n" + ",\n".join(indent + part for part in parts) + "\n}"
-    newline = "\n" if state.data is None or not state.data.strip() or state.data.endswith(b"\n") else ""
+        text = "{" + eol + ("," + eol).join(indent + part for part in parts) + eol + "}"
+    newline = eol if state.data is None or not state.data.strip() or state.data.endswith(b"\n") else ""
     return (text + newline).encode("utf-8")
 
 
