@@ -250,3 +250,29 @@ def test_a_config_path_list_keeps_every_directory(
     assert f'config_path = "{mine}:{first}:{second}"' in ok(
         ["containerd", "--config", str(config), "config", "dump"]
     )
+
+
+def test_doctor_names_a_mirror_containerd_would_not_pull_through(
+    containerd: Containerd, proxy: ProxyProcess, registry_token: RegistryFixture, tmp_path: Path
+) -> None:
+    fx = registry_token
+    image = push_runnable_image(
+        fx.url, context=fx.ssl_context(), username=fx.username, password=fx.password, files={"c.txt": b"c\n"}
+    )
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    certs = tmp_path / "certs.d"
+    ok(["regauth", "configure", "containerd", "--proxy", proxy.url, "--certs-dir", str(certs), "--no-config"])
+    doctor = ["regauth", "doctor", "--containerd-certs-dir", str(certs)]
+    assert f"ok     containerd: {certs}: a hosts.toml mirror" in run(doctor).stdout
+    hosts = certs / fx.host / "hosts.toml"
+    pull = containerd.ctr("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)
+    for broken in (
+        # Hand edits containerd reads as no mirror: push only; a file that does not parse (it falls
+        # back to the directory's certificates alone).
+        hosts.read_text().replace('["pull", "resolve"]', '["push"]'),
+        hosts.read_text().replace("capabilities = [", "capabilities = [["),
+    ):
+        hosts.write_text(broken)
+        assert run(pull).returncode != 0  # straight to the registry, with no credential
+        out = run(doctor)
+        assert out.returncode == 1 and f"ACTION containerd: {certs}: no mirror for {fx.host}" in out.stdout

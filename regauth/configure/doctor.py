@@ -169,11 +169,7 @@ def _helper_list(path: Path) -> list[str] | None:
 def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Finding]:
     from regauth.configure.containerd import hosts_file
 
-    missing = []
-    for record in records:
-        text = read_state(hosts_file(certs_dir, record.registry)).data or b""
-        if b"[host." not in text:
-            missing.append(record.registry)
+    missing = [r.registry for r in records if not _pulls_through_a_mirror(hosts_file(certs_dir, r.registry))]
     if missing:
         yield Finding(
             "containerd",
@@ -183,6 +179,23 @@ def _containerd(certs_dir: Path, records: Sequence[Registry]) -> Iterator[Findin
         )
     elif records:
         yield Finding("containerd", OK, f"{certs_dir}: a hosts.toml mirror for every configured registry")
+
+
+def _pulls_through_a_mirror(path: Path) -> bool:
+    """Whether containerd would pull through a ``[host."..."]`` of ``path``: one it can resolve and
+    pull from (a host without ``capabilities`` has them all). A file that does not parse is as none
+    (containerd falls back to the directory's certificates alone)."""
+    try:
+        hosts = tomlfile.parse(read_state(path)).unwrap().get("host")
+    except RegauthError:
+        return False
+    if not isinstance(hosts, dict):
+        return False
+    for host in hosts.values():
+        capabilities = host.get("capabilities", ["pull", "resolve"]) if isinstance(host, dict) else []
+        if isinstance(capabilities, list) and {"pull", "resolve"} <= set(capabilities):
+            return True
+    return False
 
 
 def _kubelet(flag: Path | None, bin_dir: Path | None, records: Sequence[Registry]) -> Iterator[Finding]:
