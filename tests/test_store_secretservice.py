@@ -436,3 +436,24 @@ def test_which_site_packages_leave_keyring_on_the_secret_service(
             (site / name / "entry_points.txt").write_text(entry_points)
     monkeypatch.setattr(sys, "path", [str(tmp_path / "lib"), str(site)])
     assert general_path_uses_secret_service({"HOME": str(tmp_path)}) is uses
+
+
+def test_a_damaged_keyring_index_is_one_line_not_a_traceback(
+    secret_service: dict[str, str], helper_exe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index entry is any text another program of the user's wrote into the keyring: nested past
+    json's stack, it is damaged like any other that is no list of names."""
+    from keyring.backends import SecretService
+
+    from regauth.store.keyring import INDEX_KEY, SERVICE
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", secret_service["DBUS_SESSION_BUS_ADDRESS"])
+    backend = SecretService.Keyring()
+    backend.set_password(SERVICE, INDEX_KEY, "[" * 100_000 + "]" * 100_000)
+    try:
+        login = json.dumps({"ServerURL": "index.example", "Username": "u", "Secret": "s"})
+        stored = helper(helper_exe, "store", login, keyring_env(secret_service))
+        assert (stored.returncode, stored.stderr) == (1, ""), stored.stderr[-300:]
+        assert stored.stdout.count("\n") == 1 and "index in the OS keyring" in stored.stdout
+    finally:
+        backend.delete_password(SERVICE, INDEX_KEY)

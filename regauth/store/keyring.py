@@ -91,7 +91,8 @@ class KeyringStore:
             return []
         try:
             index = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: any program of the user's can write this entry, nested past json's stack.
             index = None
         if not isinstance(index, list) or not all(isinstance(k, str) for k in index):
             raise StoreError(f"the regauth index in the OS keyring ({SERVICE}/{INDEX_KEY}) is damaged")
