@@ -211,6 +211,24 @@ def for_image(records: Iterable[Registry], host: str, repository: str) -> Regist
     return max(candidates, key=lambda r: len(r.prefix or "") + (r.prefix is not None), default=None)
 
 
+# What a check of a record depends on, beside its secret: a change of one unchecked makes the last
+# check (``last_validation``) a statement about another configuration, so it is dropped.
+_CHECKED_FIELDS = (
+    "registry",
+    "prefix",
+    "username",
+    "provider",
+    "options",
+    "ca_file",
+    "insecure",
+    "repository",
+)
+
+
+def _checks_differ(old: Registry, new: Registry, secret: str | None) -> bool:
+    return secret is not None or any(getattr(old, f) != getattr(new, f) for f in _CHECKED_FIELDS)
+
+
 def name_for_host(host: str) -> str:
     return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
 
@@ -305,6 +323,8 @@ class RegistryBook:
                     "again and retry"
                 )
             new = check_record(old._replace(**changes, updated_at=_now(), updated_by=by))
+            if "last_validation" not in changes and _checks_differ(old, new, secret):
+                new = new._replace(last_validation=None)
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
             rest = [new if r.id == old.id else r for r in records]
@@ -392,7 +412,9 @@ class RegistryBook:
                 )
                 records = records + [new]
             else:
-                new = old._replace(username=username, updated_at=_now(), updated_by=ORIGIN_HELPER)
+                new = old._replace(
+                    username=username, updated_at=_now(), updated_by=ORIGIN_HELPER, last_validation=None
+                )
                 records = [new if r.id == old.id else r for r in records]
             self._commit(records, new, secret)
         return new

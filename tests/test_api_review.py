@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from support.api import app_for, call, token
 
+from regauth import cli
 from regauth.api.openapi import document
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook, stored_secret
@@ -243,3 +244,37 @@ async def test_an_unsaved_check_leaves_no_file_behind(
     ca_dir = settings.config_dir / "api-ca"
     assert not ca_dir.exists() or list(ca_dir.iterdir()) == []
     assert not settings.cache_dir.exists() or list(settings.cache_dir.glob("check-*")) == []
+
+
+async def test_a_change_saved_unchecked_drops_the_last_check(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    # The last check was of the record as it was: after an unchecked move (or new credentials) it
+    # would say "valid" (and `doctor` "read-only") of a host or secret that was never checked.
+    client = await aiohttp_client(app_for(settings))
+    writer = token(settings, "writer", "write")
+    note = {"outcome": "valid", "message": "ok", "at": "2026-01-01T00:00:00+00:00", "access": "read-only"}
+    book = RegistryBook.for_settings(settings)
+    book.add(Registry(id="", name="lab", registry="127.0.0.1:1", username="ci", insecure=True), "pw")
+    kept: list[dict[str, Any]] = [{"name": "lab2"}, {"active": False}]
+    for change in kept:
+        book.note_validation(book.get("lab" if "name" in change else "lab2").id, note)
+        key = "lab" if "name" in change else "lab2"
+        status, data, _ = await call(client, "PATCH", f"/api/v1/registries/{key}", writer, change)
+        assert status == 200 and data["last_validation"] == note, (change, data)
+    dropped: list[dict[str, Any]] = [
+        {"url": "127.0.0.2:1"},
+        {"username": "other", "password": "pw2"},
+        {"password": "pw3"},
+        {"options": {"realm_hosts": "a.example"}},
+        {"repository": "team/app"},
+    ]
+    for change in dropped:
+        book.note_validation(book.get("lab2").id, note)
+        body = {**change, "validate": False}
+        status, data, _ = await call(client, "PATCH", "/api/v1/registries/lab2", writer, body)
+        assert status == 200 and data["last_validation"] is None, (change, data)
+    # the CLI's `registry update --no-validate` too: one rule, the book's
+    book.note_validation(book.get("lab2").id, note)
+    assert cli.main(["registry", "update", "lab2", "--url", "127.0.0.3:1", "--no-validate"]) == 0
+    assert book.get("lab2").last_validation is None
