@@ -94,7 +94,9 @@ def forget(state_dir: str, record_id: str) -> None:
     if path is not None:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:
+            # Gone already, or not removable here (a read-only state dir): best effort, as marking
+            # is; the record it was for is removed by then, and a new one has a new random id.
             pass
 
 

@@ -99,3 +99,19 @@ def test_put_back(tmp_path: Path) -> None:
     assert usage.last_used(state, "abc") is None
     usage.put_back(state, "../x", 1.0)  # no path out of the marks' directory
     assert not (tmp_path.parent / "x").exists()
+
+
+def test_a_mark_that_cannot_be_removed_costs_registry_remove_nothing(
+    settings: Settings, regauth_exe: str
+) -> None:
+    """Forgetting a mark is best effort like marking (a read-only state dir on a fleet instance; here a
+    directory in the mark's place, which stops root too): the record is removed and says so, exit 0,
+    no traceback after the record is already gone."""
+    record = add_record(settings, "registry.lab:5000", None, name="lab")
+    blocker = settings.state_dir / usage.USED_DIR / record.id
+    blocker.mkdir(parents=True)
+    done = subprocess.run(
+        [regauth_exe, "registry", "remove", "lab"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr[-300:]
+    assert "removed registry 'lab'" in done.stdout
