@@ -198,17 +198,47 @@ def _pulls_through_a_mirror(path: Path) -> bool:
     return False
 
 
+_KUBELET_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def _kubelet(flag: Path | None, bin_dir: Path | None, records: Sequence[Registry]) -> Iterator[Finding]:
     from regauth.kube.kubeletconfig import DEFAULT_CONFIG
+    from regauth.kube.main import PROGRAM
 
     path = flag or DEFAULT_CONFIG
-    state = read_state(path) if flag is not None or DEFAULT_CONFIG.is_file() else None
-    if state is None:
+    if flag is None and not DEFAULT_CONFIG.is_file():
         return
-    if state.data is None:
-        yield Finding("kubelet", ACTION, f"{path}: no such file; `regauth configure kubelet` writes it")
-        return
-    yield from kubelet_findings(path, _json(path) or {}, records, bin_dir)
+    # A directory (newer kubelets): the providers of every config file in it, in name order.
+    files = sorted(p for p in path.iterdir() if p.suffix in _KUBELET_SUFFIXES) if path.is_dir() else [path]
+    providers: list[Any] = []
+    unread: list[Path] = []
+    for file in files:
+        try:
+            state = read_state(file)
+            if state.data is None:
+                yield Finding(
+                    "kubelet", ACTION, f"{path}: no such file; `regauth configure kubelet` writes it"
+                )
+                return
+            if state.data.strip() and not state.data.lstrip().startswith(b"{"):
+                unread.append(file)  # YAML, which the kubelet reads as well
+                continue
+            config = jsonfile.load_object(state)
+        except RegauthError as exc:
+            yield Finding("kubelet", ACTION, str(exc).removesuffix("; it was left as it was"))
+            return
+        listed = config.get("providers")
+        providers += listed if isinstance(listed, list) else []
+    for file in unread:
+        yield Finding(
+            "kubelet",
+            WARN,
+            f"{file} is YAML, which doctor does not read: its providers were not checked "
+            "(the kubelet reads JSON too)",
+        )
+    if unread and not any(isinstance(p, dict) and p.get("name") == PROGRAM for p in providers):
+        return  # regauth's entry may well be in the YAML
+    yield from kubelet_findings(path, {"providers": providers}, records, bin_dir)
 
 
 def _tokens(store: SecretStore) -> Iterator[Finding]:
