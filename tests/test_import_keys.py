@@ -107,3 +107,18 @@ def test_plaintext_another_helper_answers_for_is_left_with_that_helper(
     assert config.read_bytes() == original  # the other helper still answers for both
     assert regauth("registry", "list", "--json", env=env).stdout == "[]\n"
     assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_plaintext_regauth_already_has_is_left_in_place_with_exit_1(
+    isolated_env: Path, regauth_exe: str
+) -> None:
+    # README: "what regauth already had (left in place) ... Exit status 1 when something was left in place."
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {"127.0.0.1:1": {"auth": b64("ci:s3cret-kept")}}}))
+    assert regauth("registry", "add", "lab", "--url", "127.0.0.1:1", "--no-validate").returncode == 0
+    for dry in ([], ["--dry-run"]):
+        out = regauth("import", "docker", "--no-validate", *dry)
+        assert "already there: 127.0.0.1:1: already in regauth as 'lab'; left in place" in out.stdout
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert b64("ci:s3cret-kept") in config.read_text() and "s3cret" not in out.stdout + out.stderr

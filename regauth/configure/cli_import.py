@@ -100,7 +100,8 @@ def cmd_import(
 
                 remove_added(settings, book, store_of(settings, store), plan.records)
                 raise ConfigError(f"{exc}; nothing was imported") from exc
-    return 1 if outcome.failed or outcome.skipped else 0
+    # What regauth already had stays in the file as plaintext too: left in place, as the README says.
+    return 1 if outcome.failed or outcome.skipped or outcome.already else 0
 
 
 def _report(outcome: importer.Outcome, path: Path, dry_run: bool) -> None:
