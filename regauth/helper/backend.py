@@ -81,11 +81,12 @@ class RegauthBackend:
             )
 
     def list(self) -> dict[str, str]:
-        # Only records that a `get` will answer: legacy `docker build` aborts on one failing get.
+        # Only records that a `get` will answer: legacy `docker build` aborts on one failing get. A
+        # get answers from the host-wide record alone (the protocol names no repository).
         return {
             server_url_for(r.registry): r.username
             for r in self.book.all()
-            if r.provider == "static" and r.username is not None and r.active
+            if r.provider == "static" and r.username is not None and r.active and r.prefix is None
         }
 
     def _audit(self, action: str, record_id: str, name: str, *, secret: str | None = None) -> None:
