@@ -81,7 +81,8 @@ class CachedToken(NamedTuple):
         """None for an entry this version cannot read: it is then simply re-minted and overwritten."""
         try:
             fields = token_fields(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: nested past json's stack (any program of the user's writes the keyring).
             return None
         return None if fields is None else cls(*fields)
 
