@@ -8,11 +8,19 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from support.cli import ok, regauth
 from support.registry import RegistryFixture
 
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The containers clients' runtime auth file is the test's (else the machine's /run/containers/UID)."""
+    (tmp_path / "run").mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
 
 
 def test_a_healthy_set_up(

@@ -22,6 +22,13 @@ from regauth.config import Settings
 from regauth.registries import RegistryBook
 
 
+@pytest.fixture(autouse=True)
+def runtime_dir(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The containers clients' runtime auth file is the test's (else the machine's /run/containers/UID)."""
+    (tmp_path / "run").mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+
+
 class Recorder:
     """A loopback HTTP server that records each request line and answers ``status`` (with ``location``)."""
 

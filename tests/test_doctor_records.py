@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support.cli import ok, regauth
 from support.records import add_record
 from support.registry import RegistryFixture
@@ -19,6 +20,13 @@ from regauth.config import Settings
 
 TIMEOUT = 60
 DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The containers clients' runtime auth file is the test's (else the machine's /run/containers/UID)."""
+    (tmp_path / "run").mkdir(exist_ok=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
 
 
 def configured() -> None:
