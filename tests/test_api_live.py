@@ -172,7 +172,7 @@ async def test_a_canary_secret_is_found_nowhere(
         await record("PATCH", "/api/v1/registries/tok", writer, {"password": canary, "validate": False})
         == 200
     )
-    assert await record("POST", "/api/v1/validate", reader, body_for(fx, "x", password=canary)) == 200
+    assert await record("POST", "/api/v1/validate", writer, body_for(fx, "x", password=canary)) == 200
     assert await record("POST", "/api/v1/registries", writer, body_for(fx, "tok", password=canary)) == 409
     assert await record("POST", "/api/v1/registries", reader, body) == 403
     assert await record("POST", "/api/v1/registries", writer, {**body, "username": "a:b"}) == 422

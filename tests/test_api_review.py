@@ -230,16 +230,16 @@ async def test_a_damaged_file_of_the_server_is_a_503_every_operation_names(
 async def test_an_unsaved_check_leaves_no_file_behind(
     aiohttp_client: ClientFactory, settings: Settings
 ) -> None:
-    # A read token may check a body, which saves nothing: its CA certificate must not be kept either
-    # (else every check with another CA would add a file to the config dir).
+    # A check of a body saves nothing: its CA certificate must not be kept either (else every check
+    # with another CA would add a file to the config dir).
     import trustme
 
     client = await aiohttp_client(app_for(settings))
-    reader = token(settings, "reader", "read")
+    writer = token(settings, "writer", "write")
     for n in range(3):
         pem = trustme.CA().cert_pem.bytes().decode()
         body = {"url": f"127.0.0.1:{n + 1}", "ca_pem": pem}
-        status, data, _ = await call(client, "POST", "/api/v1/validate", reader, body)
+        status, data, _ = await call(client, "POST", "/api/v1/validate", writer, body)
         assert status == 200 and data["outcome"] == "unreachable", data
     ca_dir = settings.config_dir / "api-ca"
     assert not ca_dir.exists() or list(ca_dir.iterdir()) == []
@@ -278,3 +278,34 @@ async def test_a_change_saved_unchecked_drops_the_last_check(
     book.note_validation(book.get("lab2").id, note)
     assert cli.main(["registry", "update", "lab2", "--url", "127.0.0.3:1", "--no-validate"]) == 0
     assert book.get("lab2").last_validation is None
+
+
+async def test_a_read_token_cannot_have_the_server_send_its_own_credentials_anywhere(
+    aiohttp_client: ClientFactory, aiohttp_server: ServerFactory, settings: Settings
+) -> None:
+    # An unsaved check runs a configuration the caller chose, with the server's environment and
+    # ambient credentials (the env provider reads the variable the body names): that is a write.
+    saw: list[str] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        saw.append(request.headers.get("Authorization", ""))
+        return web.Response(status=401, headers={**_V2, "WWW-Authenticate": 'Basic realm="r"'})
+
+    server = await aiohttp_server(_app(capture))
+    app = app_for(settings._replace(environ={**settings.environ, "SERVER_ONLY": "server-secret-5"}))
+    client = await aiohttp_client(app)
+    reader = token(settings, "reader", "read")
+    body = {
+        "url": f"127.0.0.1:{server.port}",
+        "insecure": True,
+        "provider": "env",
+        "options": {"secret_env": "SERVER_ONLY", "username": "x"},
+    }
+    status, data, _ = await call(client, "POST", "/api/v1/validate", reader, body)
+    assert status == 403 and data["errors"][0]["code"] == "FORBIDDEN", data
+    assert saw == []
+    # a saved record's check stays the reader's: its configuration is a writer's
+    writer = token(settings, "writer", "write")
+    saved = {"name": "lab", "url": f"127.0.0.1:{server.port}", "insecure": True, "validate": False}
+    assert (await call(client, "POST", "/api/v1/registries", writer, saved))[0] == 201
+    assert (await call(client, "POST", "/api/v1/registries/lab/validate", reader))[0] == 200

@@ -1,7 +1,9 @@
 """Bearer tokens for the API: who asks (401 when no known token), and whether their scope allows it (403).
 
-``read`` may list, get and validate; ``write`` may also create, update and delete. A validation is a
-POST that changes nothing but the record's ``last_validation``, so ``read`` may run it. The token
+``read`` may list, get and validate saved records; ``write`` may also create, update, delete and check
+an unsaved body. A saved record's validation is a POST that changes nothing but its
+``last_validation``, so ``read`` may run it; an unsaved body's check runs what the caller chose (a
+provider reading the server's environment, its cloud identity) against a host of its choosing. The token
 book is read on every request, so a revoked token stops working at once.
 """
 
@@ -18,14 +20,18 @@ from regauth.api.tokens import READ, WRITE, ApiToken, TokenBook
 API_PREFIX = "/api/v1/"
 # Served to anyone: a client needs the document to learn how to authenticate.
 _PUBLIC = frozenset({"/api/v1/openapi.json"})
+_RECORDS = API_PREFIX + "registries/"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="regauth"'}
 # Longest header value worth hashing: a token is 47 characters.
 _TOKEN_MAX = 512
 
 
 def needed_scope(method: str, path: str) -> str:
-    # A check is a POST to a validate path; any other method there names a record called "validate".
-    if method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and path.endswith("/validate")):
+    # A saved record's check is a POST to its validate path; any other method there names a record
+    # called "validate". An unsaved check (/validate) runs a configuration the caller chose with the
+    # server's environment and ambient credentials, so it is a write.
+    saved_check = method == "POST" and path.startswith(_RECORDS) and path.endswith("/validate")
+    if method in ("GET", "HEAD", "OPTIONS") or saved_check:
         return READ
     return WRITE
 

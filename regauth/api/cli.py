@@ -39,9 +39,9 @@ def add_parsers(commands: Any, examples: Any) -> None:
     token = commands.add_parser(
         "token",
         help="create, list and revoke the API tokens of `regauth serve`",
-        description="API tokens for `regauth serve`: `read` may list, get and validate; `write` may "
-        "also create, update and delete. A token is printed once, when it is created; only its hash "
-        "is kept.",
+        description="API tokens for `regauth serve`: `read` may list, get and validate saved "
+        "registries; `write` may also create, update, delete and check an unsaved body. A token is "
+        "printed once, when it is created; only its hash is kept.",
         epilog=examples(
             "regauth token create ci --scope write", "regauth token list", "regauth token revoke ci"
         ),

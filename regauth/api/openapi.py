@@ -278,7 +278,8 @@ def _paths() -> dict[str, Any]:
         "/validate": {
             "post": {
                 "operationId": "validateUnsaved",
-                "summary": "check an unsaved registry body (nothing is saved)",
+                "summary": "check an unsaved registry body (nothing is saved; a write-scope token: the "
+                "check runs the body's provider with the server's environment and cloud identity)",
                 "requestBody": _body("RegistryCheck"),
                 "responses": {
                     "200": validation,

@@ -144,7 +144,7 @@ class RegistryService:
         return result
 
     async def check_unsaved(self, body: Body) -> ValidationResult:
-        # Nothing is saved, not even the CA: it is written for the check only (a read token may check).
+        # Nothing is saved, not even the CA: it is written for the check only.
         await asyncio.to_thread(ensure_private_dir, self.settings.cache_dir)
         with tempfile.TemporaryDirectory(prefix="check-", dir=self.settings.cache_dir) as scratch:
             record = await self._unsaved(body, ca_dir=Path(scratch))
