@@ -143,3 +143,27 @@ def test_registries_conf_drop_ins_as_the_containers_clients_read_them(
     assert proc.returncode == 1, proc.stdout
     assert "ok     podman:" not in proc.stdout
     assert f"ACTION podman: {drop_ins / '60-other.conf'} sets credential-helpers after" in proc.stdout
+
+
+def test_each_plaintext_file_is_named_with_the_import_that_reaches_it(
+    isolated_env: Path, regauth_exe: str, tmp_path: Path
+) -> None:
+    runtime = tmp_path / "run"
+    run_file = runtime / "containers" / "auth.json"
+    run_file.parent.mkdir(parents=True)
+    run_file.write_text(json.dumps({"auths": {"127.0.0.1:1": {"auth": b64("ci:s3cret-run")}}}))
+    persistent = isolated_env / ".config" / "containers" / "auth.json"
+    persistent.parent.mkdir(parents=True)
+    persistent.write_text(json.dumps({"auths": {"127.0.0.1:2": {"auth": b64("ci:s3cret-old")}}}))
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    out = regauth("doctor", env=env).stdout
+    # Each remedy, run as written, moves that file's plaintext.
+    for line in out.splitlines():
+        if "holds plaintext credentials" in line:
+            command = line.rsplit("run `", 1)[1].rstrip("`").split()
+            assert command[:3] == ["regauth", "import", "podman"], line
+            moved = regauth(*command[1:], "--no-validate", env=env)
+            assert moved.returncode == 0 and "moved 127.0.0.1:" in moved.stdout, moved.stdout + moved.stderr
+    after = regauth("doctor", env=env).stdout
+    assert "holds plaintext" not in after, after
+    assert "s3cret" not in out + after

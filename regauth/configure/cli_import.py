@@ -118,13 +118,6 @@ def _report(outcome: importer.Outcome, path: Path, dry_run: bool) -> None:
 
 
 def _podman_auth_file(settings: Settings, flag: str | None) -> Path:
-    """The file ``podman login`` wrote: ``--auth-file``, ``$REGISTRY_AUTH_FILE``, else the runtime one
-    (``${XDG_RUNTIME_DIR}/containers/auth.json``), else the user's persistent one."""
     from regauth.configure import podman
 
-    env = settings.environ
-    if not flag and not env.get("REGISTRY_AUTH_FILE") and env.get("XDG_RUNTIME_DIR"):
-        runtime = Path(env["XDG_RUNTIME_DIR"], "containers", "auth.json")
-        if runtime.exists():
-            return runtime
-    return podman.auth_file(env, flag)
+    return podman.login_auth_file(settings.environ, flag)

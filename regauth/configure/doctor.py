@@ -99,9 +99,11 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
     path = podman.auth_file(environ, None)
     files = [(auth, _json(auth) or {}) for auth in podman.auth_files(environ)]
     docker_file = docker.config_file(environ, None)
+    imported = podman.login_auth_file(environ, None)
     for auth, config in files:
         if auth != docker_file:  # the docker check names docker's own
-            yield from _plaintext("podman", auth, config)
+            flag = "" if auth == imported else f" --auth-file {auth}"
+            yield from _plaintext("podman", auth, config, flag)
     # The last registries.conf file that sets credential-helpers decides, for every registry.
     ours, conf, helpers = None, None, [podman.AUTH_FILES]
     for candidate in podman.registries_conf_files(environ):
@@ -265,13 +267,13 @@ def _tokens(store: SecretStore) -> Iterator[Finding]:
         )
 
 
-def _plaintext(client: str, path: Path, config: Mapping[str, Any]) -> Iterator[Finding]:
+def _plaintext(client: str, path: Path, config: Mapping[str, Any], flag: str = "") -> Iterator[Finding]:
     hosts = docker.plaintext_hosts(config)
     if hosts:
         yield Finding(
             client,
             ACTION,
-            f"{path} holds plaintext credentials for {', '.join(hosts)}; run `regauth import {client}`",
+            f"{path} holds plaintext credentials for {', '.join(hosts)}; run `regauth import {client}{flag}`",
         )
 
 

@@ -45,6 +45,16 @@ def runtime_auth_file(environ: Mapping[str, str]) -> Path:
     return Path(f"/run/containers/{os.getuid()}/auth.json")
 
 
+def login_auth_file(environ: Mapping[str, str], flag: str | None) -> Path:
+    """The file ``podman login`` wrote, which ``regauth import podman`` reads: ``--auth-file``,
+    ``$REGISTRY_AUTH_FILE``, else the runtime file where it exists, else the persistent one."""
+    if not flag and not environ.get("REGISTRY_AUTH_FILE"):
+        runtime = runtime_auth_file(environ)
+        if runtime.exists():
+            return runtime
+    return auth_file(environ, flag)
+
+
 def auth_files(environ: Mapping[str, str]) -> list[Path]:
     """The files the containers clients look a registry up in, in their order
     (containers-auth.json(5)): the first that has it, in ``credHelpers`` or as a credential in
