@@ -457,3 +457,32 @@ def test_a_damaged_keyring_index_is_one_line_not_a_traceback(
         assert stored.stdout.count("\n") == 1 and "index in the OS keyring" in stored.stdout
     finally:
         backend.delete_password(SERVICE, INDEX_KEY)
+
+
+def test_a_keyring_secret_that_is_not_utf8_is_one_line_not_a_traceback(
+    secret_service: dict[str, str], helper_exe: str, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """Another program of the user's may hold bytes that are no text under regauth's item: the fast
+    get declines it, and the general path (keyring decodes it as UTF-8) says so in one line."""
+    import secretstorage
+    from jeepney.io.blocking import open_dbus_connection
+
+    from regauth.helper.fastget import answer
+    from regauth.registries import RegistryBook
+    from regauth.store.keyring import SERVICE
+
+    env = keyring_env(secret_service)
+    login = json.dumps({"ServerURL": "bytes.example", "Username": "u", "Secret": "text"})
+    assert helper(helper_exe, "store", login, env).returncode == 0
+    (record,) = RegistryBook.for_settings(settings).all()
+    connection = open_dbus_connection(bus=secret_service["DBUS_SESSION_BUS_ADDRESS"])
+    try:
+        collection = secretstorage.get_default_collection(connection)
+        attributes = {"service": SERVICE, "username": record.secret_key}
+        collection.create_item("regauth", attributes, b"\xff\xfe not text", replace=True)
+    finally:
+        connection.close()
+    assert answer(b"bytes.example", env) is None
+    got = helper(helper_exe, "get", "bytes.example", env)
+    assert (got.returncode, got.stderr) == (1, ""), got.stderr[-300:]
+    assert got.stdout.count("\n") == 1 and "UTF-8" in got.stdout
