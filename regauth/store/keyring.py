@@ -109,4 +109,6 @@ class KeyringStore:
         except UnicodeDecodeError:
             # keyring decodes a secret as UTF-8; another program of the user's may have stored bytes.
             where = "/".join(str(arg) for arg in args[:2])
-            raise StoreError(f"the OS keyring entry {where} is not UTF-8 text; remove or replace it") from None
+            raise StoreError(
+                f"the OS keyring entry {where} is not UTF-8 text; remove or replace it"
+            ) from None
