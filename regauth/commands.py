@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from regauth import audit, registry_ops
 from regauth.config import Settings
-from regauth.errors import UsageError, ValidationError
+from regauth.errors import NotFoundError, ProviderError, UsageError, ValidationError
 from regauth.printable import printable
 from regauth.reference import check_repository
 from regauth.registries import ORIGIN_CLI, Registry, RegistryBook, check_record, stored_secret
@@ -188,35 +188,52 @@ def cmd_validate(args: argparse.Namespace, settings: Settings, book: RegistryBoo
     records = book.all() if args.all else [book.get(args.name)]
     if not records:
         raise UsageError("no registries configured")
-    results = []
+    answers: list[dict[str, Any]] = []
     for record in records:
-        result = _validate(settings, store, record, None, args.repository or record.repository)
+        try:
+            result = _validate(settings, store, record, None, args.repository or record.repository)
+        except (ProviderError, NotFoundError) as exc:
+            # One record that cannot be checked (no secret stored, no cloud credentials) is a failed
+            # check of that record; `--all` goes on to the others.
+            if not args.all:
+                raise
+            answers.append(_unchecked(record, str(exc), args.json))
+            continue
         book.note_validation(record.id, registry_ops.last_validation(result))
         advice = None if result.ok else _advice(result, record, f"regauth registry update {record.name}")
-        results.append((record, result, advice))
         if not args.json:
             # The message carries the registry's own text, which must not drive the terminal.
             line = result.message + (f"; {advice}" if advice else "")
             print(f"{'ok  ' if result.ok else 'FAIL'} {printable(line)}")
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": record.name,
-                        "registry": record.registry,
-                        "ok": result.ok,
-                        "outcome": str(result.outcome),
-                        "access": result.access,
-                        "message": result.message,
-                        "advice": advice,
-                    }
-                    for record, result, advice in results
-                ],
-                indent=2,
-            )
+        answers.append(
+            {
+                "name": record.name,
+                "registry": record.registry,
+                "ok": result.ok,
+                "outcome": str(result.outcome),
+                "access": result.access,
+                "message": result.message,
+                "advice": advice,
+            }
         )
-    return 1 if any(not result.ok for _, result, _ in results) else 0
+    if args.json:
+        print(json.dumps(answers, indent=2))
+    return 1 if any(not answer["ok"] for answer in answers) else 0
+
+
+def _unchecked(record: Registry, message: str, as_json: bool) -> dict[str, Any]:
+    # The message names the record already (its provider's failure, or its missing secret).
+    if not as_json:
+        print(f"FAIL {printable(message)}")
+    return {
+        "name": record.name,
+        "registry": record.registry,
+        "ok": False,
+        "outcome": None,
+        "access": "unknown",
+        "message": message,
+        "advice": None,
+    }
 
 
 def cmd_which(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
