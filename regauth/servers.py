@@ -20,8 +20,8 @@ def normalize_registry(server: str) -> str:
     """Return the canonical ``host[:port]`` of a server address as clients spell it.
 
     Scheme, userinfo, path, query and trailing slash are dropped, the host is lower-cased, the port is
-    kept unless it is 443 or the scheme's default (nerdctl asks for ``host:443`` and ``host`` alike),
-    and every Docker Hub alias becomes ``docker.io``.
+    kept unless it is the scheme's default (nerdctl asks for ``host:443`` and ``host`` alike), and every
+    Docker Hub alias becomes ``docker.io``.
     """
     text = server.strip()
     scheme = ""
@@ -37,9 +37,7 @@ def normalize_registry(server: str) -> str:
         raise UsageError(f"no registry host in server address {quoted(server)}")
     host = host.lower()
     _check_host(host, server)
-    # 443 whatever the scheme: "host:443" is "host" once normalised again (with no scheme), and the
-    # canonical host must be its own, as the registry book normalises what routing normalised once.
-    if port and (port == "443" or (port == "80" and scheme == "http")):
+    if port and ((port == "443" and scheme != "http") or (port == "80" and scheme == "http")):
         port = ""
     if host in _DOCKER_HUB_ALIASES and not port:
         return DOCKER_HUB

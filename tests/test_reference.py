@@ -408,7 +408,7 @@ def test_same_host_spellings_are_equal(server: str) -> None:
     [
         ("localhost:5000", "localhost:5000"),
         ("https://localhost:5000/v2/", "localhost:5000"),
-        ("http://host:443", "host"),
+        ("http://host:443", "host:443"),
         ("host:80", "host:80"),
         ("[::1]:5000", "[::1]:5000"),
         ("https://[::1]:5000/", "[::1]:5000"),

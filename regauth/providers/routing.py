@@ -73,7 +73,9 @@ def _route(
     """Who answers for ``server`` (and ``repository``): the provider's table line, the record (None
     for an ambient provider) and the host. ``NotFoundError`` when nothing does."""
     host = normalize_registry(server)
-    record = book.for_host(host) if repository is None else book.for_image(host, repository)
+    # The book normalises what it is given: the server as asked, not ``host``, which is not always its
+    # own canonical host ("http://h:443" is "h:443", and "h:443" is "h").
+    record = book.for_host(server) if repository is None else book.for_image(server, repository)
     if record is not None:
         if not record.active:
             # Kept but out of use: nothing answers for its host, not even an ambient provider.
