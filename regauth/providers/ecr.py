@@ -193,7 +193,7 @@ class EcrProvider:
         # Unsigned: the pod's token is the whole proof, so no node credentials are looked for (no
         # metadata probe) and none could be used by mistake. Endpoint and proxy: boto3's own settings.
         config = _config(self._env).merge(_unsigned_config(UNSIGNED))
-        client = boto3.session.Session(region_name=region).client("sts", config=config)
+        client = _bounded(boto3.session.Session(region_name=region).client("sts", config=config))
         answer = client.assume_role_with_web_identity(
             RoleArn=role,
             RoleSessionName=option(record, "role_session_name") or WORKLOAD_SESSION_NAME,
@@ -302,7 +302,8 @@ class EcrProvider:
         params = {"RoleArn": role_arn, "RoleSessionName": option(record, "role_session_name") or "regauth"}
         if external_id := option(record, "external_id"):
             params["ExternalId"] = external_id
-        creds = session.client("sts", config=_config(self._env)).assume_role(**params)["Credentials"]
+        sts = _bounded(session.client("sts", config=_config(self._env)))
+        creds = sts.assume_role(**params)["Credentials"]
         return boto3.session.Session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
@@ -323,11 +324,11 @@ class EcrProvider:
     def _authorization(self, session: Any, record: Registry | None, target: EcrHost) -> dict[str, Any]:
         endpoint = option(record, "endpoint_url")
         if target.public:
-            client = session.client("ecr-public", config=_config(self._env), endpoint_url=endpoint)
+            client = _bounded(session.client("ecr-public", config=_config(self._env), endpoint_url=endpoint))
             return dict(client.get_authorization_token()["authorizationData"])
         # A FIPS registry host is served by the FIPS API endpoint, as ecr-login does.
         config = _config(self._env).merge(_fips_config()) if target.fips else _config(self._env)
-        client = session.client("ecr", config=config, endpoint_url=endpoint)
+        client = _bounded(session.client("ecr", config=config, endpoint_url=endpoint))
         params = {"registryIds": [target.account]} if target.account else {}
         items = client.get_authorization_token(**params)["authorizationData"]
         if not items:
@@ -379,6 +380,13 @@ def _config(environ: Mapping[str, str]) -> Any:
         return Config(connect_timeout=5, read_timeout=20)
     # Few, quick retries unless the user chose otherwise: a docker pull waits on this call.
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def _bounded(client: Any) -> Any:
+    # Imported here: it imports botocore, which a cached get never loads.
+    from regauth.providers.awshttp import bounded
+
+    return bounded(client)
 
 
 def _unsigned_config(unsigned: Any) -> Any:
