@@ -175,6 +175,21 @@ def test_go_durations() -> None:
     for bad in ("", "-1h", "12", "1d", "h", "1..5s"):
         with pytest.raises(UsageError):
             parse_go_duration(bad)
+    # Go's time.Duration is int64 nanoseconds: past about 292 years ParseDuration fails, and the kubelet
+    # drops the response (or refuses its whole config) with it.
+    assert parse_go_duration("2562047h") == 2562047 * 3600
+    for overflow in ("2562048h", "9" * 400 + "h", "1" * 400 + "s"):
+        with pytest.raises(UsageError, match="invalid duration"):
+            parse_go_duration(overflow)
+
+
+@pytest.mark.parametrize("duration", ["3000000h", "1" * 400 + "h"])
+def test_a_default_cache_duration_go_cannot_hold_is_one_line(settings: Settings, duration: str) -> None:
+    proc = run_plugin(request(f"{HOST}/app"), "--default-cache-duration", duration)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert (
+        proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and "invalid duration" in proc.stderr
+    )
 
 
 def test_minted_tokens_are_cached_for_half_their_remaining_life() -> None:
