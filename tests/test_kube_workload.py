@@ -279,3 +279,30 @@ def test_a_registry_with_nothing_configured_is_an_empty_answer_with_a_token_too(
     assert (proc.returncode, proc.stderr) == (0, "")
     data = kubelet_decode(proc.stdout, service_account_token=token)
     assert (data["auth"], data["cacheDuration"]) == ({}, "1m0s")
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "<Credentials><SessionToken>s</SessionToken></Credentials>",
+        "<Credentials><AccessKeyId>AKIAX</AccessKeyId></Credentials>",
+        "",
+    ],
+)
+def test_an_sts_answer_without_the_session_keys_is_one_line(
+    aws: Recorder, settings: Settings, credentials: str
+) -> None:
+    aws.sts_answer = (
+        200,
+        (
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<AssumeRoleWithWebIdentityResult>{credentials}</AssumeRoleWithWebIdentityResult>"
+            "<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>"
+            "</AssumeRoleWithWebIdentityResponse>"
+        ).encode(),
+    )
+    proc = run_plugin(sa_request(pod_token("team-a", "puller"), ROLE_A))
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "STS AssumeRoleWithWebIdentity answered no " in proc.stderr
+    assert aws.of(ECR_TOKEN) == []

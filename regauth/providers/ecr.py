@@ -199,7 +199,7 @@ class EcrProvider:
             RoleSessionName=option(record, "role_session_name") or WORKLOAD_SESSION_NAME,
             WebIdentityToken=workload.token,
         )
-        return dict(answer["Credentials"])
+        return _session_keys(answer, "AssumeRoleWithWebIdentity")
 
     def _web_identity_error(
         self, host: str, record: Registry | None, role: str, workload: Workload, exc: Any
@@ -303,7 +303,7 @@ class EcrProvider:
         if external_id := option(record, "external_id"):
             params["ExternalId"] = external_id
         sts = _bounded(session.client("sts", config=_config(self._env)))
-        creds = sts.assume_role(**params)["Credentials"]
+        creds = _session_keys(sts.assume_role(**params), "AssumeRole")
         return boto3.session.Session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
@@ -380,6 +380,16 @@ def _config(environ: Mapping[str, str]) -> Any:
         return Config(connect_timeout=5, read_timeout=20)
     # Few, quick retries unless the user chose otherwise: a docker pull waits on this call.
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def _session_keys(answer: Mapping[str, Any], action: str) -> dict[str, Any]:
+    """An STS answer's ``Credentials``; ``ValueError`` (which the callers turn into their one line) when
+    a key of the session is missing: botocore parses whatever XML it is given."""
+    creds = dict(answer.get("Credentials") or {})
+    missing = [key for key in ("AccessKeyId", "SecretAccessKey", "SessionToken") if not creds.get(key)]
+    if missing:
+        raise ValueError(f"STS {action} answered no {', '.join(missing)}")
+    return creds
 
 
 def _bounded(client: Any) -> Any:
