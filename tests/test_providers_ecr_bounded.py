@@ -70,3 +70,26 @@ def test_an_answer_that_trickles_is_cut_at_the_deadline_and_not_asked_again(ca: 
         assert trickle.gone.wait(30)
         # The deadline is the client's, across botocore's retries: the next attempt is not even sent.
         assert site.hits == {"/": 1}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"authorizationData": None},
+        {"authorizationData": [{}]},
+        {"authorizationData": [{"authorizationToken": 5}]},
+        {"authorizationData": [{"authorizationToken": "QVdTOnNlY3JldA==", "expiresAt": "soon"}]},
+    ],
+)
+def test_an_ecr_answer_without_its_token_is_one_line(
+    settings: Settings, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch, answer: dict[str, object]
+) -> None:
+    with stand_in(ca, {"/": lambda path, form: (200, answer)}, tls=False) as site:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", site.url)
+        proc = run_plugin(request(f"{HOST}/team/app"))
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert site.hits == {"/": 1}

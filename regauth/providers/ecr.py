@@ -325,12 +325,15 @@ class EcrProvider:
         endpoint = option(record, "endpoint_url")
         if target.public:
             client = _bounded(session.client("ecr-public", config=_config(self._env), endpoint_url=endpoint))
-            return dict(client.get_authorization_token()["authorizationData"])
+            found = client.get_authorization_token().get("authorizationData")
+            if not found:
+                raise ValueError("GetAuthorizationToken returned no authorization data")
+            return dict(found)
         # A FIPS registry host is served by the FIPS API endpoint, as ecr-login does.
         config = _config(self._env).merge(_fips_config()) if target.fips else _config(self._env)
         client = _bounded(session.client("ecr", config=config, endpoint_url=endpoint))
         params = {"registryIds": [target.account]} if target.account else {}
-        items = client.get_authorization_token(**params)["authorizationData"]
+        items = client.get_authorization_token(**params).get("authorizationData")
         if not items:
             raise ValueError("GetAuthorizationToken returned no authorization data")
         return dict(items[0])
@@ -341,7 +344,8 @@ class EcrProvider:
 
         try:
             decoded = base64.b64decode(data["authorizationToken"], validate=True).decode()
-        except (KeyError, binascii.Error, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            # TypeError: botocore hands on a JSON number where the model says string.
             raise failure(self.name, host, record, "AWS returned a malformed token", "retry later") from exc
         username, sep, secret = decoded.partition(":")
         if not sep or not secret:
