@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from support.kubelet import keyring_lookup, kubelet_decode, request, run_plugin
-from support.providers import StandIn, stand_in, write_ca
+from support.kubelet import go_seconds, keyring_lookup, kubelet_decode, request, run_plugin
+from support.providers import StandIn, fake_jwt, stand_in, write_ca
 from support.records import add_record
 from test_providers_acr import TENANT, Exchange
 from test_providers_workload_azure import ACR_ANNOTATIONS
@@ -104,3 +104,25 @@ def test_artifact_registry_pulls_through_the_records_workload_identity_pool(
         again = run_plugin(request(image, serviceAccountToken=gcp_pod_token()))
         assert (again.returncode, kubelet_decode(again.stdout)["auth"]) == (0, data["auth"])
         assert sum(sts.hits.values()) == 1
+
+
+@pytest.mark.parametrize("exp", [float("inf"), float("-inf"), float("nan"), 1e300, "soon"])
+def test_a_refresh_token_with_an_absurd_expiry_is_answered_within_gos_durations(
+    azure: tuple[WorkloadEntra, StandIn, StandIn], settings: Settings, exp: object
+) -> None:
+    # The expiry is the registry's refresh token's own claim: it must bound the answer, never break it.
+    entra, login, registry = azure
+    exchange = registry.routes["/oauth2/exchange"]
+    registry.routes["/oauth2/exchange"] = lambda path, form: (
+        exchange(path, form)[0],
+        {"refresh_token": fake_jwt({"exp": exp, "aud": registry.netloc})},
+    )
+    add_record(settings, registry.netloc, provider="acr")
+    image = f"{registry.netloc}/team/app"
+    token = azure_pod_token()
+    proc = run_plugin(request(image, serviceAccountToken=token, serviceAccountAnnotations=ACR_ANNOTATIONS))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout, service_account_token=token)
+    assert keyring_lookup(data["auth"], image)
+    # Never longer than the Entra token it came from (an hour) allows.
+    assert go_seconds(data["cacheDuration"]) <= 3600

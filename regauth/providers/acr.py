@@ -20,6 +20,8 @@ mints instead: ``acr_workload``.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +46,8 @@ from regauth.providers.workload import Workload
 from regauth.registries import Registry
 
 USERNAME = "00000000-0000-0000-0000-000000000000"
+# ACR's refresh tokens live 3 hours; an expiry claimed further ahead than this is not believed.
+MAX_REFRESH_LIFE = 24 * 3600.0
 KINDS = ("default", "secret", "certificate", "managed", "workload", "cli")
 # The record options this provider reads (`--option KEY=VALUE`); `regauth registry add` refuses others.
 OPTION_KEYS = frozenset(
@@ -178,8 +182,12 @@ class AcrProvider:
         """The ACR refresh token for an Entra token, through ``session`` (a ``BoundedSession``)."""
         refresh = self._exchange(session, host, record, aad.token, tenant)
         exp = unverified_claims(refresh).get("exp")
-        # ACR refresh tokens carry their own expiry (3 h); without one, trust it no longer than the AAD token.
-        expires_at = float(exp) if isinstance(exp, (int, float)) else float(aad.expires_on)
+        # ACR refresh tokens carry their own expiry (3 h); without one, or with one no ACR gives (not a
+        # number, or more than a day ahead: it would be cached as long), trust it no longer than the AAD
+        # token.
+        expires_at = float(aad.expires_on)
+        if isinstance(exp, (int, float)) and math.isfinite(exp) and exp - time.time() <= MAX_REFRESH_LIFE:
+            expires_at = float(exp)
         return Credential(username=USERNAME, secret=refresh, expires_at=expires_at)
 
     def _authority(self, host: str, record: Registry | None) -> str | None:
