@@ -126,3 +126,22 @@ def test_a_refresh_token_with_an_absurd_expiry_is_answered_within_gos_durations(
     assert keyring_lookup(data["auth"], image)
     # Never longer than the Entra token it came from (an hour) allows.
     assert go_seconds(data["cacheDuration"]) <= 3600
+
+
+@pytest.mark.parametrize("expires_in", [1e300, float("inf"), float("nan"), "soon", -5, None])
+def test_an_sts_answer_with_an_absurd_lifetime_is_one_line_or_a_bounded_answer(
+    ca: trustme.CA, trusted: None, settings: Settings, expires_in: object
+) -> None:
+    app = Sts()
+    app.answer = (200, {"access_token": "ya29.federated", "token_type": "Bearer", "expires_in": expires_in})
+    with stand_in(ca, {"/v1/token": app}) as sts:
+        options = {"token_url": f"{sts.url}/v1/token", "workload_identity_provider": POOL}
+        add_record(settings, GAR_HOST, provider="gcp", options=options)
+        token = gcp_pod_token()
+        proc = run_plugin(request(f"{GAR_HOST}/project/repo/app", serviceAccountToken=token))
+    assert "Traceback" not in proc.stderr and token not in proc.stderr, proc.stderr
+    if proc.returncode == 0:
+        data = kubelet_decode(proc.stdout, service_account_token=token)
+        assert go_seconds(data.get("cacheDuration", "0s")) <= 3600
+    else:
+        assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (1, "", 1)

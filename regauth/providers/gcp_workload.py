@@ -108,6 +108,10 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
     except (g_errors.GoogleAuthError, ValueError) as exc:
         what = f"cannot use the workload identity pool provider {pool.value}: {said(exc, workload)}"
         raise failure(NAME, host, record, what, f"set {pool.source} to {PROVIDER_EXAMPLE}") from exc
+    except (OverflowError, TypeError) as exc:
+        # google-auth adds the answer's expires_in to the clock as it comes: null, or past year 9999.
+        what = f"Google's token endpoint answered a lifetime no clock can hold: {said(exc, workload)}"
+        raise failure(NAME, host, record, what, "check the record option token_url") from exc
     return creds
 
 
