@@ -52,7 +52,12 @@ def test_podman_login_plaintext_in_the_runtime_file_is_read_first(
     # Where `podman login` writes by default: the runtime file.
     run_file.write_text(json.dumps({"auths": {HOST: {"auth": b64("ci:s3cret-run")}}}))
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
-    ok(regauth("configure", "podman", env=env))
+    configured = ok(regauth("configure", "podman", env=env))
+    # configure says so too: what it wrote is read after that plaintext.
+    assert f"warning: {run_file}, which the clients read first, holds plaintext credentials for {HOST}" in (
+        configured
+    )
+    assert "s3cret" not in configured
     # skopeo takes the runtime file's plaintext, never asking the helper the persistent file names.
     assert f"in file {run_file}" in skopeo_source(env)
 

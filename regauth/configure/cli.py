@@ -250,7 +250,10 @@ def cmd_configure_podman(args: argparse.Namespace, settings: Settings, book: Reg
         if args.system or args.conf_dir:
             raise UsageError("--system and --conf-dir go with --registries-conf")
         path = podman.auth_file(settings.environ, args.auth_file)
-        return podman.plan_auth_file(path, registry_hosts(book.all(), args.registries, host_wide_only=True))
+        order = podman.auth_files(settings.environ)
+        before = order[: order.index(path)] if path in order else []
+        hosts = registry_hosts(book.all(), args.registries, host_wide_only=True)
+        return podman.plan_auth_file(path, hosts, before)
 
     return run(args, settings, podman.CLIENT, make)
 

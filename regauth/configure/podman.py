@@ -19,6 +19,8 @@ from regauth.configure.docker import config_file as docker_config_file
 from regauth.configure.docker import plaintext_hosts, replaced_helpers
 from regauth.configure.files import read_state
 from regauth.configure.hosts import HELPER, no_hosts_error
+from regauth.errors import RegauthError
+from regauth.servers import normalize_registry
 
 CLIENT = "podman"
 # The special helper name for "the auth files" (containers-registries.conf(5)); kept after regauth so
@@ -103,11 +105,20 @@ def registries_conf_files(environ: Mapping[str, str]) -> list[Path]:
     return files
 
 
+def _host(key: str) -> str:
+    try:
+        return normalize_registry(key)
+    except RegauthError:  # a key no client could use is nobody's host
+        return key
+
+
 def _config_home(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", "~"), ".config")).expanduser()
 
 
-def plan_auth_file(path: Path, hosts: Sequence[str]) -> Plan:
+def plan_auth_file(path: Path, hosts: Sequence[str], read_before: Sequence[Path] = ()) -> Plan:
+    """``read_before``: the auth files the clients read ahead of ``path``, whose plaintext for one of
+    ``hosts`` would be used instead of the helper."""
     if not hosts:
         raise no_hosts_error("podman", "--registries-conf for every registry")
     state = read_state(path)
@@ -124,6 +135,18 @@ def plan_auth_file(path: Path, hosts: Sequence[str]) -> Plan:
             f"note: {path} still holds plaintext credentials for {', '.join(plaintext)}; "
             f"`regauth import {CLIENT}` moves them into regauth's store"
         )
+    for earlier in read_before:
+        try:
+            config = jsonfile.load_object(read_state(earlier))
+            shadowing = [key for key in plaintext_hosts(config) if _host(key) in hosts]
+        except RegauthError:
+            continue
+        if shadowing:
+            notes.append(
+                f"warning: {earlier}, which the clients read first, holds plaintext credentials for "
+                f"{', '.join(shadowing)}: they are used instead of regauth until "
+                f"`regauth import {CLIENT} --auth-file {earlier}` moves them"
+            )
     return Plan(CLIENT, [change], notes=notes)
 
 
