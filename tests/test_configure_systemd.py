@@ -94,6 +94,9 @@ def test_misspelt_proxy_options_write_nothing(isolated_env: Path, regauth_exe: s
         ["regauth", "configure", "systemd", "--unit-dir", str(units), "--", "--lisen", "127.0.0.1:5050"]
     )
     assert bad.returncode != 0 and "not valid for `regauth proxy`" in bad.stderr
+    # One line, naming the option: argparse's own line is not printed beside it.
+    [line] = bad.stderr.splitlines()
+    assert "--lisen" in line and bad.stdout == "", bad.stderr
     assert not units.exists()
 
 

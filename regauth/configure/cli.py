@@ -322,12 +322,22 @@ def cmd_configure_systemd(args: argparse.Namespace, settings: Settings, book: Re
 def _check_proxy_args(proxy_args: list[str]) -> tuple[Path | None, int]:
     """Parse the options as `regauth proxy` will, so a misspelt one fails here, not at every start;
     the blob cache directory, if any, must stay writable."""
-    from regauth.cli import build_parser
+    import io
 
+    from regauth.cli import PROG, build_parser
+
+    said = io.StringIO()
     try:
-        parsed = build_parser().parse_args(["proxy", *proxy_args])
-    except SystemExit:
-        raise UsageError("the options after `--` are not valid for `regauth proxy` (see above)") from None
+        # argparse's own line is captured, so the user gets one error line, not two.
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+            parsed = build_parser().parse_args(["proxy", *proxy_args])
+    except SystemExit as exc:
+        lines = said.getvalue().strip().splitlines()
+        why = lines[-1].removeprefix(f"{PROG}: error: ").split(" (see `", 1)[0] if exc.code and lines else ""
+        raise UsageError(
+            f"the options after `--` are not valid for `regauth proxy`{': ' + why if why else ''} "
+            "(see `regauth proxy --help`)"
+        ) from None
     cache_dir = Path(parsed.cache_dir).expanduser().absolute() if parsed.cache_dir else None
     _, _, port = str(parsed.listen).rpartition(":")
     return cache_dir, int(port) if port.isdigit() else 5000
