@@ -109,7 +109,8 @@ def _podman(environ: Mapping[str, str], records: Sequence[Registry]) -> Iterator
     for candidate in podman.registries_conf_files(environ):
         listed = _helper_list(candidate)
         if listed is not None:
-            conf, helpers = candidate, listed
+            # An empty list is the default one (containers/image fills it in).
+            conf, helpers = candidate, listed or [podman.AUTH_FILES]
             ours = candidate if listed[:1] == [HELPER] else ours
     if conf is not None and helpers[:1] == [HELPER]:
         yield Finding("podman", OK, f"{conf}: credential-helpers asks regauth first")

@@ -55,7 +55,8 @@ def with_first_helper(state: FileState, helper: str, fallback: str, *, header: s
     key is new, as containers-registries.conf(5)'s default is the auth files alone)."""
     doc = parse(state)
     current = doc.get("credential-helpers")
-    if current is None:
+    # An empty list is the default to the clients (containers/image reads it as the auth files alone).
+    if current is None or current == []:
         if state.data is None:
             doc = tomlkit.parse(header)
         doc["credential-helpers"] = [helper, fallback]
