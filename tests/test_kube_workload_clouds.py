@@ -145,3 +145,22 @@ def test_an_sts_answer_with_an_absurd_lifetime_is_one_line_or_a_bounded_answer(
         assert go_seconds(data.get("cacheDuration", "0s")) <= 3600
     else:
         assert (proc.returncode, proc.stdout, proc.stderr.count("\n")) == (1, "", 1)
+
+
+def test_a_refresh_token_that_is_no_text_is_one_line(
+    azure: tuple[WorkloadEntra, StandIn, StandIn], settings: Settings
+) -> None:
+    # A lone surrogate is what json.loads makes of "\ud800": no stream, file or store can hold it.
+    entra, login, registry = azure
+    exchange = registry.routes["/oauth2/exchange"]
+    registry.routes["/oauth2/exchange"] = lambda path, form: (
+        exchange(path, form)[0],
+        {"refresh_token": "a\ud800b"},
+    )
+    add_record(settings, registry.netloc, provider="acr")
+    image = f"{registry.netloc}/team/app"
+    proc = run_plugin(
+        request(image, serviceAccountToken=azure_pod_token(), serviceAccountAnnotations=ACR_ANNOTATIONS)
+    )
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

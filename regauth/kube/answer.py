@@ -38,6 +38,7 @@ from regauth.config import Settings
 from regauth.errors import NotFoundError, ProviderError, UsageError
 from regauth.kube.matching import urls_match
 from regauth.kube.wire import CACHE_IMAGE, CACHE_REGISTRY, AuthEntry, Request, Response
+from regauth.layout import encodable
 from regauth.printable import quoted
 from regauth.providers.base import Credential
 from regauth.providers.routing import credential_for, workload_credential_for
@@ -94,6 +95,9 @@ def answer(
     if token is not None and credential.secret == token:
         # Never the pod's token as the registry's password (see the module's docstring).
         raise ProviderError(f"the credential for {quoted(request.image)} is the service-account token itself")
+    if not (encodable(credential.username) and encodable(credential.secret)):
+        # A lone surrogate (json.loads's reading of "\ud800" from an endpoint): no UTF-8 answer holds it.
+        raise ProviderError(f"the credential for {quoted(request.image)} is not text (invalid Unicode)")
     entry = AuthEntry(credential.username, credential.secret)
     return Response(
         request.api_version, cache_key_type, cache_seconds(credential, default_cache, clock()), {key: entry}
