@@ -71,7 +71,7 @@ async def test_a_blob_published_while_a_waiter_looks_at_the_lease_is_not_fetched
         if name == moment and "/leases/" in key and not done.is_set():
             done.set()
             s3.put_object(Bucket=BUCKET, Key=other.blob_key(digest), Body=BLOB)
-            other.release(digest)
+            other.release(digest, 1)
 
     this = SharedCache(f"s3://{BUCKET}/fleet", client=Interleaved(s3, publish_and_release))
     assert await sharedblobs.turn(this, digest) is None  # published: read it, do not fetch it
@@ -100,6 +100,23 @@ async def test_a_renewal_in_flight_at_release_leaves_no_lease_behind(s3: Any) ->
     assert _leases(s3, digest) == []
 
 
+def test_a_slow_holder_releasing_after_a_takeover_leaves_the_new_lease(s3: Any) -> None:
+    # The first holder stalled past its lease (not dead), a second instance took over; the first
+    # one's release must not drop the second's lease, or a third instance fetches too.
+    digest = digest_of(BLOB + b"takeover")
+    slow = SharedCache(f"s3://{BUCKET}/fleet", lease_seconds=0.2, client=s3)
+    taker = SharedCache(f"s3://{BUCKET}/fleet", client=s3)
+    third = SharedCache(f"s3://{BUCKET}/fleet", client=s3)
+    assert slow.try_lease(digest) == 1
+    time.sleep(0.3)
+    assert taker.try_lease(digest) == 2
+    slow.release(digest, 1)
+    assert third.try_lease(digest) is None  # the taker's lease still holds
+    assert [key.rsplit("/", 1)[1] for key in _leases(s3, digest)] == ["2"]
+    taker.release(digest, 2)
+    assert _leases(s3, digest) == []
+
+
 async def test_a_pull_cancelled_while_another_instance_fetches_leaves_no_dead_fetch(
     aiohttp_server: Any, aiohttp_client: Any, settings: Settings, s3: Any
 ) -> None:
@@ -125,6 +142,6 @@ async def test_a_pull_cancelled_while_another_instance_fetches_leaves_no_dead_fe
     with contextlib.suppress(asyncio.CancelledError):
         await first
     await _until(lambda: flights.find(host_of(server), digest) is None, "the wait to be given up")
-    other.release(digest)  # the other instance gave up its fetch
+    other.release(digest, 1)  # the other instance gave up its fetch
     async with client.get(path) as resp:
         assert resp.status == 200 and await resp.read() == blob

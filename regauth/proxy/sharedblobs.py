@@ -213,7 +213,7 @@ async def turn(shared: SharedCache, digest: str) -> int | None:
         if generation is not None:
             if generation and await call("looking for a blob", None, shared.size_of, digest) is not None:
                 # Published, and its lease released, between the look above and the lease taken.
-                await call("releasing a lease", None, shared.release, digest)
+                await call("releasing a lease", None, shared.release, digest, generation)
                 return None
             if generation > 1:
                 log.warning("shared cache: took over the fetch of %s (generation %d)", digest, generation)
@@ -245,7 +245,7 @@ async def holding(shared: SharedCache, digest: str, generation: int) -> AsyncIte
         # the release below, and the other instances would wait for it to expire.
         stop.set()
         await asyncio.wait([renewing])
-        await call("releasing a lease", None, shared.release, digest)
+        await call("releasing a lease", None, shared.release, digest, generation)
 
 
 async def publish(shared: SharedCache, writer: SharedWriter, host: str, repository: str) -> None:

@@ -191,12 +191,16 @@ class SharedCache:
     def renew(self, digest: str, generation: int) -> None:
         self._put_lease(digest, generation, conditional=False)
 
-    def release(self, digest: str) -> None:
-        """Drop the leases of ``digest`` (once it is published, or given up)."""
+    def release(self, digest: str, generation: int) -> None:
+        """Drop this instance's lease on ``digest`` (once it is published, or given up) and the expired
+        ones before it. Never a later generation: that is an instance that took over from this one,
+        believing it dead, and is still fetching; without its lease a third would fetch as well."""
         prefix = self._lease_prefix(digest)
         answer = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         for item in answer.get("Contents", []):
-            self._client.delete_object(Bucket=self.bucket, Key=item["Key"])
+            name = item["Key"][len(prefix) :]
+            if not name.isdigit() or int(name) <= generation:
+                self._client.delete_object(Bucket=self.bucket, Key=item["Key"])
 
     def _expired(self, prefix: str, generation: int) -> bool:
         from botocore.exceptions import ClientError
