@@ -369,6 +369,8 @@ _HOSTILE_REPLIES = {
     "deep": ("v", b"\x01v\x00" * 200_000 + b"\x01y\x00\x07"),
     # A dict whose key is a variant holding a struct (D-Bus keys are basic types).
     "unhashable": ("a{vy}", struct.pack("<I", 10) + bytes(4) + b"\x03(y)\x00" + bytes(3) + b"\x07\x05"),
+    # An array of empty structs (D-Bus has none): elements of no size, read without end.
+    "empty-struct": ("a()", struct.pack("<I", 8) + bytes(4) + bytes(8)),
 }
 
 
@@ -387,15 +389,19 @@ def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
     settings,
     mode: str,  # type: ignore[no-untyped-def]
 ) -> None:
-    from support.records import add_record
+    import sys
 
-    from regauth.helper.fastget import answer
+    from support.records import add_record
 
     add_record(settings, "hostile-bus.example", "pw", username="u")  # (in the file store: no secret sent)
     bus = HostileBus(short_tmp / "bus", mode)
     try:
         env = {**os.environ, "REGAUTH_STORE": "keyring", "DBUS_SESSION_BUS_ADDRESS": f"unix:path={bus.path}"}
-        assert answer(b"hostile-bus.example", env) is None
+        # In a process of its own, bounded: a reply read without end must fail the test, not hang it.
+        ask = "import os, sys; from regauth.helper.fastget import answer; "
+        ask += "sys.stdout.write(repr(answer(b'hostile-bus.example', os.environ)))"
+        asked = subprocess.run([sys.executable, "-c", ask], env=env, capture_output=True, timeout=30)
+        assert (asked.returncode, asked.stdout) == (0, b"None"), asked.stderr[-300:]
     finally:
         bus.close()
     # It was asked to authenticate as this user and, for garbage, told BEGIN; never anything more.

@@ -313,9 +313,12 @@ def _single(signature: str, at: int) -> int:
     if char in "({":
         close = ")" if char == "(" else "}"
         at += 1
-        # As D-Bus says: a dict's key is a basic type (a container would be no dict key here).
+        # As D-Bus says: a dict's key is a basic type (a container would be no dict key here), and a
+        # struct is never empty (an array of elements of no size would be read without end).
         if char == "{" and signature[at : at + 1] not in tuple("ybusog"):
             raise Unavailable("a dict entry whose key is not a basic type")
+        if signature[at : at + 1] == close:
+            raise Unavailable("an empty struct")
         while signature[at] != close:
             at = _single(signature, at)
         return at + 1
