@@ -313,7 +313,8 @@ def test_a_locked_collection_is_left_to_the_general_path(
 class HostileBus:
     """A unix socket playing the session bus: ``mode`` "silent" accepts and never answers, "garbage"
     answers the authentication and then bytes that are no D-Bus message, and each of
-    ``_HOSTILE_REPLIES`` answers Hello with that malformed reply. Records what it was sent."""
+    ``_HOSTILE_REPLIES`` answers Hello with that malformed reply; "search-not-paths" answers
+    SearchItems with numbers. Records what it was sent."""
 
     def __init__(self, path: Path, mode: str) -> None:
         import socket
@@ -352,10 +353,15 @@ class HostileBus:
                         conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
                     elif self.mode == "garbage" and b"BEGIN" in data:
                         conn.sendall(b"X" * 64)
-                    elif self.mode in _HOSTILE_REPLIES and b"AUTH" in data:
+                    elif self.mode != "silent" and b"AUTH" in data:
                         conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
                     elif self.mode in _HOSTILE_REPLIES and b"Hello" in data:
                         conn.sendall(_hostile_reply(self.mode, serial=1))
+                    elif self.mode == "search-not-paths":
+                        # A well-formed conversation up to SearchItems, whose answer is no object paths.
+                        for serial, (member, signature, body) in enumerate(_CONVERSATION, start=1):
+                            if member in data:
+                                conn.sendall(_reply(signature, body, serial))
 
     def close(self) -> None:
         self._stop.set()
@@ -374,8 +380,25 @@ _HOSTILE_REPLIES = {
 }
 
 
+# Replies in the order the client asks (serials 1, 2, ...): Hello, OpenSession ("plain"), the default
+# collection's Locked (false), then SearchItems answered with an array of numbers, not object paths.
+_CONVERSATION = [
+    (b"Hello", "s", struct.pack("<I", 4) + b":1.1\x00"),
+    (
+        b"OpenSession",
+        "vo",
+        b"\x01s\x00\x00" + bytes(4) + b"\x00" + bytes(3) + struct.pack("<I", 4) + b"/s/1\x00",
+    ),
+    (b"Locked", "v", b"\x01b\x00\x00" + bytes(4)),
+    (b"SearchItems", "au", struct.pack("<II", 4, 5)),
+]
+
+
 def _hostile_reply(mode: str, serial: int) -> bytes:
-    signature, body = _HOSTILE_REPLIES[mode]
+    return _reply(*_HOSTILE_REPLIES[mode], serial)
+
+
+def _reply(signature: str, body: bytes, serial: int) -> bytes:
     # Header fields: REPLY_SERIAL (5) as "u", SIGNATURE (8); padded to 8 before the body.
     fields = b"\x05\x01u\x00" + struct.pack("<I", serial)
     fields += b"\x08\x01g\x00" + bytes([len(signature)]) + signature.encode() + b"\x00"
@@ -383,7 +406,7 @@ def _hostile_reply(mode: str, serial: int) -> bytes:
     return header + bytes(-len(header) % 8) + body
 
 
-@pytest.mark.parametrize("mode", ["silent", "garbage", *_HOSTILE_REPLIES])
+@pytest.mark.parametrize("mode", ["silent", "garbage", *_HOSTILE_REPLIES, "search-not-paths"])
 def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
     short_tmp: Path,
     settings,
@@ -406,7 +429,8 @@ def test_a_bus_that_never_answers_or_answers_garbage_is_a_bounded_decline(
         bus.close()
     # It was asked to authenticate as this user and, for garbage, told BEGIN; never anything more.
     assert bus.received.startswith(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n")
-    assert b"SearchItems" not in bus.received and b"GetSecret" not in bus.received
+    assert b"GetSecret" not in bus.received
+    assert (b"SearchItems" in bus.received) == (mode == "search-not-paths")
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,9 @@ class SecretServiceGet:
             if not isinstance(items, list) or not items:
                 return None
             item = items[0]
+            if not isinstance(item, str):
+                # Not the object path the reply's "ao" holds: asked of the bus, it fails our own marshal.
+                raise Unavailable("an unexpected search result")
             if self._locked(item):
                 raise Unavailable("the item is locked")
             (secret,) = self._call(item, _ITEM_IFACE, "GetSecret", "o", [self._session])
