@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID = "regauth"
 DEFAULT_EXPIRES_IN = 60
+# A lifetime beyond a year is no token's: the bound keeps the expiry arithmetic in floats (an
+# ``expires_in`` of 400 digits overflowed), and a token is fetched again at least yearly.
+MAX_EXPIRES_IN = 365 * 24 * 3600
 _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$", re.IGNORECASE)
 _OAUTH_DENIED = frozenset({"invalid_grant", "invalid_client", "unauthorized_client", "access_denied"})
 
@@ -161,7 +164,7 @@ async def _read(ask: _Ask, response: aiohttp.ClientResponse) -> TokenResponse:
         expires_in = DEFAULT_EXPIRES_IN
     return TokenResponse(
         token=token,
-        expires_in=expires_in,
+        expires_in=min(expires_in, MAX_EXPIRES_IN),
         issued_at=parse_issued_at(data.get("issued_at")),
     )
 

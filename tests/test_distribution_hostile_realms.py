@@ -1,0 +1,53 @@
+"""Hostile token realms with odd answers: each test plays the realm (and the registry) on 127.0.0.1 and
+asserts what the realm saw, and that the answer is an outcome, never a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from test_distribution_hostile import SECRET, Seen, _record, validate
+
+from regauth.distribution.credential import Credential
+from regauth.distribution.errors import Outcome
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+TOKEN = "realm-issued-token"
+
+
+def _registry(realm: str, seen: Seen) -> web.Application:
+    """A registry that sends its Bearer challenge and takes the realm's token."""
+
+    async def v2(request: web.Request) -> web.Response:
+        await seen.note(request)
+        if request.headers.get("Authorization") == f"Bearer {TOKEN}":
+            return web.json_response({})
+        challenge = f'Bearer realm="{realm}",service="reg"'
+        return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+
+    app = web.Application()
+    app.router.add_route("*", "/v2/{tail:.*}", v2)
+    return app
+
+
+def _realm(seen: Seen, body: bytes) -> web.Application:
+    async def token(request: web.Request) -> web.Response:
+        await seen.note(request)
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", token)
+    return app
+
+
+async def test_an_expires_in_of_four_hundred_digits_is_a_token_not_a_traceback(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen = Seen()
+    body = b'{"token": "%s", "expires_in": 1%s}' % (TOKEN.encode(), b"0" * 400)
+    realm = await aiohttp_server(_realm(seen, body))
+    registry = await aiohttp_server(_registry(f"http://127.0.0.1:{realm.port}/token", Seen()))
+    result = await validate(_record(f"127.0.0.1:{registry.port}", None), Credential("user", SECRET))
+    assert result.outcome is Outcome.VALID, result.message
+    assert len(seen.requests) == 1
