@@ -11,6 +11,9 @@ from test_distribution_hostile import SECRET, Seen, _record, validate
 
 from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome
+from regauth.distribution.target import RegistryTarget
+from regauth.distribution.token import basic_authorization
+from regauth.distribution.transport import make_session, send
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 TOKEN = "realm-issued-token"
@@ -51,3 +54,44 @@ async def test_an_expires_in_of_four_hundred_digits_is_a_token_not_a_traceback(
     result = await validate(_record(f"127.0.0.1:{registry.port}", None), Credential("user", SECRET))
     assert result.outcome is Outcome.VALID, result.message
     assert len(seen.requests) == 1
+
+
+async def test_a_realm_url_with_a_user_in_it_gets_the_credential_not_a_traceback(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen = Seen()
+    realm = await aiohttp_server(_realm(seen, b'{"token": "%s"}' % TOKEN.encode()))
+    realm_url = f"http://someone:else@127.0.0.1:{realm.port}/token"
+    registry = await aiohttp_server(_registry(realm_url, Seen()))
+    result = await validate(_record(f"127.0.0.1:{registry.port}", None), Credential("user", SECRET))
+    assert result.outcome is Outcome.VALID, result.message
+    # The record's credential, as Docker sends it: a header set wins over the URL's userinfo.
+    assert [auth for _, _, auth, _ in seen.requests] == [basic_authorization("user", SECRET)]
+
+
+async def test_a_redirect_with_a_user_in_it_is_followed_with_the_header_not_a_traceback(
+    aiohttp_server: ServerFactory,
+) -> None:
+    seen = Seen()
+
+    async def blob(request: web.Request) -> web.Response:
+        await seen.note(request)
+        if request.path == "/v2/a/blobs/x":
+            raise web.HTTPTemporaryRedirect(f"http://u:p@127.0.0.1:{request.url.port}/storage/x")
+        return web.Response(body=b"blob")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", blob)
+    server = await aiohttp_server(app)
+    upstream = RegistryTarget(f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}")
+    async with (
+        make_session() as session,
+        send(
+            session, upstream, "GET", upstream.url("/v2/a/blobs/x"), headers={"Authorization": "Bearer t"}
+        ) as resp,
+    ):
+        assert resp.status == 200
+    assert [(path, auth) for _, path, auth, _ in seen.requests] == [
+        ("/v2/a/blobs/x", "Bearer t"),
+        ("/storage/x", "Bearer t"),
+    ]

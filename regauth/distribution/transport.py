@@ -104,6 +104,9 @@ async def send(
                     f"({target.host}); refused, nothing was sent there",
                     Outcome.NOT_V2,
                 )
+        if target.user is not None and any(k.lower() == "authorization" for k in sent):
+            # As Go's client: a header set wins over a URL's userinfo (aiohttp raises on both).
+            target = target.with_user(None)
         with map_errors(target):
             response = await session.request(
                 method,
