@@ -302,6 +302,17 @@ def test_backend_error_is_one_line_and_exit_1() -> None:
     assert (code, out) == (1, "the secret store /x/secrets.enc is damaged: test; it was left untouched\n")
 
 
+class ChattyBackend(MemoryBackend):
+    def get(self, server_url: str) -> tuple[str, str]:
+        # A keyring or D-Bus error passes its own text on: it may hold a newline or a terminal escape.
+        raise StoreError("the keyring refused: org.freedesktop.DBus.Error\n\x1b[2Jok")
+
+
+def test_a_backend_error_with_control_characters_is_still_one_line() -> None:
+    code, out = run("get", "r", ChattyBackend())
+    assert (code, out) == (1, "the keyring refused: org.freedesktop.DBus.Error\\x0a\\x1b[2Jok\n")
+
+
 def test_go_json_matches_go_encoding() -> None:
     assert go_json({}) == "{}\n"
     assert go_json({"a": "<>&"}) == '{"a":"\\u003c\\u003e\\u0026"}\n'

@@ -134,7 +134,8 @@ def serve(action: str, raw_input: bytes, out: IO[str], backend: CredentialBacken
         out.write(texts.NOT_FOUND + "\n")
         return 1
     except RegauthError as exc:
-        out.write(f"{exc}\n")
+        # A store's or an SDK's text may be in it: escaped like every edge's, so it stays one line.
+        out.write(f"{printable(str(exc))}\n")
         return 1
     return 0
 
