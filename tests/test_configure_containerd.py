@@ -5,15 +5,24 @@ reads the result; ``--undo`` puts back what was there, byte for byte."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
+import socketserver
+import ssl
 import subprocess
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import tomlkit
+import trustme
 from support.image import PushedImage, push_runnable_image
 from support.proxy import ProxyProcess, caching_proxy_before
 from support.registry import RegistryFixture
@@ -276,3 +285,164 @@ def test_doctor_names_a_mirror_containerd_would_not_pull_through(
         assert run(pull).returncode != 0  # straight to the registry, with no credential
         out = run(doctor)
         assert out.returncode == 1 and f"ACTION containerd: {certs}: no mirror for {fx.host}" in out.stdout
+
+
+NAME = "registry.test"  # not loopback by name, so ctr uses TLS (and its HTTPS_PROXY) for it
+
+
+class _Connect(socketserver.ThreadingTCPServer):
+    """An HTTPS_PROXY for ctr: every CONNECT goes to the one registry on 127.0.0.1, nothing else."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.asked: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: _Connect
+    rbufsize = 0  # the request head read a byte at a time: nothing of the TLS stream behind it
+
+    def handle(self) -> None:
+        head = self.rfile.readline(4096).decode("latin-1").split()
+        while self.rfile.readline(4096) not in (b"\r\n", b"\n", b""):
+            pass
+        self.server.asked.append(" ".join(head[:2]))
+        with socket.create_connection(("127.0.0.1", self.server.target), timeout=TIMEOUT) as up:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            pipe = threading.Thread(target=_copy, args=(up, self.connection), daemon=True)
+            pipe.start()
+            _copy(self.connection, up)
+            pipe.join(TIMEOUT)
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+class MTLSRegistry(NamedTuple):
+    host: str  # NAME:port
+    ca: trustme.CA
+    context: ssl.SSLContext  # trusts the CA, shows a client certificate
+    env: dict[str, str]  # ctr's environment: HTTPS_PROXY to reach NAME
+    connect: _Connect
+
+
+@pytest.fixture
+def mtls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MTLSRegistry]:
+    """An anonymous registry on TLS from a CA of its own that asks for a client certificate from it:
+    only the certificate files in a certs.d directory let containerd in."""
+    from support import registry as reg
+
+    workdir = tmp_path_factory.mktemp("registry-mtls")
+    ca = trustme.CA(organization_name="regauth legacy certs.d")
+    server = ca.issue_cert(NAME, "127.0.0.1")
+    (workdir / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (workdir / "server.pem").write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    (workdir / "server-key.pem").write_bytes(server.private_key_pem.bytes())
+    port = reg.free_port()
+    config = reg._base_config(workdir, port)
+    config["http"]["tls"] = {
+        "certificate": str(workdir / "server.pem"),
+        "key": str(workdir / "server-key.pem"),
+        "clientcas": [str(workdir / "ca.pem")],
+    }
+    (workdir / "config.yml").write_text(json.dumps(config))
+    with open(workdir / "registry.log", "wb") as log:
+        proc = subprocess.Popen(
+            [reg.registry_binary(), "serve", str(workdir / "config.yml")], stdout=log, stderr=log
+        )
+    context = ssl.create_default_context(cafile=str(workdir / "ca.pem"))
+    ca.issue_cert("regauth-test-client").configure_cert(context)
+    connect = _Connect(port)
+    threading.Thread(target=connect.serve_forever, daemon=True).start()
+    env = {**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{connect.server_address[1]}", "NO_PROXY": ""}
+    try:
+        for _ in range(400):
+            assert proc.poll() is None, (workdir / "registry.log").read_text()
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", timeout=2, context=context):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(
+                f"the mTLS registry did not answer: {(workdir / 'registry.log').read_text()}"
+            )
+        yield MTLSRegistry(f"{NAME}:{port}", ca, context, env, connect)
+    finally:
+        connect.shutdown()
+        connect.server_close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("spelling", ["host_port_", "host:port"])
+def test_certificates_of_an_existing_host_directory_stay_in_use(
+    containerd: Containerd, isolated_env: Path, mtls_registry: MTLSRegistry, tmp_path: Path, spelling: str
+) -> None:
+    fx = mtls_registry
+    port = fx.host.rsplit(":", 1)[1]
+    image = push_runnable_image(f"https://127.0.0.1:{port}", context=fx.context, files={"c.txt": b"c\n"})
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    copy = f"{fx.host}/{image.repository}:copy"
+    certs = tmp_path / "certs.d"
+    hostdir = certs / (f"{NAME}_{port}_" if spelling == "host_port_" else fx.host)
+    hostdir.mkdir(parents=True)
+    # docker's certs.d layout: the CA, a client pair, and a .cert holding its own key.
+    client = fx.ca.issue_cert("regauth-test-client")
+    files = {
+        "ca.crt": fx.ca.cert_pem.bytes(),
+        "client.cert": b"".join(blob.bytes() for blob in client.cert_chain_pems),
+        "client.key": client.private_key_pem.bytes(),
+        "other.cert": client.private_key_and_cert_chain_pem.bytes(),
+    }
+    for file, data in files.items():
+        (hostdir / file).write_bytes(data)
+
+    def ctr(*args: str) -> str:
+        argv = containerd.ctr(*args)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=fx.env)
+        assert proc.returncode == 0, f"{argv}: {proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    pull = ("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)
+    ctr(*pull)
+    ctr("images", "tag", ref, copy)
+    ctr("images", "rm", ref)
+    # A mirror that refuses connections: containerd goes on to the server, as when the proxy is down.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        argv = [
+            "regauth",
+            "configure",
+            "containerd",
+            "--proxy",
+            mirror,
+            "--certs-dir",
+            str(certs),
+            "--no-config",
+        ]
+        ok([*argv, "--registries", fx.host])
+        written = _toml((hostdir / "hosts.toml").read_text())
+        assert written["ca"] == ["ca.crt"]
+        assert written["client"] == [["client.cert", "client.key"], ["other.cert", "other.cert"]]
+        ctr(*pull)
+        assert _ctr_digest(ctr("images", "ls"), ref) == image.digest
+        # A push goes to the server alone (the mirror is for pull and resolve).
+        ctr("images", "push", "--hosts-dir", str(certs), copy)
+    assert fx.connect.asked and set(fx.connect.asked) == {f"CONNECT {fx.host}"}
+    assert "already configured, nothing to change" in ok([*argv, "--registries", fx.host])
+
+    ok(["regauth", "configure", "containerd", "--undo"])
+    assert {p.name: p.read_bytes() for p in hostdir.iterdir()} == files
+    assert sorted(p.name for p in certs.iterdir()) == [hostdir.name]

@@ -9,6 +9,7 @@ the file's schema: ``version = 3`` is containerd 2.x's, 2 and 1 are 1.x's (2.x m
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +33,14 @@ REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
 }
 # Docker Hub's API host, where containerd sends docker.io pulls.
 _HUB_SERVER = "https://registry-1.docker.io"
+
+
+class TLSFiles(NamedTuple):
+    """A host directory's docker-style certificates, named relative to it (containerd resolves them
+    against the directory)."""
+
+    ca: list[str]
+    client: list[tuple[str, str]]
 
 
 class Upstream(NamedTuple):
@@ -72,7 +81,8 @@ def plan(
     for upstream in upstreams:
         path = hosts_file(directory, upstream.host)
         state = read_state(path)
-        changes.append(Change(state, hosts_toml(upstream, proxy, proxy_ca), new_mode=0o644))
+        content = hosts_toml(upstream, proxy, proxy_ca, legacy_certificates(path.parent))
+        changes.append(Change(state, content, new_mode=0o644))
     return Plan(CLIENT, changes, notes=notes)
 
 
@@ -88,7 +98,32 @@ def hosts_file(directory: Path, host: str) -> Path:
     return directory / host / "hosts.toml"
 
 
-def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None) -> bytes:
+def legacy_certificates(directory: Path) -> TLSFiles:
+    """What containerd takes from a host directory without hosts.toml, and no longer once it has one
+    (loadCertFiles in remotes/docker/config/hosts.go): each ``*.crt`` a CA, each ``*.cert`` a client
+    certificate with the ``*.key`` of its name, else its own file as the key. In ReadDir's order."""
+    try:
+        entries = sorted((e for e in os.scandir(directory) if not e.is_dir(follow_symlinks=False)), key=_name)
+    except (FileNotFoundError, NotADirectoryError):
+        return TLSFiles([], [])
+    except OSError as exc:
+        raise ConfigError(f"cannot list {directory}: {exc.strerror or exc}") from exc
+    names = {entry.name for entry in entries}
+    ca = [entry.name for entry in entries if entry.name.endswith(".crt")]
+    client: list[tuple[str, str]] = []
+    for entry in entries:
+        if entry.name.endswith(".cert"):
+            key = entry.name[: -len(".cert")] + ".key"
+            # A pair of the same file is containerd's own reading of a .cert without its .key.
+            client.append((entry.name, key if key in names else entry.name))
+    return TLSFiles(ca, client)
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLSFiles) -> bytes:
     if upstream.host == DOCKER_HUB:
         server = _HUB_SERVER
     else:
@@ -97,6 +132,14 @@ def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None) -> bytes:
         "# Written by `regauth configure containerd`: pulls go through regauth's proxy, which adds the",
         "# registry's credentials. What this replaced is in regauth's backups (`--undo` restores it).",
         f"server = {json.dumps(server)}",
+    ]
+    if legacy.ca or legacy.client:
+        lines.append("# The certificates beside this file, which containerd reads no more once it is here.")
+    if legacy.ca:
+        lines.append(f"ca = {json.dumps(legacy.ca)}")
+    if legacy.client:
+        lines.append(f"client = {json.dumps([list(pair) for pair in legacy.client])}")
+    lines += [
         "",
         f"[host.{json.dumps(proxy)}]",
         '  capabilities = ["pull", "resolve"]',
