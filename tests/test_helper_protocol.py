@@ -310,7 +310,7 @@ class ChattyBackend(MemoryBackend):
 
 def test_a_backend_error_with_control_characters_is_still_one_line() -> None:
     code, out = run("get", "r", ChattyBackend())
-    assert (code, out) == (1, "the keyring refused: org.freedesktop.DBus.Error\\x0a\\x1b[2Jok\n")
+    assert (code, out) == (1, "the keyring refused: org.freedesktop.DBus.Error \\x1b[2Jok\n")
 
 
 def test_go_json_matches_go_encoding() -> None:
