@@ -3,7 +3,8 @@ reads and error mapping.
 
 * TLS as the target says: HTTPS with the system roots and the record's CA, plain HTTP only for a record
   marked ``insecure`` (the host is named in that record, so it never spreads to other hosts).
-* Every request has connect, read and total timeouts.
+* Every request has connect, read and total timeouts, and its response head must arrive within the
+  connect and read timeouts (the read timeout alone is per read).
 * Redirects are followed by hand: ``Authorization`` is sent only to the origin it was meant for, never
   to the blob storage a registry redirects to; a request body (a token form, which holds a credential)
   is never re-sent to another origin; a redirect goes only over HTTPS (plain HTTP only to an insecure
@@ -108,13 +109,16 @@ async def send(
             # As Go's client: a header set wins over a URL's userinfo (aiohttp raises on both).
             target = target.with_user(None)
         with map_errors(target):
-            response = await session.request(
-                method,
-                target,
-                headers=sent,
-                data=data,
-                ssl=upstream.context_for(target),
-                allow_redirects=False,
+            response = await asyncio.wait_for(
+                session.request(
+                    method,
+                    target,
+                    headers=sent,
+                    data=data,
+                    ssl=upstream.context_for(target),
+                    allow_redirects=False,
+                ),
+                _head_within(session.timeout),
             )
         location = response.headers.get("Location")
         if not (follow_redirects and response.status in _REDIRECTS and location):
@@ -129,6 +133,15 @@ async def send(
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, data = "GET", None
     raise UpstreamError(f"{upstream.host}: more than {MAX_REDIRECTS} redirects", Outcome.NOT_V2)
+
+
+def _head_within(timeout: aiohttp.ClientTimeout) -> float | None:
+    # The read timeout is per read: a head dripped a byte at a time (8 KiB per header line, a hundred
+    # lines) would hold a request for hours where the proxy has no total. Connect, then the whole head
+    # within one read timeout.
+    if timeout.sock_read is None:
+        return None
+    return (timeout.sock_connect or timeout.connect or 0.0) + timeout.sock_read
 
 
 async def _redirect_target(current: URL, location: str, upstream: RegistryTarget) -> URL:
