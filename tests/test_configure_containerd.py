@@ -385,7 +385,7 @@ def mtls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MTLSRegi
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("spelling", ["host_port_", "host:port"])
+@pytest.mark.parametrize("spelling", ["host_port_", "host:port", "_default"])
 def test_certificates_of_an_existing_host_directory_stay_in_use(
     containerd: Containerd, isolated_env: Path, mtls_registry: MTLSRegistry, tmp_path: Path, spelling: str
 ) -> None:
@@ -395,7 +395,9 @@ def test_certificates_of_an_existing_host_directory_stay_in_use(
     ref = f"{fx.host}/{image.repository}:{image.tag}"
     copy = f"{fx.host}/{image.repository}:copy"
     certs = tmp_path / "certs.d"
-    hostdir = certs / (f"{NAME}_{port}_" if spelling == "host_port_" else fx.host)
+    hostdir = certs / {"host_port_": f"{NAME}_{port}_", "host:port": fx.host}.get(spelling, spelling)
+    # containerd reads _default for a host without a directory of its own: regauth makes one.
+    written_in, prefix = (certs / fx.host, "../_default/") if spelling == "_default" else (hostdir, "")
     hostdir.mkdir(parents=True)
     # docker's certs.d layout: the CA, a client pair, and a .cert holding its own key.
     client = fx.ca.issue_cert("regauth-test-client")
@@ -433,9 +435,10 @@ def test_certificates_of_an_existing_host_directory_stay_in_use(
             "--no-config",
         ]
         ok([*argv, "--registries", fx.host])
-        written = _toml((hostdir / "hosts.toml").read_text())
-        assert written["ca"] == ["ca.crt"]
-        assert written["client"] == [["client.cert", "client.key"], ["other.cert", "other.cert"]]
+        written = _toml((written_in / "hosts.toml").read_text())
+        assert written["ca"] == [f"{prefix}ca.crt"]
+        pairs = [["client.cert", "client.key"], ["other.cert", "other.cert"]]
+        assert written["client"] == [[prefix + name for name in pair] for pair in pairs]
         ctr(*pull)
         assert _ctr_digest(ctr("images", "ls"), ref) == image.digest
         # A push goes to the server alone (the mirror is for pull and resolve).

@@ -81,7 +81,7 @@ def plan(
     for upstream in upstreams:
         path = hosts_file(directory, upstream.host)
         state = read_state(path)
-        content = hosts_toml(upstream, proxy, proxy_ca, legacy_certificates(path.parent))
+        content = hosts_toml(upstream, proxy, proxy_ca, server_certificates(directory, path.parent))
         changes.append(Change(state, content, new_mode=0o644))
     return Plan(CLIENT, changes, notes=notes)
 
@@ -96,6 +96,19 @@ def hosts_file(directory: Path, host: str) -> Path:
         if underscored.exists():
             return underscored / "hosts.toml"
     return directory / host / "hosts.toml"
+
+
+def server_certificates(directory: Path, host_dir: Path) -> TLSFiles:
+    """The certificates containerd takes for the server before regauth's hosts.toml: those of the host's
+    directory, else those of ``_default``, which it reads for a host without a directory of its own
+    (unless a hosts.toml is there, which is no certificate files to name)."""
+    own = legacy_certificates(host_dir)
+    default = directory / "_default"
+    if own.ca or own.client or (default / "hosts.toml").exists():
+        return own
+    found = legacy_certificates(default)
+    ca = [f"../_default/{name}" for name in found.ca]
+    return TLSFiles(ca, [(f"../_default/{cert}", f"../_default/{key}") for cert, key in found.client])
 
 
 def legacy_certificates(directory: Path) -> TLSFiles:
@@ -134,7 +147,7 @@ def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLS
         f"server = {json.dumps(server)}",
     ]
     if legacy.ca or legacy.client:
-        lines.append("# The certificates beside this file, which containerd reads no more once it is here.")
+        lines.append("# The certificate files containerd took for the server, and reads no more beside this.")
     if legacy.ca:
         lines.append(f"ca = {json.dumps(legacy.ca)}")
     if legacy.client:
