@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 from schemathesis import checks
 from support.api import Served, http, start_serve
+from support.metadata_stand_in import MetadataStandIn
 from support.registry import free_port
 
 from regauth.api.openapi import document
@@ -34,9 +35,12 @@ def test_no_secret_field_in_any_answer_schema() -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, metadata_service: MetadataStandIn
+) -> Iterator[tuple[Served, str]]:
     """One server for the whole run of generated cases, in its own HOME (module-scoped: the per-test
-    isolated HOME is not there yet), with a write token."""
+    isolated HOME is not there yet), with a write token. A generated body may name a cloud provider,
+    whose SDK then asks the metadata stand-in, never 169.254.169.254."""
     import os
 
     from conftest import SCRIPTS_DIR
@@ -46,6 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, s
     env.update(HOME=str(home), REGAUTH_STORE="file", XDG_CONFIG_HOME=str(home / ".config"))
     env.update(XDG_DATA_HOME=str(home / ".local/share"), XDG_STATE_HOME=str(home / ".local/state"))
     env.update(XDG_CACHE_HOME=str(home / ".cache"), REGAUTH_CERTS_DIRS=str(home / "certs.d"))
+    env.update(metadata_service.environ())
     exe = str(SCRIPTS_DIR / "regauth")
     made = subprocess.run(
         [exe, "token", "create", "fuzz", "--scope", "write"],
@@ -106,6 +111,17 @@ def test_the_api_answers_every_generated_request_by_its_schema(case: Any, served
         # A check of a saved record may take its own 10 s bound, on a machine other suites share.
         timeout=60,
     )
+
+
+def test_a_body_naming_a_cloud_provider_asks_only_the_stand_in(served: tuple[Served, str]) -> None:
+    # As a generated case may: the provider's SDK looks for ambient credentials on this machine.
+    server, tok = served
+    for provider in ("gcp", "ecr", "acr"):
+        body: dict[str, Any] = {"url": f"127.0.0.1:{_DEAD_PORT}", "insecure": True, "provider": provider}
+        if provider == "ecr":
+            body["options"] = {"region": "us-east-1"}
+        status, data, _ = http("POST", f"{server.url}/api/v1/validate", tok, body)
+        assert status in (200, 400), data
 
 
 def test_the_server_is_still_healthy(served: tuple[Served, str]) -> None:
