@@ -26,6 +26,7 @@ from test_providers_workload_gcp import POOL, Sts
 from test_providers_workload_gcp import pod_token as gcp_pod_token
 
 from regauth.config import Settings
+from regauth.kube.wire import parse_go_duration
 from regauth.providers import acr, gcp
 
 
@@ -164,3 +165,20 @@ def test_a_refresh_token_that_is_no_text_is_one_line(
     )
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_token_said_to_last_centuries_is_cached_within_gos_durations(
+    ca: trustme.CA, trusted: None, settings: Settings
+) -> None:
+    # 950 years: a time Python holds, but half of it is past the int64 nanoseconds of Go's Duration,
+    # and a cacheDuration the kubelet cannot decode drops the whole answer.
+    app = Sts()
+    app.answer = (200, {"access_token": "ya29.federated", "token_type": "Bearer", "expires_in": 3e10})
+    with stand_in(ca, {"/v1/token": app}) as sts:
+        options = {"token_url": f"{sts.url}/v1/token", "workload_identity_provider": POOL}
+        add_record(settings, GAR_HOST, provider="gcp", options=options)
+        token = gcp_pod_token()
+        proc = run_plugin(request(f"{GAR_HOST}/project/repo/app", serviceAccountToken=token))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    data = kubelet_decode(proc.stdout, service_account_token=token)
+    assert parse_go_duration(data["cacheDuration"]) > 0  # raises past Go's limit

@@ -37,7 +37,14 @@ from collections.abc import Callable
 from regauth.config import Settings
 from regauth.errors import NotFoundError, ProviderError, UsageError
 from regauth.kube.matching import urls_match
-from regauth.kube.wire import CACHE_IMAGE, CACHE_REGISTRY, AuthEntry, Request, Response
+from regauth.kube.wire import (
+    CACHE_IMAGE,
+    CACHE_REGISTRY,
+    MAX_DURATION_SECONDS,
+    AuthEntry,
+    Request,
+    Response,
+)
 from regauth.layout import encodable
 from regauth.printable import quoted
 from regauth.providers.base import Credential
@@ -119,7 +126,8 @@ def cache_seconds(credential: Credential, default_cache: int | None, now: float)
     "do not cache", when that is under a second); ``default_cache`` for a secret that does not expire."""
     if credential.expires_at is None:
         return default_cache
-    return max(int((credential.expires_at - now) // 2), 0)
+    # An expiry centuries ahead (an endpoint's say) is kept no longer than a Go Duration can say.
+    return min(max(int((credential.expires_at - now) // 2), 0), int(MAX_DURATION_SECONDS))
 
 
 def _names_registry(first: str) -> bool:

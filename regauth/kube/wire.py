@@ -143,7 +143,8 @@ def go_duration(seconds: int) -> str:
     return f"{secs}s"
 
 
-_MAX_SECONDS = (2**63 - 1) / 1e9
+# Go's time.Duration is int64 nanoseconds: about 292 years, the longest cacheDuration the kubelet reads.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -168,7 +169,7 @@ def parse_go_duration(text: str) -> float:
             raise UsageError(f"invalid duration {quoted(text)}: use Go's form, e.g. 12h, 1h30m, 90s")
         total += float(number) * _UNITS[unit]
         rest = rest[unit_end:]
-    if total > _MAX_SECONDS:
+    if total > MAX_DURATION_SECONDS:
         # Go's Duration is int64 nanoseconds: ParseDuration fails past it, and so would the kubelet.
         raise UsageError(f"invalid duration {quoted(text)}: longer than Go's limit of about 292 years")
     return total
