@@ -119,3 +119,26 @@ async def test_the_proxy_answers_while_bcrypt_works(
     assert [a.status for a in answers] == [401, 401, 200] * 3
     for answer in answers:
         answer.release()
+
+
+async def test_an_authorization_that_is_no_utf8_is_refused_not_a_500(
+    aiohttp_server: Any, aiohttp_client: Any, settings: Settings, htpasswd: Path
+) -> None:
+    """Raw bytes on the wire: aiohttp keeps the undecodable ones as surrogates in the header value."""
+    from support.proxy import proxy_client
+
+    fake = Fake(auth="none")
+    fake.add_image()
+    server = await start_fake(aiohttp_server, fake)
+    book = add_upstream(settings, host_of(server), username=None)
+    client = await proxy_client(
+        aiohttp_client, settings, book, htpasswd=htpasswd, client_token="a-client-token-of-16+"
+    )
+    for value in (b"Basic \xff\xfe", b"Bearer \xff", b"Basic " + base64.b64encode(b"ci:\xff")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+        writer.write(
+            b"GET /v2/ HTTP/1.1\r\nHost: p\r\nAuthorization: " + value + b"\r\nConnection: close\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401 "), (value, answer[:60])

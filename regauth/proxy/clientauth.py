@@ -90,10 +90,10 @@ class ClientAuth:
         scheme, _, value = header.partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer":
-            return self._token is not None and hmac.compare_digest(value.encode(), self._token.encode())
+            return self._token is not None and hmac.compare_digest(_raw(value), self._token.encode())
         if scheme.lower() != "basic":
             return False
-        fingerprint = hashlib.sha256(header.encode()).digest()
+        fingerprint = hashlib.sha256(_raw(header)).digest()
         if fingerprint in self._accepted:
             return True
         try:
@@ -145,6 +145,11 @@ class ClientAuth:
             return await handler(request)
 
         return client_auth
+
+
+def _raw(text: str) -> bytes:
+    # aiohttp keeps a header's undecodable bytes as surrogates: they are a wrong credential, not a 500.
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _bcrypt_verify() -> Verify:
