@@ -25,7 +25,7 @@ import tomlkit
 import trustme
 from support.image import PushedImage, push_runnable_image
 from support.proxy import ProxyProcess, caching_proxy_before
-from support.registry import RegistryFixture
+from support.registry import RegistryFixture, free_port
 from test_proxy_clients import Containerd, _ctr_digest
 
 from regauth.config import Settings
@@ -449,3 +449,68 @@ def test_certificates_of_an_existing_host_directory_stay_in_use(
     ok(["regauth", "configure", "containerd", "--undo"])
     assert {p.name: p.read_bytes() for p in hostdir.iterdir()} == files
     assert sorted(p.name for p in certs.iterdir()) == [hostdir.name]
+
+
+class _Mirror(socketserver.ThreadingTCPServer):
+    """A mirror that notes each request line and answers 404 (containerd then tries the next host)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        super().__init__(("127.0.0.1", 0), _Answer404)
+
+
+class _Answer404(socketserver.StreamRequestHandler):
+    server: _Mirror
+
+    def handle(self) -> None:
+        while line := self.rfile.readline(4096):
+            self.server.asked.append(line.decode("latin-1").strip())
+            while self.rfile.readline(4096) not in (b"\r\n", b"\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            self.wfile.flush()
+
+
+def test_an_ipv6_host_port_directory_is_the_one_written(
+    containerd: Containerd, isolated_env: Path, tmp_path: Path
+) -> None:
+    # containerd turns the last ":" of "[::1]:PORT" into "[::1]_PORT_", brackets or not.
+    mirror = _Mirror()
+    threading.Thread(target=mirror.serve_forever, daemon=True).start()
+    try:
+        port = str(free_port())
+        host = f"[::1]:{port}"
+        certs = tmp_path / "certs.d"
+        underscored = certs / f"[::1]_{port}_"
+        underscored.mkdir(parents=True)
+        (underscored / "ca.crt").write_bytes(trustme.CA().cert_pem.bytes())
+        url = f"http://127.0.0.1:{mirror.server_address[1]}"
+        ok(
+            [
+                "regauth",
+                "configure",
+                "containerd",
+                "--proxy",
+                url,
+                "--certs-dir",
+                str(certs),
+                "--no-config",
+                "--registries",
+                host,
+            ]
+        )
+        assert sorted(p.name for p in certs.iterdir()) == [underscored.name]
+        assert _toml((underscored / "hosts.toml").read_text())["ca"] == ["ca.crt"]
+        pull = run(containerd.ctr("images", "pull", "--hosts-dir", str(certs), f"{host}/test/six:1"))
+        assert pull.returncode != 0  # nothing serves it: the point is where containerd asked
+        assert any(line.startswith("HEAD /v2/test/six/manifests/1?ns=") for line in mirror.asked), (
+            mirror.asked,
+            pull.stderr,
+        )
+        ok(["regauth", "configure", "containerd", "--undo"])
+        assert sorted(p.name for p in underscored.iterdir()) == ["ca.crt"]
+    finally:
+        mirror.shutdown()
+        mirror.server_close()

@@ -90,9 +90,10 @@ def hosts_file(directory: Path, host: str) -> Path:
     """The file containerd reads for ``host``: it takes the first directory that exists, ``host_port_``
     before ``host:port``, hosts.toml in it or not (a docker-style directory of certificates alone), so
     in an existing ``host_port_`` directory is where the file goes."""
-    if ":" in host and not host.startswith("["):
-        name, port = host.rsplit(":", 1)
-        underscored = directory / f"{name}_{port}_"
+    # containerd's hostDirectory: the last ":" (an IPv6 address's own too) becomes "_", with one more.
+    cut = host.rfind(":")
+    if cut > 0:
+        underscored = directory / f"{host[:cut]}_{host[cut + 1 :]}_"
         if underscored.exists():
             return underscored / "hosts.toml"
     return directory / host / "hosts.toml"
