@@ -309,3 +309,22 @@ async def test_a_read_token_cannot_have_the_server_send_its_own_credentials_anyw
     saved = {"name": "lab", "url": f"127.0.0.1:{server.port}", "insecure": True, "validate": False}
     assert (await call(client, "POST", "/api/v1/registries", writer, saved))[0] == 201
     assert (await call(client, "POST", "/api/v1/registries/lab/validate", reader))[0] == 200
+
+
+async def test_a_401_says_how_to_authenticate_in_clear_words(
+    aiohttp_client: ClientFactory, settings: Settings
+) -> None:
+    # Our own message is not a secret to redact: "token: send Authorization: Bearer TOKEN" came out
+    # as "token: [REDACTED] Authorization: Bearer [REDACTED]".
+    client = await aiohttp_client(app_for(settings))
+    for headers, said in (
+        ({}, "no API token given: send Authorization: Bearer TOKEN (`regauth token create`)"),
+        (
+            {"Authorization": "Bearer rgt_unknown-token-7"},
+            "unknown or revoked API token: send Authorization: Bearer TOKEN (`regauth token create`)",
+        ),
+    ):
+        resp = await client.get("/api/v1/registries", headers=headers)
+        text = await resp.text()
+        assert resp.status == 401 and (await resp.json())["errors"][0]["message"] == said, text
+        assert "rgt_unknown-token-7" not in text

@@ -43,7 +43,8 @@ INTERNAL = "INTERNAL"
 
 
 class ApiError(RegauthError):
-    """An answer of the API's own: a status, a code and one line."""
+    """An answer of the API's own: a status, a code and one line, in the API's own words (names and
+    scopes, never a client's or a registry's text)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -69,8 +70,11 @@ def error_response(
     field: str | None = None,
     outcome: str | None = None,
     headers: dict[str, str] | None = None,
+    ours: bool = False,
 ) -> web.Response:
-    entry: dict[str, str] = {"code": code, "message": printable(redact(message))}
+    # ``ours``: a message of the API's own words, which redaction would garble ("token: send
+    # Authorization: Bearer TOKEN"); any other may quote a client's or a registry's text.
+    entry: dict[str, str] = {"code": code, "message": printable(message if ours else redact(message))}
     if field is not None:
         # The field's name is ours, not redacted: "password: is empty" must not read "password: [REDACTED]".
         entry["message"] = printable(f"{field}: {redact(message)}")
@@ -88,7 +92,7 @@ def error_response(
 def response_for(exc: RegauthError) -> web.Response:
     """The answer for a regauth error: one status per kind of error, decided here only."""
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+        return error_response(exc.status, exc.code, exc.message, headers=exc.headers, ours=True)
     if isinstance(exc, FieldError):
         return error_response(422, INVALID, exc.detail, field=exc.field)
     if isinstance(exc, ValidationError):
