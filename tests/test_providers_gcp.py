@@ -256,3 +256,18 @@ def test_concurrent_processes_mint_once(ambient: Path, google: StandIn) -> None:
     assert [proc.returncode for proc in procs] == [0] * 4
     assert outputs == ["ya29.token-1"] * 4
     assert google.hits["/token"] == 1
+
+
+@pytest.mark.parametrize("expires_in", [1e300, float("inf"), "soon"])
+def test_a_token_endpoint_answering_an_absurd_lifetime_is_one_line(
+    ambient: Path, google: StandIn, endpoint: TokenEndpoint, expires_in: object
+) -> None:
+    google.routes["/token"] = lambda path, form: (
+        200,
+        {"access_token": "ya29.t", "token_type": "Bearer", "expires_in": expires_in},
+    )
+    settings = load_settings()
+    book, store = book_and_store(settings)
+    with pytest.raises(ProviderError) as info:
+        credential_for(settings, book, store, HOST)
+    assert "\n" not in str(info.value) and "lifetime" in str(info.value)

@@ -139,6 +139,10 @@ class GcpProvider:
                 f"cannot reach Google's token endpoint: {brief(exc)}",
                 "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
             ) from exc
+        except (OverflowError, TypeError, ValueError) as exc:
+            # google-auth adds the answer's expires_in to the clock as it comes: text, or past year 9999.
+            what = f"Google's token endpoint answered a lifetime no clock can hold: {brief(exc)}"
+            raise failure(self.name, host, record, what, "check the credential's token_uri") from exc
         return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
 
     def _notice(self, host: str) -> None:
