@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,14 @@ def test_bad_options_are_one_line(regauth_exe: str, argv: list[str], expected: s
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--client-token-file", "--htpasswd"])
+def test_a_client_auth_file_that_is_no_utf8_is_one_line(
+    regauth_exe: str, tmp_path: Path, option: str
+) -> None:
+    path = tmp_path / "auth-file"
+    path.write_bytes(b"ci:\xff\xfe-not-text-0123456789\n")
+    done = run(regauth_exe, "--listen", "127.0.0.1:0", option, str(path))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [f"regauth: error: {option} {path}: it is not UTF-8 text"]

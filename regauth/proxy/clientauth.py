@@ -30,21 +30,24 @@ Verify = Callable[[bytes, bytes], bool]
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="regauth proxy"'}
 
 
-def read_token_file(path: Path) -> str:
+def _read_text(path: Path, option: str) -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"--client-token-file {path}: {exc.strerror}") from None
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{option} {path}: it is not UTF-8 text") from None
+
+
+def read_token_file(path: Path) -> str:
+    token = _read_text(path, "--client-token-file").strip()
     if len(token) < 16:
         raise UsageError(f"--client-token-file {path}: the token must be at least 16 characters")
     return token
 
 
 def read_htpasswd(path: Path) -> dict[str, bytes]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"--htpasswd {path}: {exc.strerror}") from None
+    lines = _read_text(path, "--htpasswd").splitlines()
     users: dict[str, bytes] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
