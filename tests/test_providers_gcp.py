@@ -270,4 +270,33 @@ def test_a_token_endpoint_answering_an_absurd_lifetime_is_one_line(
     book, store = book_and_store(settings)
     with pytest.raises(ProviderError) as info:
         credential_for(settings, book, store, HOST)
-    assert "\n" not in str(info.value) and "lifetime" in str(info.value)
+    assert "\n" not in str(info.value) and "google-auth cannot use" in str(info.value)
+
+
+def test_a_token_endpoint_that_floods_is_cut_at_the_cap(ambient: Path, google: StandIn) -> None:
+    from support.providers import Endless
+
+    flood = Endless()
+    google.routes["/token"] = lambda path, form: (200, flood)
+    settings = load_settings()
+    book, store = book_and_store(settings)
+    with pytest.raises(ProviderError, match="passed 1048576 bytes") as info:
+        credential_for(settings, book, store, HOST)
+    assert "\n" not in str(info.value)
+    assert flood.gone.wait(30) and flood.sent < Endless.LIMIT
+
+
+def test_a_redirect_of_the_token_request_is_not_followed(
+    ambient: Path, google: StandIn, ca: trustme.CA
+) -> None:
+    # The request's body is a signed assertion of the key: it goes nowhere but the key's token_uri.
+    with stand_in(
+        ca, {"/token": lambda path, form: (200, {"access_token": "x", "expires_in": 3600})}
+    ) as other:
+        google.routes["/token"] = lambda path, form: (307, {})
+        google.response_headers = {"Location": f"{other.url}/token"}
+        settings = load_settings()
+        book, store = book_and_store(settings)
+        with pytest.raises(ProviderError):
+            credential_for(settings, book, store, HOST)
+        assert other.hits == {} and other.bodies == []

@@ -121,8 +121,12 @@ class GcpProvider:
                 raise no_credentials(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
             what = f"cannot use the key file {key_file}: {brief(exc)}"
             raise failure(self.name, host, record, what, NO_CREDENTIALS_ADVICE) from exc
+        from regauth.providers.bounded import MINT_SECONDS, BoundedSession
+
         try:
-            creds.refresh(g_requests.Request())
+            # Bounded as a workload's mint: a deadline, a capped answer, and no redirect, which would
+            # send the request's signed assertion or refresh token on to wherever it pointed.
+            creds.refresh(g_requests.Request(BoundedSession(MINT_SECONDS)))
         except g_errors.RefreshError as exc:
             raise failure(
                 self.name,
@@ -140,8 +144,9 @@ class GcpProvider:
                 "check the network, HTTPS_PROXY and REQUESTS_CA_BUNDLE",
             ) from exc
         except (OverflowError, TypeError, ValueError) as exc:
-            # google-auth adds the answer's expires_in to the clock as it comes: text, or past year 9999.
-            what = f"Google's token endpoint answered a lifetime no clock can hold: {brief(exc)}"
+            # google-auth reads the answer's fields as they come: an expires_in that is text or past
+            # year 9999, a body that is no JSON object.
+            what = f"Google's token endpoint gave an answer google-auth cannot use: {brief(exc)}"
             raise failure(self.name, host, record, what, "check the credential's token_uri") from exc
         return Credential(username=USERNAME, secret=creds.token, expires_at=_expiry(creds))
 

@@ -109,8 +109,9 @@ def mint(host: str, record: Registry | None, workload: Workload, scope: str) -> 
         what = f"cannot use the workload identity pool provider {pool.value}: {said(exc, workload)}"
         raise failure(NAME, host, record, what, f"set {pool.source} to {PROVIDER_EXAMPLE}") from exc
     except (OverflowError, TypeError) as exc:
-        # google-auth adds the answer's expires_in to the clock as it comes: null, or past year 9999.
-        what = f"Google's token endpoint answered a lifetime no clock can hold: {said(exc, workload)}"
+        # google-auth reads the answer's fields as they come: an expires_in that is null or past
+        # year 9999.
+        what = f"Google's token endpoint gave an answer google-auth cannot use: {said(exc, workload)}"
         raise failure(NAME, host, record, what, "check the record option token_url") from exc
     return creds
 
