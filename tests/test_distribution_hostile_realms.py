@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from test_distribution_hostile import SECRET, Seen, _record, validate
@@ -95,3 +96,16 @@ async def test_a_redirect_with_a_user_in_it_is_followed_with_the_header_not_a_tr
         ("/v2/a/blobs/x", "Bearer t"),
         ("/storage/x", "Bearer t"),
     ]
+
+
+@pytest.mark.parametrize("token", ["abc\\r\\nX-Injected: 1", "abc\\u0000"])
+async def test_a_token_with_control_characters_is_refused_not_sent(
+    aiohttp_server: ServerFactory, token: str
+) -> None:
+    registry_seen = Seen()
+    realm = await aiohttp_server(_realm(Seen(), b'{"token": "%s"}' % token.encode()))
+    registry = await aiohttp_server(_registry(f"http://127.0.0.1:{realm.port}/token", registry_seen))
+    result = await validate(_record(f"127.0.0.1:{registry.port}", None), Credential("user", SECRET))
+    assert result.outcome is Outcome.NOT_V2 and "control characters" in result.message
+    # Only the first, unauthenticated ping reached the registry.
+    assert [auth for _, _, auth, _ in registry_seen.requests] == [None]

@@ -159,6 +159,14 @@ async def _read(ask: _Ask, response: aiohttp.ClientResponse) -> TokenResponse:
             f"the token server of {ask.upstream.host} ({ask.realm.host}) answered with no token",
             Outcome.NOT_V2,
         )
+    if any(char < " " or char == "\x7f" for char in token):
+        # It becomes a header value: a CR/LF would add headers of the token server's choosing (aiohttp
+        # refuses it with a ValueError; Go's client too).
+        raise UpstreamError(
+            f"the token server of {ask.upstream.host} ({ask.realm.host}) answered with a token holding "
+            "control characters",
+            Outcome.NOT_V2,
+        )
     expires_in = data.get("expires_in")
     if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
         expires_in = DEFAULT_EXPIRES_IN
