@@ -308,3 +308,25 @@ def test_an_sts_answer_without_the_session_keys_is_one_line(
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "STS AssumeRoleWithWebIdentity answered no " in proc.stderr
     assert aws.of(ECR_TOKEN) == []
+
+
+def test_concurrent_pulls_of_several_service_accounts_mint_once_each_and_never_share(
+    aws: Recorder, settings: Settings
+) -> None:
+    import concurrent.futures
+
+    accounts = [("team-a", "puller"), ("team-b", "puller"), ("team-a", "builder")]
+    jobs = [
+        sa_request(pod_token(ns, name, pod=f"pod-{i}"), ROLE_A) for i in range(2) for ns, name in accounts
+    ]
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        procs = list(pool.map(run_plugin, jobs))
+    assert [(p.returncode, p.stderr) for p in procs] == [(0, "")] * len(jobs)
+    # One exchange per service account, whatever the interleaving, each with that account's own token.
+    subjects = sorted(Workload(call.form["WebIdentityToken"], {}).subject() for call in aws.of(WEB_IDENTITY))
+    assert subjects == sorted(f"system:serviceaccount:{ns}:{name}" for ns, name in accounts)
+    # Each ECR call was signed by a different assumed session: no account's token came from another's.
+    signers = [call.key_id for call in aws.of(ECR_TOKEN)]
+    assert len(signers) == len(set(signers)) == len(accounts)
+    assert set(signers) <= assumed_key(ROLE_A, WORKLOAD_SESSION_NAME)
+    assert len(workload_tokens(settings)) == len(accounts)
