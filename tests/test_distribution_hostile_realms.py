@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 from test_distribution_hostile import SECRET, Seen, _record, validate
 
 from regauth.distribution.credential import Credential
-from regauth.distribution.errors import Outcome
+from regauth.distribution.errors import Outcome, UpstreamError
 from regauth.distribution.target import RegistryTarget
 from regauth.distribution.token import basic_authorization
 from regauth.distribution.transport import make_session, send
@@ -109,3 +109,35 @@ async def test_a_token_with_control_characters_is_refused_not_sent(
     assert result.outcome is Outcome.NOT_V2 and "control characters" in result.message
     # Only the first, unauthenticated ping reached the registry.
     assert [auth for _, _, auth, _ in registry_seen.requests] == [None]
+
+
+# Hosts yarl or the resolver cannot take (an empty A-label, an empty label, a label of 64 characters):
+# each raised UnicodeError from wherever the host was first used.
+UNUSABLE_HOSTS = ["xn--", "xn--zz-ssssss.invalid", "a..b", "a" * 64 + ".invalid"]
+
+
+@pytest.mark.parametrize("host", UNUSABLE_HOSTS)
+async def test_a_realm_with_an_unusable_host_is_an_outcome_not_a_traceback(
+    aiohttp_server: ServerFactory, host: str
+) -> None:
+    registry = await aiohttp_server(_registry(f"https://{host}/token", Seen()))
+    for credential in (Credential("user", SECRET), None):
+        result = await validate(_record(f"127.0.0.1:{registry.port}", None), credential, "a")
+        assert result.outcome is Outcome.NOT_V2 and "unusable token realm" in result.message
+
+
+@pytest.mark.parametrize("host", UNUSABLE_HOSTS)
+async def test_a_redirect_to_an_unusable_host_is_an_outcome_not_a_traceback(
+    aiohttp_server: ServerFactory, host: str
+) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"https://{host}/blob")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", moved)
+    server = await aiohttp_server(app)
+    upstream = RegistryTarget(f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}")
+    async with make_session() as session:
+        with pytest.raises(UpstreamError, match="redirected to a URL with no usable host"):
+            async with send(session, upstream, "GET", upstream.url("/v2/a/blobs/x")):
+                pass

@@ -27,7 +27,7 @@ from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
 from regauth.distribution.realms import check_realm
 from regauth.distribution.target import RegistryTarget
-from regauth.distribution.transport import TOKEN_BODY_MAX, read_capped, send
+from regauth.distribution.transport import TOKEN_BODY_MAX, read_capped, send, usable_host
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def realm_url(upstream: RegistryTarget, challenge: Challenge, credential: Creden
         realm = URL(challenge.realm)
     except ValueError:
         realm = URL()
-    if realm.scheme not in ("http", "https") or not realm.host:
+    if realm.scheme not in ("http", "https") or not usable_host(realm):
         raise UpstreamError(f"{upstream.host} sent an unusable token realm", Outcome.NOT_V2)
     check_realm(upstream, realm, credentialed=credential is not None)
     return realm

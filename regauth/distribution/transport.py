@@ -144,11 +144,25 @@ def _head_within(timeout: aiohttp.ClientTimeout) -> float | None:
     return (timeout.sock_connect or timeout.connect or 0.0) + timeout.sock_read
 
 
+def usable_host(url: URL) -> str | None:
+    """``url``'s host, or None when it has none or one no resolver takes: yarl decodes an A-label
+    lazily and the resolver encodes with IDNA, and both raise ``UnicodeError`` (``xn--``, ``a..b``, a
+    label of 64 characters), which would escape as a traceback from wherever the host is first used."""
+    try:
+        host = url.host
+        (url.raw_host or "").encode("idna")
+    except UnicodeError:
+        return None
+    return host or None
+
+
 async def _redirect_target(current: URL, location: str, upstream: RegistryTarget) -> URL:
     try:
         target = current.join(URL(location))
     except ValueError as exc:
         raise UpstreamError(f"{upstream.host} redirected to a malformed URL", Outcome.NOT_V2) from exc
+    if target.raw_host is not None and usable_host(target) is None:
+        raise UpstreamError(f"{upstream.host} redirected to a URL with no usable host", Outcome.NOT_V2)
     if target.scheme not in ("http", "https") or not target.host:
         raise UpstreamError(f"{upstream.host} redirected to a {target.scheme!r} URL; refused", Outcome.NOT_V2)
     if target.scheme == "http" and (upstream.secure or target.host != upstream.hostname):
