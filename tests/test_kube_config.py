@@ -368,3 +368,21 @@ def test_a_bad_token_audience_is_one_line_and_writes_nothing(
     assert bad.returncode != 0 and bad.stdout == ""
     assert bad.stderr.startswith("regauth: error: invalid --token-audience") and bad.stderr.count("\n") == 1
     assert not config.exists() and not bin_dir.exists()
+
+
+def test_env_the_user_added_to_the_entry_is_kept(
+    settings: Settings, paths: tuple[Path, Path, list[str]]
+) -> None:
+    # The README's way to give every workload a role: AWS_ECR_ROLE_ARN in the entry's env.
+    config, _, argv = paths
+    add_record(settings, "registry.example.com", "pw", username="u")
+    assert configure(settings, *argv) == 0
+    written = json.loads(config.read_text())
+    ours = written["providers"][0]["env"]
+    role = {"name": "AWS_ECR_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/pull"}
+    written["providers"][0]["env"] = [*ours, role]
+    config.write_text(json.dumps(written))
+    assert configure(settings, *argv, "--token-audience", "sts.amazonaws.com") == 0
+    [provider] = json.loads(config.read_text())["providers"]
+    assert provider["env"] == [*ours, role]
+    kubelet_validate(json.loads(config.read_text()))

@@ -90,6 +90,12 @@ def plan(
         merged = {**old, **entry}
         if isinstance(old.get("args"), list) and "args" in entry:
             merged["args"] = [*old["args"], *(a for a in entry["args"] if a not in old["args"])]
+        if isinstance(old.get("env"), list) and "env" in entry:
+            # Ours by name (the HOME and store the plugin must find); the user's others, such as the
+            # README's AWS_ECR_ROLE_ARN, kept after them.
+            ours = {variable["name"] for variable in entry["env"]}
+            kept = [v for v in old["env"] if not (isinstance(v, dict) and v.get("name") in ours)]
+            merged["env"] = [*entry["env"], *kept]
         providers[names.index(PROGRAM)] = merged
     else:
         providers.append(entry)
