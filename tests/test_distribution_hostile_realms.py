@@ -141,3 +141,36 @@ async def test_a_redirect_to_an_unusable_host_is_an_outcome_not_a_traceback(
         with pytest.raises(UpstreamError, match="redirected to a URL with no usable host"):
             async with send(session, upstream, "GET", upstream.url("/v2/a/blobs/x")):
                 pass
+
+
+async def test_a_token_server_and_registry_that_compress_what_is_asked_are_read(
+    aiohttp_server: ServerFactory,
+) -> None:
+    """As nginx with ``gzip on`` for JSON does: compressed when the request accepts gzip."""
+    encodings: list[str | None] = []
+
+    def compressing(answer: Callable[[web.Request], web.Response]) -> web.Application:
+        async def handler(request: web.Request) -> web.Response:
+            encodings.append(request.headers.get("Accept-Encoding"))
+            response = answer(request)
+            response.enable_compression()
+            return response
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        return app
+
+    def token(request: web.Request) -> web.Response:
+        return web.json_response({"token": TOKEN, "expires_in": 300})
+
+    def registry(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            challenge = f'Bearer realm="http://127.0.0.1:{realm.port}/token",service="reg"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": challenge})
+        return web.json_response({"name": "a", "tags": ["1.0"]})
+
+    realm = await aiohttp_server(compressing(token))
+    server = await aiohttp_server(compressing(registry))
+    result = await validate(_record(f"127.0.0.1:{server.port}", None), Credential("user", SECRET), "a")
+    assert result.ok, result.message
+    assert encodings and set(encodings) == {"identity"}

@@ -10,6 +10,7 @@ reads and error mapping.
   is never re-sent to another origin; a redirect goes only over HTTPS (plain HTTP only to an insecure
   record's own host) and never into loopback, link-local or private addresses unless the registry is
   itself on such an address (``addresses``).
+* Bodies are asked for as they are (``Accept-Encoding: identity``): the session never decompresses.
 * Bodies read whole are read with a cap (``read_capped``): an upstream cannot make regauth hold more
   than the cap in memory.
 * aiohttp, ssl and asyncio exceptions become ``UpstreamError`` here, with a one-line message that names
@@ -93,6 +94,10 @@ async def send(
     ``response.url`` is where the final answer came from."""
     target = URL(url)
     sent = dict(headers or {})
+    if not any(k.lower() == "accept-encoding" for k in sent):
+        # aiohttp asks for gzip by default, and the session does not decompress (the proxy relays bodies
+        # byte for byte): a token server that honoured it (nginx's gzip for JSON) sent an unreadable token.
+        sent["Accept-Encoding"] = "identity"
     origin = target.origin()
     for _ in range(MAX_REDIRECTS + 1):
         if target.origin() != origin:
