@@ -8,6 +8,10 @@
   (``secret_for_check``), and ``RegistryBook.update`` drops it unless a new one comes with the change,
   so whoever may edit a record cannot send its stored password to a host of their choosing.
 - A check always mints afresh (``use_cache=False``): a cached token proves nothing about a changed secret.
+- **A caller who is not the server's user cannot spend the server's own credentials** (the API, unless
+  ``regauth serve --allow-server-credentials``): no option naming the server's variables, files or
+  AWS profiles or redirecting where its credentials go, and no minting provider for a host that is not
+  its cloud's registry (``server_resource_problem``). The CLI's user acts as themselves.
 """
 
 from __future__ import annotations
@@ -65,6 +69,51 @@ def check_option_keys(record: Registry) -> None:
         f"unknown option {key!r} for the {record.provider} provider{guess}; it knows: "
         f"{', '.join(sorted(known))}"
     )
+
+
+# Options whose value names something of the machine regauth runs on, or where its credentials go: what
+# a remote caller could make the server read and send to a host of theirs.
+SERVER_RESOURCE_OPTIONS: dict[str, str] = {
+    "secret_env": "a variable of the server's environment",
+    "username_env": "a variable of the server's environment",
+    "key_file": "a file on the server",
+    "certificate_file": "a file on the server",
+    "token_file": "a file on the server",
+    "profile": "a profile of the server's AWS configuration",
+    "endpoint_url": "where the server's signed AWS requests go",
+    "login_server_url": "where the server's Entra ID token goes",
+    "authority": "where the server's Azure credentials go",
+}
+SERVER_CREDENTIALS_FLAG = "--allow-server-credentials"
+# What a change must alter for the rule to be asked again: where and with what the server authenticates.
+_SERVER_RESOURCE_FIELDS = ("registry", "provider", "options", "insecure")
+
+
+def server_resource_problem(record: Registry, old: Registry | None = None) -> tuple[str, str] | None:
+    """(field, why) when ``record`` would make the server spend its own credentials for a caller who is
+    not its user; None when it would not, or when the change of ``old`` alters none of what decides it."""
+    if old is not None and all(getattr(old, f) == getattr(record, f) for f in _SERVER_RESOURCE_FIELDS):
+        return None
+    allow = f"refused unless `regauth serve` runs with {SERVER_CREDENTIALS_FLAG}"
+    named = sorted(set(record.options) & set(SERVER_RESOURCE_OPTIONS))
+    if named:
+        return "options", f"the option {named[0]} names {SERVER_RESOURCE_OPTIONS[named[0]]}: {allow}"
+    from regauth.providers.table import PROVIDERS
+
+    kind = PROVIDERS[record.provider]
+    # A minting provider mints with the server's cloud identity: only for its cloud's own registry
+    # hosts (the host names it serves), so the token never goes to a host the caller picked.
+    if kind.mints and not kind.load()({}, _quiet).serves(record.registry):
+        return (
+            "url",
+            f"{record.registry} is no {record.provider} registry host, and the {record.provider} provider "
+            f"would send it a token of the server's own identity: {allow}",
+        )
+    return None
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def check_secret_wanted(

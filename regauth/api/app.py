@@ -34,11 +34,14 @@ def make_api_app(
     audit_log: AuditLog | None = None,
     console: bool = True,
     secure_cookies: bool = False,
+    server_credentials: bool = False,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware, bearer_middleware], client_max_size=_MAX_BODY)
     app[state.TOKENS] = tokens or TokenBook.for_settings(settings)
     app[state.AUDIT] = audit_log or AuditLog.for_settings(settings)
-    app[state.SERVICE] = RegistryService(settings, book, store, app[state.AUDIT])
+    app[state.SERVICE] = RegistryService(
+        settings, book, store, app[state.AUDIT], server_credentials=server_credentials
+    )
     add_api_routes(app.router)
     if console:
         from regauth.api.console import add_console_routes

@@ -33,6 +33,13 @@ def add_parsers(commands: Any, examples: Any) -> None:
         action="store_true",
         help="allow a non-loopback --listen without TLS (the API tokens cross the network in clear)",
     )
+    serve.add_argument(
+        "--allow-server-credentials",
+        action="store_true",
+        help="let API callers save and check records that use this server's own credentials: options "
+        "naming its environment variables, files or AWS profiles, or a cloud provider for a host that "
+        "is not that cloud's registry (refused by default)",
+    )
     serve.add_argument("--quiet", action="store_true", help="no access log")
     serve.set_defaults(func=cmd_serve)
 

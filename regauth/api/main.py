@@ -46,16 +46,26 @@ def api_site(
     tls: ssl.SSLContext | None,
     *,
     cleartext: bool,
+    server_credentials: bool = False,
 ) -> ApiSite:
     host, port = parse_listen(listen)
     check_exposure(listen, host, client_auth=True, tls=tls is not None, cleartext=cleartext)
-    return ApiSite(make_api_app(settings, book, store, secure_cookies=tls is not None), host, port, tls)
+    app = make_api_app(
+        settings, book, store, secure_cookies=tls is not None, server_credentials=server_credentials
+    )
+    return ApiSite(app, host, port, tls)
 
 
 def run_serve(args: argparse.Namespace, settings: Settings, book: RegistryBook, store: SecretStore) -> int:
     tls = server_tls(args.tls_cert, args.tls_key)
     site = api_site(
-        settings, book, store, args.listen, tls, cleartext=bool(args.accept_cleartext_credentials)
+        settings,
+        book,
+        store,
+        args.listen,
+        tls,
+        cleartext=bool(args.accept_cleartext_credentials),
+        server_credentials=bool(args.allow_server_credentials),
     )
     if not args.quiet:
         ACCESS_LOG.setLevel(logging.INFO)

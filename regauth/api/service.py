@@ -41,9 +41,17 @@ class Page:
 
 class RegistryService:
     def __init__(
-        self, settings: Settings, book: RegistryBook, store: SecretStore, audit_log: AuditLog
+        self,
+        settings: Settings,
+        book: RegistryBook,
+        store: SecretStore,
+        audit_log: AuditLog,
+        *,
+        server_credentials: bool = False,
     ) -> None:
         self.settings = settings
+        # ``--allow-server-credentials``: records may spend the server's own credentials (registry_ops).
+        self.server_credentials = server_credentials
         self.book = book
         self.store = store
         self.audit = audit_log
@@ -104,6 +112,7 @@ class RegistryService:
             registry_ops.check_scheme(body.url, new.insecure, fix=_PLAIN_HTTP_FIX)
         if "options" in changes or "provider" in changes:
             _check_option_keys(new)
+        self._check_server_resources(new, old)
         registry_ops.check_secret_wanted(
             new, body.secret is not None, needs="a password or token needs a username"
         )
@@ -162,6 +171,7 @@ class RegistryService:
         record = check_record(record)
         registry_ops.check_scheme(body.url or "", record.insecure, fix=_PLAIN_HTTP_FIX)
         _check_option_keys(record)
+        self._check_server_resources(record)
         registry_ops.check_secret_wanted(
             record, body.secret is not None, needs="a password or token needs a username"
         )
@@ -171,6 +181,13 @@ class RegistryService:
             path = await asyncio.to_thread(self._save_ca, body.ca_pem, ca_dir or self._ca_dir)
             record = record._replace(ca_file=path)
         return record
+
+    def _check_server_resources(self, record: Registry, old: Registry | None = None) -> None:
+        if self.server_credentials:
+            return
+        problem = registry_ops.server_resource_problem(record, old)
+        if problem is not None:
+            raise FieldError(*problem)
 
     async def _check(self, record: Registry, secret: str | None) -> ValidationResult:
         result = await registry_ops.check_async(self.settings, self.store, record, secret, record.repository)
