@@ -255,6 +255,9 @@ def _redirecting(location: str, seen: Seen) -> web.Application:
         ("http://169.254.169.254/latest/meta-data/", "plain HTTP"),
         ("https://169.254.169.254/latest/meta-data/", "link-local address"),
         ("https://10.1.2.3/internal", "private address"),
+        # Carrier-grade NAT space, where Alibaba Cloud's metadata service is; IPv6 site-local.
+        ("https://100.100.100.200/latest/meta-data/", "private address"),
+        ("https://[fec0::1]/x", "private address"),
         ("https://[fe80::1]/x", "link-local address"),
         ("https://[::ffff:169.254.169.254]/x", "link-local address"),
         ("https://0.0.0.0/x", "reserved address"),

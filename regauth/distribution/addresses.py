@@ -30,7 +30,9 @@ def kind_of_address(text: str) -> str:
         return "link-local"
     if address.is_unspecified or address.is_multicast or address.is_reserved:
         return "reserved"
-    if address.is_private:
+    # Not global is private too: 100.64.0.0/10 (carrier-grade NAT, and Alibaba Cloud's metadata service
+    # at 100.100.100.200) is neither ``is_private`` nor public; fec0::/10 is IPv6's old site-local.
+    if address.is_private or not address.is_global or getattr(address, "is_site_local", False):
         return "private"
     return PUBLIC
 
