@@ -229,6 +229,13 @@ def _checks_differ(old: Registry, new: Registry, secret: str | None) -> bool:
     return secret is not None or any(getattr(old, f) != getattr(new, f) for f in _CHECKED_FIELDS)
 
 
+def moves_origin(old: Registry, new: Registry) -> bool:
+    """Whether the change of ``old`` into ``new`` sends the record's requests to an origin its stored
+    secret was not given for: another host, or plain HTTP where it was HTTPS (an origin is scheme and
+    host; back to HTTPS exposes the secret to no one new)."""
+    return old.registry != new.registry or (new.insecure and not old.insecure)
+
+
 def name_for_host(host: str) -> str:
     return host.strip("[]").replace(":", "-").replace("[", "").replace("]", "")
 
@@ -303,8 +310,9 @@ class RegistryBook:
         seen: Registry | None = None,
     ) -> Registry:
         """Change fields of ``name``; a ``secret`` of None keeps the stored one, unless the record moves
-        to another host: then it keeps none (``registry_ops``' rule), so whoever may change a record
-        cannot send its stored secret to a host of their choosing. ``by`` is who (``updated_by``).
+        to another host or to plain HTTP (``moves_origin``): then it keeps none, so whoever may change
+        a record cannot send its stored secret to a host of their choosing, or in clear. ``by`` is who
+        (``updated_by``).
 
         ``seen`` is the record as the caller read it to decide (and check) the change: if it was changed
         meanwhile (a move, during a check of a new secret against the old host), nothing is saved.
@@ -328,7 +336,7 @@ class RegistryBook:
             others = [r for r in records if r.id != old.id]
             self._check_free(others, new)
             rest = [new if r.id == old.id else r for r in records]
-            if secret is None and not new.anonymous and new.registry == old.registry:
+            if secret is None and not new.anonymous and not moves_origin(old, new):
                 self._write(rest)
             else:
                 self._commit(rest, new, secret)

@@ -4,9 +4,10 @@
 - A plain-HTTP URL needs ``insecure``, said before anything is sent.
 - Option keys are the provider's own and every record's (``realm_hosts``).
 - A secret given for an anonymous static record would be lost: refused.
-- **A record that moves to another host keeps no secret.** Its check never reads the stored secret
-  (``secret_for_check``), and ``RegistryBook.update`` drops it unless a new one comes with the change,
-  so whoever may edit a record cannot send its stored password to a host of their choosing.
+- **A record that moves to another host, or to plain HTTP, keeps no secret** (``moves_origin``). Its
+  check never reads the stored secret (``secret_for_check``), and ``RegistryBook.update`` drops it
+  unless a new one comes with the change, so whoever may edit a record cannot send its stored password
+  to a host of their choosing, or over the network in clear.
 - A check always mints afresh (``use_cache=False``): a cached token proves nothing about a changed secret.
 - **A caller who is not the server's user cannot spend the server's own credentials** (the API, unless
   ``regauth serve --allow-server-credentials``): no option naming the server's variables, files or
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from regauth.config import Settings
 from regauth.errors import UsageError
-from regauth.registries import Registry, stored_secret
+from regauth.registries import Registry, moves_origin, stored_secret
 from regauth.store.base import SecretStore
 
 if TYPE_CHECKING:
@@ -131,7 +132,12 @@ def needs_new_secret(old: Registry, new: Registry) -> bool:
 
 
 def moves_host(old: Registry, new: Registry) -> bool:
-    return old.registry != new.registry
+    """Whether the change moves the record to an origin its secret was not given for (the book's rule)."""
+    return moves_origin(old, new)
+
+
+def _origin(record: Registry) -> str:
+    return f"{'http' if record.insecure else 'https'}://{record.registry}"
 
 
 def secret_for_check(old: Registry, new: Registry, secret: str | None) -> str | None:
@@ -143,8 +149,8 @@ def secret_for_check(old: Registry, new: Registry, secret: str | None) -> str | 
 
     if not new.anonymous and PROVIDERS[new.provider].reads_secret:
         raise UsageError(
-            f"{new.label} would move from {old.registry}: a record that moves to another host keeps "
-            "no stored secret, so give its secret again with the change"
+            f"{new.label} would move from {_origin(old)} to {_origin(new)}: a record that moves to "
+            "another host or to plain HTTP keeps no stored secret, so give its secret again with the change"
         )
     return _NO_SECRET
 
