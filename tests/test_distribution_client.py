@@ -207,3 +207,20 @@ async def test_client_reuses_the_cached_token(
     await _get(client, "HEAD", fx.repository, f"manifests/{fx.tag}")
     await _get(client, "GET", fx.repository, f"manifests/{fx.tag}")
     assert client.auth.mints == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"tags": 5}', b'{"tags": true}', b'{"tags": "1.0"}', b'{"tags": {"a": 1}}']
+)
+async def test_a_tag_list_that_is_no_list_is_malformed_not_a_traceback(
+    aiohttp_server: ServerFactory, session: aiohttp.ClientSession, body: bytes
+) -> None:
+    async def tags(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.*}/tags/list", tags)
+    server = await aiohttp_server(app)
+    upstream = RegistryTarget(f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}")
+    with pytest.raises(UpstreamError, match="sent a malformed tag list"):
+        await RegistryClient(session, upstream, None).tags_list("a")

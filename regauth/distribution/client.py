@@ -97,9 +97,10 @@ class RegistryClient:
             try:
                 tags = json.loads(await read_capped(resp, TAGS_MAX, "tag list")).get("tags") or []
             except (ValueError, AttributeError, RecursionError):
-                raise UpstreamError(
-                    f"{self.upstream.host} sent a malformed tag list", Outcome.NOT_V2
-                ) from None
+                tags = None
+            # As distribution's client ([]string): {"tags": 5} is no list, not a TypeError.
+            if not isinstance(tags, list):
+                raise UpstreamError(f"{self.upstream.host} sent a malformed tag list", Outcome.NOT_V2)
             return [str(tag) for tag in tags]
 
     async def _check(self, resp: aiohttp.ClientResponse, repository: str) -> None:
