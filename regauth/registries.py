@@ -360,6 +360,17 @@ class RegistryBook:
             self._drop(records, record)
         return record
 
+    def remove_id(self, record_id: str) -> Registry:
+        """Remove the record ``record_id``: what an edge that looked a record up removes is the one it
+        found, not whichever record holds that record's name by now (a rename and an add meanwhile)."""
+        with file_lock(self._lock_path):
+            records = self._read()
+            record = next((r for r in records if r.id == record_id), None)
+            if record is None:
+                raise NotFoundError(f"no registry with the id {record_id[:80]!r}: it was removed meanwhile")
+            self._drop(records, record)
+        return record
+
     def _drop(self, records: list[Registry], record: Registry) -> None:
         # A damaged store must fail the remove before anything changes, not after the record is gone.
         self._store.get(record.secret_key)

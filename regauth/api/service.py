@@ -137,7 +137,7 @@ class RegistryService:
 
     async def delete(self, key: str, actor: str) -> Registry:
         record = await self.find(key)
-        gone = await asyncio.to_thread(self.book.remove, record.name)
+        gone = await asyncio.to_thread(self.book.remove_id, record.id)
         await asyncio.to_thread(registry_ops.forget_removed, self.settings, self.store, gone)
         self.audit.append(actor, audit.DELETED, gone.id, gone.name)
         return gone
