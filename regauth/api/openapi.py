@@ -240,7 +240,8 @@ def _paths() -> dict[str, Any]:
             "patch": {
                 "operationId": "updateRegistry",
                 "summary": "change fields; validated when a credential or the host changes. A record that "
-                "moves to another host keeps no stored secret unless a new one comes with the change.",
+                "moves to another host, or to plain HTTP, keeps no stored secret unless a new one comes with "
+                "the change.",
                 "requestBody": _body("RegistryUpdate"),
                 "responses": {
                     "200": registry,
