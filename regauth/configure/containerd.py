@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import tomlkit
+from tomlkit.container import Container
+from tomlkit.items import Comment, Table, Whitespace
+
 from regauth.configure import tomlfile
 from regauth.configure.core import Change, Plan
-from regauth.configure.files import read_state
+from regauth.configure.files import FileState, read_state
 from regauth.configure.hosts import no_hosts_error
 from regauth.errors import ConfigError, UsageError
 from regauth.servers import DOCKER_HUB
@@ -33,6 +37,10 @@ REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
 }
 # Docker Hub's API host, where containerd sends docker.io pulls.
 _HUB_SERVER = "https://registry-1.docker.io"
+# The comment on the header of regauth's [host."PROXY"] table: the entry regauth owns in a hosts.toml,
+# so a run with another --proxy replaces it rather than adding a second mirror.
+MARK = "# regauth"
+_CAPABILITIES = ["pull", "resolve"]
 
 
 class TLSFiles(NamedTuple):
@@ -81,7 +89,12 @@ def plan(
     for upstream in upstreams:
         path = hosts_file(directory, upstream.host)
         state = read_state(path)
-        content = hosts_toml(upstream, proxy, proxy_ca, server_certificates(directory, path.parent))
+        if state.data:
+            content = merged_hosts_toml(state, server_url(upstream), proxy, proxy_ca)
+        else:
+            # containerd reads an empty hosts.toml as none: the directory's certificate files were in use.
+            legacy = server_certificates(directory, path.parent)
+            content = hosts_toml(upstream, proxy, proxy_ca, legacy)
         changes.append(Change(state, content, new_mode=0o644))
     return Plan(CLIENT, changes, notes=notes)
 
@@ -137,11 +150,14 @@ def _name(entry: os.DirEntry[str]) -> str:
     return entry.name
 
 
-def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLSFiles) -> bytes:
+def server_url(upstream: Upstream) -> str:
     if upstream.host == DOCKER_HUB:
-        server = _HUB_SERVER
-    else:
-        server = f"{'http' if upstream.insecure else 'https'}://{upstream.host}"
+        return _HUB_SERVER
+    return f"{'http' if upstream.insecure else 'https'}://{upstream.host}"
+
+
+def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLSFiles) -> bytes:
+    server = server_url(upstream)
     lines = [
         "# Written by `regauth configure containerd`: pulls go through regauth's proxy, which adds the",
         "# registry's credentials. What this replaced is in regauth's backups (`--undo` restores it).",
@@ -155,12 +171,114 @@ def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLS
         lines.append(f"client = {json.dumps([list(pair) for pair in legacy.client])}")
     lines += [
         "",
-        f"[host.{json.dumps(proxy)}]",
+        f"[host.{json.dumps(proxy)}]  {MARK}",
         '  capabilities = ["pull", "resolve"]',
     ]
     if proxy_ca:
         lines.append(f"  ca = {json.dumps(proxy_ca)}")
     return ("\n".join(lines) + "\n").encode()
+
+
+def merged_hosts_toml(state: FileState, server: str, proxy: str, proxy_ca: str | None) -> bytes:
+    """The user's hosts.toml with regauth's proxy as its first host (containerd tries the hosts in the
+    order of their tables, getSortedHosts in hosts.go, the server last): every other key, table and
+    comment stays, ``server`` is set only where there is none. No certificate files are named: with a
+    hosts.toml, containerd read none of the directory's."""
+    doc = tomlfile.parse(state)
+    hosts = doc.get("host", None)
+    if hosts is not None and not (
+        isinstance(hosts, Table) and all(isinstance(v, Table) for v in hosts.values())
+    ):
+        # Inline, split around other tables (tomlkit's out-of-order proxy) or holding plain keys.
+        raise ConfigError(
+            f'{state.path}: host is not one run of [host."URL"] tables, so regauth cannot put its mirror '
+            "first; it was left as it was"
+        )
+    entries: list[tuple[str, Table]] = [(key, table) for key, table in (hosts or {}).items()]
+    stale = [key for key, table in entries if key != proxy and _is_mine(table)]
+    mine = next((table for key, table in entries if key == proxy), None)
+    if (
+        "server" in doc
+        and not stale
+        and mine is not None
+        and entries[0][0] == proxy
+        and _is_mine(mine)
+        and mine.get("capabilities") == _CAPABILITIES
+        and (proxy_ca is None or mine.get("ca") == proxy_ca)
+    ):
+        return state.data or b""
+    if "server" not in doc:
+        doc["server"] = server
+    fresh = mine is None
+    if mine is None:
+        mine = tomlkit.table()
+    if mine.get("capabilities") != _CAPABILITIES:
+        mine["capabilities"] = _CAPABILITIES
+    if proxy_ca is not None and mine.get("ca") != proxy_ca:
+        mine["ca"] = proxy_ca
+    if not _is_mine(mine):
+        mine.comment(MARK.lstrip("# "))
+    if fresh and any(key not in stale for key, _ in entries):
+        mine.value.append(None, Whitespace("\n"))
+        if entries[0][0] not in stale:
+            # The comment right above the user's first mirror is that mirror's: it stays above it.
+            _move_comments(*_above_hosts(doc, hosts), mine)
+    ordered: list[tuple[str, Table]] = [(proxy, mine)]
+    for key, table in entries:
+        if key == proxy or key in stale:
+            # What ends a table is the comment above the next one: it stays with the table before.
+            tail = _tail(table.value)
+            _move_comments(tail, len(tail.body), ordered[-1][1])
+        else:
+            ordered.append((key, table))
+    rebuilt = tomlkit.table(is_super_table=hosts is None or hosts.is_super_table())
+    # As tomlkit's parser adds them: no blank line of its own before each table.
+    rebuilt.value.parsing(True)
+    for key, table in ordered:
+        rebuilt.append(key, table)
+    rebuilt.value.parsing(False)
+    doc["host"] = rebuilt
+    return tomlfile.render(state, doc)
+
+
+def _is_mine(table: Table) -> bool:
+    return table.trivia.comment.strip() == MARK
+
+
+def _above_hosts(doc: tomlkit.TOMLDocument, hosts: Table | None) -> tuple[Container | None, int]:
+    """Where the comment just above the first ``[host."URL"]`` header ends: tomlkit keeps it at the end
+    of what comes before the header (the document's lines, or the last table's)."""
+    index = next((i for i, (_, item) in enumerate(doc.body) if item is hosts), 0)
+    if all(key is None for key, _ in doc.body[:index]):
+        return None, 0  # nothing but the file's opening comments above it: they stay the file's
+    key, node = doc.body[index - 1]
+    if key is None:
+        return doc, index
+    if isinstance(node, Table):
+        tail = _tail(node.value)
+        return tail, len(tail.body)
+    return None, 0
+
+
+def _tail(container: Container) -> Container:
+    while container.body and isinstance(container.body[-1][1], Table):
+        container = container.body[-1][1].value
+    return container
+
+
+def _move_comments(source: Container | None, end: int, sink: Table) -> None:
+    """Move the comment lines just before ``end`` in ``source`` (back to a blank line or a key) to the
+    end of ``sink``."""
+    if source is None:
+        return
+    body = source.body
+    start = end
+    while start and body[start - 1][0] is None and isinstance(body[start - 1][1], Comment):
+        start -= 1
+    for index in range(start, end):
+        sink.value.append(None, body[index][1])
+        # Blanked where it was, not deleted: the container's key index points into its body.
+        body[index] = (None, Whitespace(""))
 
 
 def _config_change(config: Path, certs_dir: Path | None) -> tuple[Change, Path]:
