@@ -5,16 +5,27 @@ later ``--proxy`` replaces it alone; a re-run changes nothing; ``--undo`` restor
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 from pathlib import Path
 
 from support.image import push_runnable_image
 from support.proxy import ProxyProcess
 from support.registry import RegistryFixture, free_port
-from test_configure_containerd import _Mirror, _toml, containerd, ok, proxy, run
+from test_configure_containerd import (
+    MTLSRegistry,
+    _Mirror,
+    _toml,
+    containerd,
+    mtls_registry,
+    ok,
+    proxy,
+    run,
+)
 from test_proxy_clients import Containerd, _ctr_digest
 
-__all__ = ["containerd", "proxy"]  # the fixtures, imported for pytest
+__all__ = ["containerd", "mtls_registry", "proxy"]  # the fixtures, imported for pytest
 
 
 def _users_file(host: str, ca_file: str, mirror: str) -> str:
@@ -124,3 +135,47 @@ def test_a_hosts_toml_without_mirrors_and_one_that_does_not_parse(
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "not valid TOML" in proc.stderr
     assert "Traceback" not in proc.stderr and broken.read_text() == text
+
+
+def test_a_hosts_toml_without_host_tables_keeps_the_certificates_in_use(
+    containerd: Containerd, isolated_env: Path, mtls_registry: MTLSRegistry, tmp_path: Path
+) -> None:
+    # containerd reads a hosts.toml without a [host] table as one it cannot use (getSortedHosts: "invalid
+    # `host` tree") and falls back to the directory's certificate files; with regauth's mirror the file is
+    # read, so it must name them, or the fallback to the server and pushes lose the CA and client pair.
+    fx = mtls_registry
+    port = fx.host.rsplit(":", 1)[1]
+    image = push_runnable_image(f"https://127.0.0.1:{port}", context=fx.context, files={"n.txt": b"n\n"})
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    certs = tmp_path / "certs.d"
+    hostdir = certs / fx.host
+    hostdir.mkdir(parents=True)
+    client = fx.ca.issue_cert("regauth-test-client")
+    (hostdir / "ca.crt").write_bytes(fx.ca.cert_pem.bytes())
+    (hostdir / "client.cert").write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    (hostdir / "client.key").write_bytes(client.private_key_pem.bytes())
+    users = f'server = "https://{fx.host}"  # the registry itself\n'
+    (hostdir / "hosts.toml").write_text(users)
+
+    def ctr(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = containerd.ctr(*args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=fx.env)
+
+    pull = ("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)
+    assert ctr(*pull).returncode == 0  # the certificate files are in use
+    assert ctr("images", "rm", ref).returncode == 0
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        argv = ["regauth", "configure", "containerd", "--proxy", mirror, "--certs-dir", str(certs)]
+        ok([*argv, "--no-config", "--registries", fx.host])
+        written = (hostdir / "hosts.toml").read_text()
+        assert written.startswith(users)
+        parsed = _toml(written)
+        assert parsed["ca"] == ["ca.crt"] and parsed["client"] == [["client.cert", "client.key"]]
+        assert list(parsed["host"]) == [mirror]
+        done = ctr(*pull)
+        assert done.returncode == 0, done.stderr
+        assert _ctr_digest(ctr("images", "ls").stdout, ref) == image.digest
+    ok(["regauth", "configure", "containerd", "--undo"])
+    assert (hostdir / "hosts.toml").read_bytes() == users.encode()

@@ -89,11 +89,11 @@ def plan(
     for upstream in upstreams:
         path = hosts_file(directory, upstream.host)
         state = read_state(path)
+        legacy = server_certificates(directory, path.parent)
         if state.data:
-            content = merged_hosts_toml(state, server_url(upstream), proxy, proxy_ca)
+            content = merged_hosts_toml(state, server_url(upstream), proxy, proxy_ca, legacy)
         else:
             # containerd reads an empty hosts.toml as none: the directory's certificate files were in use.
-            legacy = server_certificates(directory, path.parent)
             content = hosts_toml(upstream, proxy, proxy_ca, legacy)
         changes.append(Change(state, content, new_mode=0o644))
     return Plan(CLIENT, changes, notes=notes)
@@ -179,11 +179,14 @@ def hosts_toml(upstream: Upstream, proxy: str, proxy_ca: str | None, legacy: TLS
     return ("\n".join(lines) + "\n").encode()
 
 
-def merged_hosts_toml(state: FileState, server: str, proxy: str, proxy_ca: str | None) -> bytes:
+def merged_hosts_toml(
+    state: FileState, server: str, proxy: str, proxy_ca: str | None, legacy: TLSFiles
+) -> bytes:
     """The user's hosts.toml with regauth's proxy as its first host (containerd tries the hosts in the
     order of their tables, getSortedHosts in hosts.go, the server last): every other key, table and
-    comment stays, ``server`` is set only where there is none. No certificate files are named: with a
-    hosts.toml, containerd read none of the directory's."""
+    comment stays, ``server`` is set only where there is none. The ``legacy`` certificate files are
+    named only in a file without a ``[host]`` table: containerd cannot use such a file (getSortedHosts
+    fails) and takes the directory's certificates instead; from a file it reads, it takes none."""
     doc = tomlfile.parse(state)
     hosts = doc.get("host", None)
     if hosts is not None and not (
@@ -209,6 +212,12 @@ def merged_hosts_toml(state: FileState, server: str, proxy: str, proxy_ca: str |
         return state.data or b""
     if "server" not in doc:
         doc["server"] = server
+    if hosts is None:
+        # The user's own ca or client, if any, stays theirs.
+        if legacy.ca and "ca" not in doc:
+            doc["ca"] = legacy.ca
+        if legacy.client and "client" not in doc:
+            doc["client"] = [list(pair) for pair in legacy.client]
     fresh = mine is None
     if mine is None:
         mine = tomlkit.table()
