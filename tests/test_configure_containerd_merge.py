@@ -179,3 +179,40 @@ def test_a_hosts_toml_without_host_tables_keeps_the_certificates_in_use(
         assert _ctr_digest(ctr("images", "ls").stdout, ref) == image.digest
     ok(["regauth", "configure", "containerd", "--undo"])
     assert (hostdir / "hosts.toml").read_bytes() == users.encode()
+
+
+def test_an_existing_host_directory_hides_default_certificates(
+    containerd: Containerd, isolated_env: Path, mtls_registry: MTLSRegistry, tmp_path: Path
+) -> None:
+    # containerd takes the first of host_port_, host:port and _default that exists: a host directory of
+    # its own, even one without certificates, means _default's are not used for the host, so regauth must
+    # not name them (that would trust _default's CAs and send its client certificate there).
+    fx = mtls_registry
+    port = fx.host.rsplit(":", 1)[1]
+    image = push_runnable_image(f"https://127.0.0.1:{port}", context=fx.context, files={"d.txt": b"d\n"})
+    ref = f"{fx.host}/{image.repository}:{image.tag}"
+    certs = tmp_path / "certs.d"
+    default = certs / "_default"
+    default.mkdir(parents=True)
+    client = fx.ca.issue_cert("regauth-test-client")
+    (default / "ca.crt").write_bytes(fx.ca.cert_pem.bytes())
+    (default / "client.cert").write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    (default / "client.key").write_bytes(client.private_key_pem.bytes())
+    (certs / fx.host).mkdir()
+
+    def ctr(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = containerd.ctr(*args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=fx.env)
+
+    pull = ("images", "pull", "--snapshotter", "native", "--hosts-dir", str(certs), ref)
+    refused = ctr(*pull)
+    assert refused.returncode != 0 and "x509" in refused.stderr  # _default is not read for this host
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        argv = ["regauth", "configure", "containerd", "--proxy", mirror, "--certs-dir", str(certs)]
+        ok([*argv, "--no-config", "--registries", fx.host])
+        parsed = _toml((certs / fx.host / "hosts.toml").read_text())
+        assert "ca" not in parsed and "client" not in parsed, parsed
+        still = ctr(*pull)
+        assert still.returncode != 0 and "x509" in still.stderr

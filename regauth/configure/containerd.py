@@ -118,7 +118,8 @@ def server_certificates(directory: Path, host_dir: Path) -> TLSFiles:
     (unless a hosts.toml is there, which is no certificate files to name)."""
     own = legacy_certificates(host_dir)
     default = directory / "_default"
-    if own.ca or own.client or (default / "hosts.toml").exists():
+    # An existing directory is the host's (hostDirFromRoot: the first that exists), certificates or not.
+    if host_dir.exists() or (default / "hosts.toml").exists():
         return own
     found = legacy_certificates(default)
     ca = [f"../_default/{name}" for name in found.ca]
