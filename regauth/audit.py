@@ -8,14 +8,18 @@ reach it by way of a field the API did not foresee.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from regauth.config import Settings
+from regauth.errors import StoreError
 from regauth.fsutil import open_append, read_private
+from regauth.printable import printable
 
 EVENTS_FILE = "events.jsonl"  # in the state dir
 # The log grows without bound by design; a read takes at most this much of it.
@@ -66,12 +70,31 @@ class AuditLog:
         if outcome is not None:
             event["outcome"] = outcome
         line = (json.dumps(event, ensure_ascii=True) + "\n").encode()
+        try:
+            self._write(line)
+        except (OSError, StoreError) as exc:
+            # The change is saved by now: failing here would report a stored login or a made change
+            # as not made (docker login: "Error saving credentials"), and a retry meets "already
+            # exists". As docker-credential-helpers, the exit status says whether the change was made;
+            # the lost event is said on stderr.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            sys.stderr.write(
+                f"regauth: warning: the change was made, but its audit event was not written to "
+                f"{printable(str(self.path))}: {printable(reason)}\n"
+            )
+        return event
+
+    def _write(self, line: bytes) -> None:
         fd = open_append(self.path)
         try:
-            os.write(fd, line)
+            written = os.write(fd, line)
+            if written < len(line):
+                # A full disk took part of the line: end it, so the next event starts a line of its
+                # own (a reader passes the torn one over).
+                os.write(fd, b"\n")
+                raise OSError(errno.ENOSPC, "the disk took only part of the event")
         finally:
             os.close(fd)
-        return event
 
     def read(self) -> list[dict[str, Any]]:
         """Every event, oldest first; a torn or foreign line is passed over, not fatal."""
