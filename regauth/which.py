@@ -39,8 +39,13 @@ def answer_for(settings: Settings, book: RegistryBook, store: SecretStore, targe
     host, image = split_target(target)
     answer: dict[str, Any] = dict.fromkeys(FIELDS)
     answer.update(target=target, registry=host, image=image)
-    # An image names its repository: a per-prefix record for it answers before the host-wide one.
-    record = book.for_host(host) if image is None else book.for_image(host, parse_reference(image).path)
+    # An image names its repository: a per-prefix record for it answers before the host-wide one. A
+    # host is looked up as given, as routing does: "http://h:443" is "h:443", but "h:443" is "h".
+    if image is None:
+        record = book.for_host(target)
+    else:
+        ref = parse_reference(image)
+        record = book.for_image(ref.domain, ref.path)
     if record is not None and not record.active:
         # As the helper's routing: a disabled record answers not-found, and nothing answers in its stead.
         return {

@@ -125,3 +125,23 @@ def test_a_bad_reference_is_one_line(regauth_exe: str) -> None:
     done = run(regauth_exe, "registry", "which", "Bad Ref")
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("regauth: error: invalid reference") and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://reg.test:443", "http://reg.test:443/v2/", "reg.test:443", "reg.test", "https://reg.test"],
+)
+def test_which_answers_as_the_helper_does_for_a_server_url(
+    regauth_exe: str, helper_exe: str, target: str
+) -> None:
+    # Not idempotent: "http://reg.test:443" is "reg.test:443" (a plain-HTTP port 443), whose own
+    # canonical form is "reg.test". The helper looks the record up by the server as asked.
+    add = ["registry", "add", "plain", "--url", "http://reg.test:443", "--insecure", "--username", "u"]
+    assert run(regauth_exe, *add, "--password-stdin", "--no-validate", stdin=SECRET).returncode == 0
+    got = run(helper_exe, "get", stdin=target)
+    code, answer = which(regauth_exe, target)
+    if got.returncode == 0:
+        assert json.loads(got.stdout)["Secret"] == SECRET
+        assert (code, answer["answered_by"], answer["record"]) == (0, "record", "plain")
+    else:
+        assert (code, answer["answered_by"]) == (1, "nothing")
