@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from regauth.errors import ProviderError, UsageError
 from regauth.providers.base import Credential, Notify, failure, option
-from regauth.registries import Registry
+from regauth.registries import Registry, check_username
 from regauth.servers import normalize_registry
 
 GHCR = "ghcr.io"
@@ -62,10 +62,10 @@ class EnvProvider:
             value = self._env.get(var, "")
             if not value:
                 raise failure(self.name, host, record, f"${var} is not set or empty", f"export {var}")
-            return value
+            return self._checked(host, record, value, f"${var}", f"set {var} to the username")
         literal = option(record, "username") or (record.username if record else None)
         if literal:
-            return literal
+            return self._checked(host, record, literal, "the username option", "change it")
         if fallback:
             return fallback
         raise failure(
@@ -75,6 +75,13 @@ class EnvProvider:
             "no username is configured",
             "add the record option username=NAME or username_env=VAR",
         )
+
+    def _checked(self, host: str, record: Registry | None, username: str, source: str, todo: str) -> str:
+        try:
+            # The stored record's rule: Basic auth cannot carry a ':' or a control character.
+            return check_username(username)
+        except UsageError as exc:
+            raise failure(self.name, host, record, f"{source}: {exc}", todo) from exc
 
     def _default(self, host: str, *, require_set: bool = True) -> tuple[str, str] | None:
         """The (secret variable, username) CI provides for ``host``, if any."""
