@@ -124,6 +124,34 @@ async def test_a_realm_the_record_names_gets_the_credential(
     assert server_seen.requests[0][2].startswith("Basic ")
 
 
+@pytest.mark.parametrize(
+    ("realm", "kind"),
+    [
+        ("http://169.254.169.254/latest/meta-data/iam/", "link-local"),
+        ("https://10.1.2.3/token", "private"),
+        ("https://[fe80::1]/token", "link-local"),
+        ("https://100.100.100.200/token", "private"),
+    ],
+)
+async def test_a_realm_in_the_local_network_is_not_asked_even_anonymously(
+    aiohttp_server: ServerFactory, realm: str, kind: str
+) -> None:
+    # A realm is a host the registry chooses, as a redirect is: an anonymous token request must not
+    # become a request into the proxy's own network (the session's guard fails the test if it goes).
+    registry = await aiohttp_server(_bearer_registry(realm, Seen()))
+    result = await validate(_record(f"127.0.0.1:{registry.port}", None), None, "a")
+    assert result.outcome is Outcome.REALM_REFUSED
+    assert f"a {kind} address" in result.message and "--option realm_hosts=" in result.message
+
+
+async def test_a_realm_like_the_registrys_own_address_is_asked(aiohttp_server: ServerFactory) -> None:
+    seen = Seen()
+    token_server = await aiohttp_server(_thief(seen))
+    registry = await aiohttp_server(_bearer_registry(f"http://localhost:{token_server.port}/t", Seen()))
+    await validate(_record(f"127.0.0.1:{registry.port}", None), None, "a")
+    assert seen.requests  # loopback, like the registry's own 127.0.0.1
+
+
 async def test_an_insecure_registry_sends_no_credential_in_clear_to_another_host(
     aiohttp_server: ServerFactory,
 ) -> None:

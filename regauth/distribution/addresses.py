@@ -54,13 +54,32 @@ async def kinds_of_host(host: str) -> frozenset[str]:
 async def check_redirect_host(registry: str, own_host: str, target_host: str) -> None:
     """Raise ``UpstreamError`` unless ``registry`` (reached at ``own_host``) may redirect to
     ``target_host``."""
-    if target_host == own_host:
-        return
-    allowed = {PUBLIC} | await kinds_of_host(own_host)
-    refused = sorted(await kinds_of_host(target_host) - allowed)
+    refused = await _refused_kind(own_host, target_host)
     if refused:
         raise UpstreamError(
-            f"{registry} redirected to {target_host}, a {refused[0]} address; refused "
+            f"{registry} redirected to {target_host}, a {refused} address; refused "
             "(a registry may redirect only to public addresses or to addresses like its own)",
             Outcome.NOT_V2,
         )
+
+
+async def check_realm_host(registry: str, own_host: str, realm_host: str, option: str) -> None:
+    """Raise ``UpstreamError`` unless ``registry`` may send regauth to a token realm on ``realm_host``:
+    a realm is a host the registry chooses, as a redirect target is, so the same rule holds (the
+    record's ``option`` names realm hosts the user allows whatever their addresses)."""
+    refused = await _refused_kind(own_host, realm_host)
+    if refused:
+        raise UpstreamError(
+            f"{registry} names a token realm on {realm_host}, a {refused} address; refused, nothing was "
+            "sent (a registry's realm must be public or like its own address; if it is its token "
+            f"server, allow it with `--option {option}={realm_host}`)",
+            Outcome.REALM_REFUSED,
+        )
+
+
+async def _refused_kind(own_host: str, target_host: str) -> str | None:
+    if target_host == own_host:
+        return None
+    allowed = {PUBLIC} | await kinds_of_host(own_host)
+    refused = sorted(await kinds_of_host(target_host) - allowed)
+    return refused[0] if refused else None

@@ -22,10 +22,11 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 from yarl import URL
 
+from regauth.distribution.addresses import check_realm_host
 from regauth.distribution.challenge import Challenge
 from regauth.distribution.credential import Credential
 from regauth.distribution.errors import Outcome, UpstreamError, describe, parse_error_body
-from regauth.distribution.realms import check_realm
+from regauth.distribution.realms import REALM_HOSTS_OPTION, check_realm
 from regauth.distribution.target import RegistryTarget
 from regauth.distribution.transport import TOKEN_BODY_MAX, read_capped, send, usable_host
 
@@ -75,10 +76,14 @@ async def fetch_token(
     ``rate_limited`` on 429, ``not_v2`` for a realm that does not speak the protocol, and the transport
     outcomes.
     """
+    realm = realm_url(upstream, challenge, credential)
+    realm_host = (realm.host or "").lower()
+    if realm_host not in upstream.realm_hosts:
+        await check_realm_host(upstream.host, upstream.hostname.lower(), realm_host, REALM_HOSTS_OPTION)
     ask = _Ask(
         session,
         upstream,
-        realm_url(upstream, challenge, credential),
+        realm,
         challenge.service,
         scope.split() if scope else [],
         client_id,
