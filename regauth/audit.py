@@ -22,7 +22,7 @@ from regauth.fsutil import open_append, read_private
 from regauth.printable import printable
 
 EVENTS_FILE = "events.jsonl"  # in the state dir
-# The log grows without bound by design; a read takes at most this much of it.
+# The log grows without bound by design; a read takes at most its newest this much.
 _READ_MAX = 64 * 1024 * 1024
 
 CREATED, UPDATED, DELETED, VALIDATED = "created", "updated", "deleted", "validated"
@@ -97,8 +97,9 @@ class AuditLog:
             os.close(fd)
 
     def read(self) -> list[dict[str, Any]]:
-        """Every event, oldest first; a torn or foreign line is passed over, not fatal."""
-        raw = read_private(self.path, limit=_READ_MAX)
+        """Every event, oldest first (of the newest ``_READ_MAX`` bytes: the line they start in is
+        torn); a torn or foreign line is passed over, not fatal."""
+        raw = read_private(self.path, limit=_READ_MAX, tail=True)
         if raw is None:
             return []
         events = []

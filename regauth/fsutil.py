@@ -79,9 +79,12 @@ def _make_dirs(path: Path) -> None:
             raise StoreError(f"cannot create the directory {path}: {exc.strerror or exc}") from exc
 
 
-def read_private(path: Path, *, secret: bool = False, limit: int = 64 * 1024 * 1024) -> bytes | None:
+def read_private(
+    path: Path, *, secret: bool = False, limit: int = 64 * 1024 * 1024, tail: bool = False
+) -> bytes | None:
     """The bytes of regauth's file ``path``, None if it does not exist; refused if it or its directory
-    is not private (``check_private``). Larger than ``limit`` is an error: no file of ours is."""
+    is not private (``check_private``). Larger than ``limit`` is an error: no file of ours is, but
+    a log, for which ``tail`` gives its last ``limit`` bytes instead."""
     try:
         parent = os.stat(path.parent)
     except FileNotFoundError:
@@ -98,6 +101,9 @@ def read_private(path: Path, *, secret: bool = False, limit: int = 64 * 1024 * 1
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(fd)
         check_private(path, st, secret=secret, fd=fd)
+        if tail:
+            handle.seek(max(0, st.st_size - limit))
+            return handle.read(limit)
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise StoreError(f"cannot read {path}: it is larger than {limit} bytes")

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from regauth.audit import events_path
+from regauth.audit import _READ_MAX, AuditLog, events_path
 from regauth.config import load_settings
 from regauth.helper.texts import NOT_FOUND
 
@@ -82,3 +82,22 @@ def test_full_disk_loses_the_event_not_the_login_and_tears_no_line(helper_exe: s
     assert "Traceback" not in stored.stderr and SECRET not in stored.stderr
     assert path.read_bytes() == old.encode() * 200
     assert json.loads(helper(helper_exe, "get", HOST).stdout)["Secret"] == SECRET
+
+
+def test_a_log_past_the_read_limit_still_reads_its_newest_events(tmp_path: Path) -> None:
+    # The log grows without bound; a read past the limit must give the newest events, not fail
+    # (GET /api/v1/events would fail from then on). Sparse: the old part costs no disk.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    path = state / "events.jsonl"
+    with path.open("wb") as handle:
+        handle.seek(_READ_MAX + 4096)
+        handle.write(b"\n")  # the old events' last line end
+    path.chmod(0o600)
+    log = AuditLog(path)
+    log.append("cli", "created", "id1", "newest")
+    log.append("cli", "deleted", "id1", "newest")
+    assert [(e["action"], e["registry_name"]) for e in log.read()] == [
+        ("created", "newest"),
+        ("deleted", "newest"),
+    ]
