@@ -142,3 +142,13 @@ async def test_an_authorization_that_is_no_utf8_is_refused_not_a_500(
         answer = await asyncio.wait_for(reader.read(), 30)
         writer.close()
         assert answer.startswith(b"HTTP/1.1 401 "), (value, answer[:60])
+
+
+async def test_the_memo_of_accepted_headers_stays_bounded() -> None:
+    # A client holding the token may send it under any user name: each spelling is a new header.
+    auth = ClientAuth("the-token", None)
+    for n in range(10_000):
+        header = "Basic " + base64.b64encode(f"user{n}:the-token".encode()).decode()
+        assert await auth.allows(header)
+    assert len(auth._accepted) <= 4096
+    assert not await auth.allows("Basic " + base64.b64encode(b"user:wrong").decode())

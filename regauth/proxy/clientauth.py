@@ -63,6 +63,10 @@ def read_htpasswd(path: Path) -> dict[str, bytes]:
     return users
 
 
+# Accepted Authorization headers remembered (their SHA-256), so a known client skips bcrypt.
+_ACCEPTED_MAX = 4096
+
+
 class ClientAuth:
     """Checks a client's ``Authorization``. bcrypt runs on ``workers`` threads, never on the event loop,
     with at most ``queue`` checks waiting (beyond that a 429, so a flood of guesses cannot queue up
@@ -107,6 +111,10 @@ class ClientAuth:
             return False
         ok = self._token_ok(password) or (bool(self._users) and await self._user_ok(user, password))
         if ok:
+            if len(self._accepted) >= _ACCEPTED_MAX:
+                # A client that holds the token can send it under endless user names: a bounded memo,
+                # started afresh when full (the next checks of real clients cost one bcrypt each).
+                self._accepted.clear()
             self._accepted.add(fingerprint)
         return ok
 
