@@ -42,6 +42,7 @@ class Dockerd(Daemon):
 
     name = "dockerd"
     package = "docker.io"
+    private_dirs = ("/run", "/etc/docker")
 
     def __init__(self, workdir: Path, daemon_json: dict[str, object]) -> None:
         workdir.mkdir()
@@ -53,6 +54,8 @@ class Dockerd(Daemon):
         args += ["--data-root", str(self.data_root), "--exec-root", str(workdir / "exec")]
         args += ["--pidfile", str(workdir / "docker.pid"), "--storage-driver", "vfs"]
         args += ["--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge", "none"]
+        # No "docker" group for the socket: in a user's namespace that group is not mapped.
+        args += ["--group", ""]
         super().__init__(workdir, args)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
