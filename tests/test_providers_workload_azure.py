@@ -211,29 +211,34 @@ def test_the_identity_costs_no_sdk() -> None:
 
 
 @pytest.mark.parametrize(
-    ("missing", "named"),
+    ("missing", "named", "names_none"),
     [
         (
             "kubernetes.azure.com/acr-client-id",
             "names no client id; annotate it with kubernetes.azure.com/acr-client-id",
+            True,
         ),
         (
             "kubernetes.azure.com/acr-tenant-id",
             "names no tenant id; annotate it with kubernetes.azure.com/acr-tenant-id",
+            False,
         ),
     ],
 )
 def test_a_missing_annotation_is_one_line_naming_it(
-    entra: tuple[Entra, StandIn], missing: str, named: str
+    entra: tuple[Entra, StandIn], missing: str, named: str, names_none: bool
 ) -> None:
     _, login = entra
     annotations = {k: v for k, v in ACR_ANNOTATIONS.items() if k != missing}
     message = failure(provider(login), "myreg.azurecr.io", None, Workload(pod_token(), annotations))
     assert message.startswith("acr provider for myreg.azurecr.io: the service account "), message
     assert named in message and "or set the record option" in message
-    # The one failure the plugin's --node-identity-fallback answers with the node's identity.
-    with pytest.raises(NoWorkloadIdentity):
+    # A service account that names no client id is the one failure the plugin's
+    # --node-identity-fallback answers with the node's identity; one that names a client id without
+    # its tenant asked for an identity of its own, and gets the error, never the node's.
+    with pytest.raises(ProviderError) as caught:
         provider(login).workload_credential("myreg.azurecr.io", None, Workload(pod_token(), annotations))
+    assert isinstance(caught.value, NoWorkloadIdentity) is names_none
     assert not login.hits
 
 

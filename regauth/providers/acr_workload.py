@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from regauth.errors import ProviderError
 from regauth.providers.base import Credential, brief, failure, identity_text, missing_sdk
 from regauth.providers.federation import SERVER_ADVICE, Named, named, plain, said, service_account
 from regauth.providers.workload import NoWorkloadIdentity, Workload
@@ -63,8 +64,10 @@ def mint(
 ) -> Credential:
     """The workload's Entra token for ``scope`` from ``authority``, then the registry's ``exchange``."""
     named_client, named_tenant = chosen(record, workload)
-    client = _checked(host, record, named_client, CLIENT_ANNOTATIONS, "client_id")
-    tenant = _checked(host, record, named_tenant, TENANT_ANNOTATIONS, "tenant_id")
+    client = _checked(host, record, named_client, CLIENT_ANNOTATIONS, "client_id", NoWorkloadIdentity)
+    # A client id without its tenant names an identity, half: the node's identity must not stand in
+    # for it (--node-identity-fallback is for a service account that names none).
+    tenant = _checked(host, record, named_tenant, TENANT_ANNOTATIONS, "tenant_id", ProviderError)
     try:
         import azure.core.exceptions as az_errors
         import azure.core.pipeline.transport as az_transport
@@ -103,11 +106,18 @@ def mint(
     return exchange(session, host, record, entra, tenant)
 
 
-def _checked(host: str, record: Registry | None, found: Named | None, keys: tuple[str, ...], opt: str) -> str:
+def _checked(
+    host: str,
+    record: Registry | None,
+    found: Named | None,
+    keys: tuple[str, ...],
+    opt: str,
+    absent: type[ProviderError],
+) -> str:
     label = opt.replace("_id", " id")
     if found is None:
         todo = f"annotate it with {keys[0]} or set the record option {opt}"
-        raise failure(NAME, host, record, f"the service account names no {label}", todo, NoWorkloadIdentity)
+        raise failure(NAME, host, record, f"the service account names no {label}", todo, absent)
     if not plain(found.value):
         what = f"the {label} {brief(found.value, 60)!r} in {found.source} is malformed"
         raise failure(NAME, host, record, what, f"set {found.source} to the identity's {label} (a GUID)")
