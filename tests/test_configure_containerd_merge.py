@@ -127,6 +127,20 @@ def test_a_hosts_toml_without_mirrors_and_one_that_does_not_parse(
     assert plain.read_text().startswith('server = "https://plain.example:8443"\n')
     assert "already configured, nothing to change" in ok([*base, "--registries", "plain.example"])
 
+    # The user's mirrors keep their order after regauth's entry; --proxy-ca lands in regauth's alone.
+    two = certs / "two.example" / "hosts.toml"
+    two.parent.mkdir()
+    users = '[host."https://b.example"]\n  x = 1\n\n[host."https://a.example"]\n  ca = "a.pem"\n'
+    two.write_text(users)
+    ok([*base, "--registries", "two.example", "--proxy-ca", "/etc/regauth/proxy.pem"])
+    parsed = _toml(two.read_text())
+    assert list(parsed["host"]) == ["http://127.0.0.1:5000", "https://b.example", "https://a.example"]
+    assert parsed["host"]["http://127.0.0.1:5000"]["ca"] == "/etc/regauth/proxy.pem"
+    assert (
+        parsed["host"]["https://a.example"] == {"ca": "a.pem"} and parsed["server"] == "https://two.example"
+    )
+    assert two.read_text().endswith(users)
+
     broken = certs / "broken.example" / "hosts.toml"
     broken.parent.mkdir(parents=True)
     text = '[host."https://m.example"\ncapabilities = ["pull"]\n'
