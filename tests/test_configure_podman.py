@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.image import push_runnable_image
+from support.podman import podman_argv, podman_env, stop_podman
 from support.registry import RegistryFixture
 
 from regauth.config import Settings
@@ -55,17 +57,9 @@ class Clients:
         self.certs.mkdir(parents=True)
         assert fx.ca_file
         shutil.copyfile(fx.ca_file, self.certs / "ca.crt")
-        self.env = dict(os.environ)
-        storage = short / "podman"
-        self.podman = ["podman", "--root", str(storage / "root"), "--runroot", str(storage / "run")]
-        self.podman += [
-            "--storage-driver",
-            "vfs",
-            "--tmpdir",
-            str(storage / "tmp"),
-            "--events-backend",
-            "file",
-        ]
+        self.storage = short / "podman"
+        self.env = {**os.environ, **podman_env(self.storage)}
+        self.podman = podman_argv(self.storage)
 
     def skopeo_inspect(self) -> subprocess.CompletedProcess[str]:
         image = f"docker://{self.ref}"
@@ -81,7 +75,7 @@ class Clients:
 @pytest.fixture
 def clients(
     registry_htpasswd: RegistryFixture, settings: Settings, tmp_path: Path, short_tmp: Path, regauth_exe: str
-) -> Clients:
+) -> Iterator[Clients]:
     fx = registry_htpasswd
     # The user's credential is in regauth; the clients hold none.
     record = Registry(id="", name="lab", registry=fx.host, username=fx.username, ca_file=fx.ca_file)
@@ -91,7 +85,10 @@ def clients(
     conf = tmp_path / "registries.conf"
     conf.write_text(USER_REGISTRIES_CONF)
     result.env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
-    return result
+    try:
+        yield result
+    finally:
+        stop_podman(result.storage)
 
 
 def test_credhelpers_in_the_auth_file(clients: Clients, tmp_path: Path) -> None:

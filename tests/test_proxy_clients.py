@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support.daemon import Daemon
 from support.image import PushedImage, push_runnable_image
+from support.podman import podman_argv, podman_env, stop_podman
 from support.proxy import ProxyProcess, caching_proxy_before
 from support.registry import RegistryFixture
 
@@ -206,15 +207,16 @@ def test_podman_pulls_through_a_registries_conf_mirror(
     image: PushedImage,
     tmp_path: Path,
     short_tmp: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     upstream = registry_token.host
     ref = f"{upstream}/{image.repository}:{image.tag}"
     auth = tmp_path / "empty-auth.json"
     auth.write_text("{}")
-    env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
     storage = short_tmp / "podman"
-    podman = ["podman", "--root", str(storage / "root"), "--runroot", str(storage / "run")]
-    podman += ["--storage-driver", "vfs", "--tmpdir", str(storage / "tmp"), "--events-backend", "file"]
+    env = {**os.environ, **podman_env(storage), "REGISTRY_AUTH_FILE": str(auth)}
+    podman = podman_argv(storage)
+    request.addfinalizer(lambda: stop_podman(storage))
     # podman trusts the upstream's CA: only the missing credentials keep it from pulling by itself.
     certs = tmp_path / "certs"
     certs.mkdir()
