@@ -156,6 +156,12 @@ def short_tmp() -> Iterator[Path]:
     try:
         yield path
     finally:
+        # Run as a user, podman leaves the layer directories it unpacks read-only (0555): only
+        # root removes what is in them as they are.
+        for parent, dirs, _ in os.walk(path):
+            for name in dirs:
+                if not os.path.islink(os.path.join(parent, name)):
+                    os.chmod(os.path.join(parent, name), 0o700)
         shutil.rmtree(path, ignore_errors=True)
 
 
