@@ -9,18 +9,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from support.cli import ok, regauth
+from support.cli import ok, recording_helper, regauth
 
 HOST = "127.0.0.1:1"  # nothing listens: skopeo fails fast once it has chosen a credential
 
 
 def test_an_empty_credential_helpers_list(isolated_env: Path, regauth_exe: str, tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    other = bin_dir / "docker-credential-other"
-    other.write_text(f'#!/bin/sh\necho "$1 $(cat)" >> {calls}\nexit 1\n')
-    other.chmod(0o755)
+    bin_dir, calls = recording_helper(tmp_path)
     (tmp_path / "run").mkdir()
     auth = isolated_env / ".config" / "containers" / "auth.json"
     auth.parent.mkdir(parents=True)

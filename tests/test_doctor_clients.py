@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from support.cli import ok, regauth
+from support.cli import ok, recording_helper, regauth
 
 from regauth.config import Settings
 from regauth.registries import Registry, RegistryBook
@@ -96,12 +96,7 @@ def test_docker_credhelpers_beat_credsstore_and_a_broken_file_is_named(
     add_record(settings)
     config = Path(os.environ["DOCKER_CONFIG"], "config.json")
     config.parent.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    other = bin_dir / "docker-credential-other"
-    other.write_text(f'#!/bin/sh\necho "$1 $(cat)" >> {calls}\nexit 1\n')
-    other.chmod(0o755)
+    bin_dir, calls = recording_helper(tmp_path)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     config.write_text(json.dumps({"credsStore": "regauth", "credHelpers": {HOST: "other"}}))
     docker = shutil.which("docker")

@@ -13,7 +13,7 @@ import subprocess
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from support.cli import regauth
+from support.cli import recording_helper, regauth
 from support.serving import serving
 
 
@@ -77,12 +77,7 @@ def test_plaintext_another_helper_answers_for_is_left_with_that_helper(
 ) -> None:
     config = Path(os.environ["DOCKER_CONFIG"], "config.json")
     config.parent.mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls"
-    other = bin_dir / "docker-credential-other"
-    other.write_text(f'#!/bin/sh\necho "$1 $(cat)" >> {calls}\nexit 1\n')
-    other.chmod(0o755)
+    bin_dir, calls = recording_helper(tmp_path)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     host, hub = "127.0.0.1:1", "https://index.docker.io/v1/"
     body = {
