@@ -252,8 +252,16 @@ class ProxyProcess:
         self.url = f"http://{self.host}"
         self.log_path = workdir / f"proxy-{self.port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child holds it
+        # Its spool directory goes under the test's own directory: a proxy a test kills cannot remove
+        # it, and nothing of a test may stay in the machine's /tmp.
+        spool = workdir / f"tmp-{self.port}"
+        spool.mkdir(mode=0o700)
         self.process = subprocess.Popen(
-            [exe, "proxy", "--listen", self.host, *args], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            [exe, "proxy", "--listen", self.host, *args],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(spool)},
         )
         log.close()
 
