@@ -9,7 +9,9 @@ found while planning leaves every file as it was.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +23,8 @@ from regauth.printable import printable
 
 Say = Callable[[str], None]
 REDACTED = "<redacted>"
+# A JSON string literal on one line (a raw line break is never inside one).
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
 
 class Change(NamedTuple):
@@ -171,7 +175,18 @@ def _lines(data: bytes | None) -> list[str]:
 
 
 def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` (the diff of an auth file) with each JSON string whose value is a secret redacted whole.
+    Compared decoded, since the file spells a secret escaped (Go writes ``<`` as ``\\u003c``); and
+    never a mere substring, which would mark where a short secret ("docker") stands in a path or key."""
+    wanted = {secret for secret in secrets if secret}
+    if not wanted:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            value = json.loads(match.group())
+        except ValueError:
+            return match.group()
+        return f'"{REDACTED}"' if value in wanted else match.group()
+
+    return _JSON_STRING.sub(one, text)
