@@ -6,6 +6,7 @@ What each command does is in ``regauth.commands``; this module is the edge: argv
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -397,6 +398,9 @@ def _add_proxy_parser(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if sys.stdin is None:
+        # Started with stdin closed (`<&-`): --password-stdin then reads an empty secret, refused in a line.
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's stdin
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace, Settings, RegistryBook, SecretStore], int] = args.func

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if sys.stdin is None:
+        # Started with stdin closed (`<&-`): read it as empty input, which gets the protocol's one line.
+        sys.stdin = open("/dev/null", encoding="utf-8")  # noqa: SIM115 - the process's stdin
     out = sys.stdout
     # The protocol is UTF-8 whatever the locale (Go writes bytes): a Latin-1 or ASCII locale or
     # PYTHONIOENCODING must not turn a non-ASCII secret into a traceback.

@@ -21,6 +21,7 @@ The service-account token is a credential of the pod: it is never written to std
 from __future__ import annotations
 
 import io
+import os
 import sys
 from typing import IO, TYPE_CHECKING
 
@@ -40,6 +41,9 @@ ANSWER_DEADLINE = 45.0
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if sys.stdin is None:
+        # Started with stdin closed (`<&-`): an empty request, refused in one line like any other.
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's stdin
     out, err = sys.stdout, sys.stderr
     for stream in (out, err):
         # The protocol is UTF-8 JSON whatever the node's locale.

@@ -1,0 +1,84 @@
+"""Hostile argv and stdin at the three process edges, run as a user runs them (the installed commands).
+
+Each case must end in one line saying what is wrong, a non-zero exit, no traceback, no secret, and
+every file under HOME (the records, the secrets, the clients' files) as it was.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sysconfig.get_path("scripts"))
+REGAUTH = str(BIN / "regauth")
+HELPER = str(BIN / "docker-credential-regauth")
+PROVIDER = str(BIN / "regauth-credential-provider")
+SECRET = "hostile-argv-secret"
+
+
+def files(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    added = subprocess.run(
+        [REGAUTH, "registry", "add", "ghcr", "--url", "ghcr.io", "--username", "bob", "--password-stdin"]
+        + ["--no-validate"],
+        input=SECRET,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    (isolated_env / ".docker").mkdir(exist_ok=True)
+    (isolated_env / ".docker" / "config.json").write_text('{"credsStore": "regauth"}\n')
+    return isolated_env
+
+
+def run_shell(script: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in sh with "$@" = argv: for closed descriptors and pipes, which only a shell sets up."""
+    return subprocess.run(
+        ["sh", "-c", script, "sh", *argv], capture_output=True, text=True, timeout=60, errors="replace"
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], *, stdout_line: bool = False) -> None:
+    """One line (on stderr; on stdout for the helper, as the protocol says), exit != 0, no traceback."""
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert SECRET not in done.stdout + done.stderr
+    said = done.stdout if stdout_line else done.stderr
+    assert len(said.splitlines()) == 1, done.stdout + done.stderr
+
+
+# --- a closed standard input (`<&-`): Python has no sys.stdin at all -----------------------------------
+
+CLOSED_STDIN = [
+    pytest.param([HELPER, "get"], True, id="helper-get"),
+    pytest.param([HELPER, "store"], True, id="helper-store"),
+    pytest.param([HELPER, "erase"], True, id="helper-erase"),
+    pytest.param([PROVIDER], False, id="kube-provider"),
+    pytest.param(
+        [REGAUTH, "registry", "add", "x", "--url", "x.io", "--username", "u", "--password-stdin"]
+        + ["--no-validate"],
+        False,
+        id="registry-add-password-stdin",
+    ),
+    pytest.param(
+        [REGAUTH, "registry", "update", "ghcr", "--password-stdin", "--no-validate"],
+        False,
+        id="registry-update-password-stdin",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "stdout_line"), CLOSED_STDIN)
+def test_a_closed_stdin_is_one_line(home: Path, argv: list[str], stdout_line: bool) -> None:
+    before = files(home)
+    done = run_shell('exec "$@" <&-', *argv)
+    assert_refused(done, stdout_line=stdout_line)
+    assert files(home) == before
