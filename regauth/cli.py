@@ -402,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Started with stdin closed (`<&-`): --password-stdin then reads an empty secret, refused in a line.
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's stdin
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:
+        return _reader_gone()
     func: Callable[[argparse.Namespace, Settings, RegistryBook, SecretStore], int] = args.func
     # Every command may hold a secret (a password on stdin, the store's key, the proxy's tokens).
     disable_core_dumps()
@@ -426,7 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
     except BrokenPipeError:
-        return 1
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    # `regauth ... | head`: nothing more to say, and the interpreter's last flush must not say it either.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

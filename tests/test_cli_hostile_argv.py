@@ -82,3 +82,25 @@ def test_a_closed_stdin_is_one_line(home: Path, argv: list[str], stdout_line: bo
     done = run_shell('exec "$@" <&-', *argv)
     assert_refused(done, stdout_line=stdout_line)
     assert files(home) == before
+
+
+# --- a reader that goes away (SIGPIPE is ignored by Python: each write then raises BrokenPipeError) -----
+
+PIPES = [
+    pytest.param('"$@" | head -c0', [REGAUTH, "registry", "list"], id="registry-list"),
+    pytest.param('"$@" | true', [REGAUTH, "doctor"], id="doctor"),
+    pytest.param('"$@" | head -c0', [REGAUTH, "--help"], id="help"),
+    pytest.param('"$@" | head -c0', [REGAUTH, "registry", "add", "--help"], id="subcommand-help"),
+    pytest.param('"$@" | true', [HELPER, "list"], id="helper-list"),
+]
+
+
+@pytest.mark.parametrize(("script", "argv"), PIPES)
+def test_a_closed_pipe_is_no_traceback(home: Path, script: str, argv: list[str]) -> None:
+    before = files(home)
+    # The reader may be gone before or after the first write: a few runs meet both orders.
+    for _ in range(3):
+        done = run_shell(script, *argv)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "BrokenPipeError" not in done.stderr, done.stderr
+    assert files(home) == before

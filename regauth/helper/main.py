@@ -7,6 +7,7 @@ when asked for with REGAUTH_LOG_LEVEL.
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 from regauth.helper import texts
@@ -18,6 +19,15 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The client stopped reading: nothing more to say, and the interpreter's last flush must not try.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if sys.stdin is None:
         # Started with stdin closed (`<&-`): read it as empty input, which gets the protocol's one line.
@@ -48,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     # Read one byte past the limit so oversized input is detected without reading all of it.
     raw = b"" if action == "list" else sys.stdin.buffer.read(texts.MAX_INPUT_BYTES + 1)
     if action == "get":
-        import os
-
         from regauth.helper.fastget import answer
 
         fast = answer(raw, os.environ)
