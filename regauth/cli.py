@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from regauth import __version__
+from regauth.argtypes import amount
 from regauth.commands import (
     cmd_add,
     cmd_cache_clear,
@@ -316,14 +317,14 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument(
         "--cache-lease",
-        type=float,
+        type=amount,
         default=30.0,
         metavar="SECONDS",
         help="with --cache-url, how long an instance's claim to fetch a cold blob lives unrenewed",
     )
     proxy.add_argument(
         "--cache-redirect",
-        type=float,
+        type=amount,
         default=0.0,
         metavar="SECONDS",
         help="with --cache-url, send clients to a presigned URL of a cached blob valid this long "
@@ -331,14 +332,14 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument(
         "--manifest-ttl",
-        type=float,
+        type=amount,
         default=30.0,
         metavar="SECONDS",
         help="serve manifests fetched by tag from the cache this long (with --cache-dir; 0: never)",
     )
     proxy.add_argument(
         "--serve-stale",
-        type=float,
+        type=amount,
         default=0.0,
         metavar="SECONDS",
         help="while a registry is unreachable, serve a tag's last known manifest up to this old "
@@ -372,17 +373,17 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument(
         "--connect-timeout",
-        type=float,
+        type=amount,
         default=10.0,
         metavar="SECONDS",
         help="longest wait for a connection to a registry",
     )
     proxy.add_argument(
-        "--read-timeout", type=float, default=60.0, metavar="SECONDS", help="longest wait between two reads"
+        "--read-timeout", type=amount, default=60.0, metavar="SECONDS", help="longest wait between two reads"
     )
     proxy.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=amount,
         default=60.0,
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight pulls may take to finish",

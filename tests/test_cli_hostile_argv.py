@@ -104,3 +104,46 @@ def test_a_closed_pipe_is_no_traceback(home: Path, script: str, argv: list[str])
         assert "Traceback" not in done.stderr, done.stderr
         assert "BrokenPipeError" not in done.stderr, done.stderr
     assert files(home) == before
+
+
+# --- numbers: an option of seconds or days takes a finite amount, 0 or more -----------------------------
+
+NOT_AMOUNTS = ["-1", "nan", "1e309", "-inf"]
+DOCTOR_AMOUNTS = ["--max-age", "--unused-days"]
+PROXY_AMOUNTS = {
+    "--manifest-ttl": ["--cache-dir", "{home}/blobs"],
+    "--serve-stale": ["--cache-dir", "{home}/blobs"],
+    "--cache-lease": ["--cache-url", "s3://bucket/prefix"],
+    "--cache-redirect": ["--cache-url", "s3://bucket/prefix"],
+    "--connect-timeout": [],
+    "--read-timeout": [],
+    "--shutdown-timeout": [],
+}
+
+
+def run(argv: list[str], stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=timeout, errors="replace"
+    )
+
+
+@pytest.mark.parametrize("value", NOT_AMOUNTS)
+@pytest.mark.parametrize("option", DOCTOR_AMOUNTS)
+def test_doctor_refuses_a_days_value_that_is_no_amount(home: Path, option: str, value: str) -> None:
+    before = files(home)
+    done = run([REGAUTH, "doctor", f"{option}={value}"])
+    assert_refused(done)
+    assert option in done.stderr
+    assert files(home) == before
+
+
+@pytest.mark.parametrize("value", NOT_AMOUNTS)
+@pytest.mark.parametrize("option", sorted(PROXY_AMOUNTS))
+def test_proxy_refuses_a_seconds_value_that_is_no_amount(home: Path, option: str, value: str) -> None:
+    before = files(home)
+    extra = [arg.format(home=home) for arg in PROXY_AMOUNTS[option]]
+    # Accepted, the proxy would run: the bounded wait turns that into a failure, not a hang.
+    done = run([REGAUTH, "proxy", "--listen", "127.0.0.1:1", f"{option}={value}", *extra], timeout=20)
+    assert_refused(done)
+    assert option in done.stderr
+    assert files(home) == before

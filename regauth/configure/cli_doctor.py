@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from regauth.argtypes import amount
 from regauth.config import Settings
 from regauth.configure.cli import store_of
 from regauth.registries import RegistryBook
@@ -27,14 +28,14 @@ def add_parser(commands: Any, examples: Any) -> None:
     doctor.add_argument("--validate", action="store_true", help="also validate every record again")
     doctor.add_argument(
         "--max-age",
-        type=float,
+        type=amount,
         default=90.0,
         metavar="DAYS",
         help="a static secret older than this needs rotating",
     )
     doctor.add_argument(
         "--unused-days",
-        type=float,
+        type=amount,
         default=90.0,
         metavar="DAYS",
         help="a record not used on this machine for longer is worth removing",
