@@ -147,3 +147,13 @@ def test_proxy_refuses_a_seconds_value_that_is_no_amount(home: Path, option: str
     assert_refused(done)
     assert option in done.stderr
     assert files(home) == before
+
+
+@pytest.mark.parametrize("value", ["1e309", "inf", "nan", "-1", "0"])
+def test_proxy_refuses_a_cache_size_that_is_no_size(home: Path, value: str) -> None:
+    before = files(home)
+    argv = [REGAUTH, "proxy", "--listen", "127.0.0.1:1", "--cache-dir", str(home / "blobs")]
+    done = run([*argv, f"--cache-max-size={value}"], timeout=20)
+    assert_refused(done)
+    assert "invalid size" in done.stderr
+    assert files(home) == before

@@ -7,6 +7,7 @@ and the limits that keep it standing as a network service.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def parse_size(text: str) -> int:
     try:
         value = float(number)
     except ValueError:
-        raise UsageError(f"invalid size {text!r}: use bytes or a unit such as 500M, 10GiB") from None
+        value = math.nan
+    if not math.isfinite(value):  # 1e309 is a float, infinite
+        raise UsageError(f"invalid size {text!r}: use bytes or a unit such as 500M, 10GiB")
     size = int(value * _UNITS[unit])
     if size <= 0:
         raise UsageError(f"invalid size {text!r}: it must be more than zero")
