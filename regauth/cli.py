@@ -431,6 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _reader_gone()
+    except OSError as exc:
+        # What the system refuses of a path given on the command line (a name too long, a loop of
+        # links) that no command checked for: still one line, naming the path.
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        sys.stderr.write(f"{PROG}: error: {printable(f'{exc.strerror or exc}{where}')}\n")
+        return 1
 
 
 def _reader_gone() -> int:

@@ -157,3 +157,15 @@ def test_proxy_refuses_a_cache_size_that_is_no_size(home: Path, value: str) -> N
     assert_refused(done)
     assert "invalid size" in done.stderr
     assert files(home) == before
+
+
+# --- paths the system refuses outright (a name longer than NAME_MAX) -----------------------------------
+
+
+@pytest.mark.parametrize("option", ["--kubelet-config"])
+def test_doctor_names_a_path_the_system_refuses_in_one_line(home: Path, option: str) -> None:
+    before = files(home)
+    done = run([REGAUTH, "doctor", option, "A" * 5000])
+    assert_refused(done)
+    assert done.stderr.startswith("regauth: error: ")
+    assert files(home) == before
