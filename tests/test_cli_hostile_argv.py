@@ -6,6 +6,7 @@ every file under HOME (the records, the secrets, the clients' files) as it was.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -169,3 +170,13 @@ def test_doctor_names_a_path_the_system_refuses_in_one_line(home: Path, option: 
     assert_refused(done)
     assert done.stderr.startswith("regauth: error: ")
     assert files(home) == before
+
+
+def test_doctor_refuses_a_kubelet_config_that_is_a_fifo(home: Path) -> None:
+    fifo = home / "kubelet-config.json"
+    os.mkfifo(fifo)
+    # No writer ever comes: a plain open() would wait for one forever (the bounded wait says so).
+    done = run([REGAUTH, "doctor", "--kubelet-config", str(fifo)], timeout=20)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert f"ACTION kubelet: {fifo} is not a regular file" in done.stdout

@@ -31,8 +31,11 @@ class FileState(NamedTuple):
 def read_state(path: Path) -> FileState:
     target = Path(os.path.realpath(path))
     try:
-        with open(target, "rb") as handle:
+        # O_NONBLOCK: a FIFO in a file's place must not wait for a writer (regular files ignore it).
+        with open(os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
             st = os.fstat(handle.fileno())
+            if os.path.isdir(target):  # os.open opens a directory too; open() said IsADirectoryError
+                raise IsADirectoryError(target)
             if not _is_regular(st.st_mode):
                 raise ConfigError(f"{path} is not a regular file")
             data = handle.read(MAX_BYTES + 1)
