@@ -180,3 +180,18 @@ def test_doctor_refuses_a_kubelet_config_that_is_a_fifo(home: Path) -> None:
     assert "Traceback" not in done.stderr
     assert done.returncode == 1
     assert f"ACTION kubelet: {fifo} is not a regular file" in done.stdout
+
+
+@pytest.mark.parametrize("option", ["--client-token-file", "--htpasswd"])
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_proxy_refuses_an_auth_file_that_is_no_file(home: Path, option: str, kind: str) -> None:
+    path = home / "auth"
+    if kind == "fifo":
+        os.mkfifo(path)  # no writer ever comes
+    # /dev/zero never ends: read whole, it would fill the memory before the bounded wait is up.
+    target = str(path) if kind == "fifo" else "/dev/zero"
+    before = files(home)
+    done = run([REGAUTH, "proxy", "--listen", "127.0.0.1:1", option, target], timeout=20)
+    assert_refused(done)
+    assert f"regauth: error: {option} {target}: " in done.stderr
+    assert files(home) == before

@@ -13,6 +13,8 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
+import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +29,24 @@ from regauth.proxy.errors import TOOMANYREQUESTS, UNAUTHORIZED, ApiError, error_
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (password, bcrypt hash) -> whether they match; bcrypt.checkpw by default, a counting one in tests.
 Verify = Callable[[bytes, bytes], bool]
+# A token file or an htpasswd file of this many users is far past any real one.
+_MAX_FILE_BYTES = 4 * 1024 * 1024
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="regauth proxy"'}
 
 
 def _read_text(path: Path, option: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # O_NONBLOCK and a regular file only: a FIFO would wait for a writer, /dev/zero never end.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UsageError(f"{option} {path}: not a regular file")
+            data = handle.read(_MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"{option} {path}: {exc.strerror}") from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise UsageError(f"{option} {path}: larger than {_MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{option} {path}: it is not UTF-8 text") from None
 
