@@ -15,3 +15,19 @@ def amount(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number, 0 or more")
     return value
+
+
+def path(text: str) -> str:
+    """A file or directory name: an empty one is refused, never taken for "not given" (which is the
+    system default for some options: ``--config ""`` from an unset variable must not write /etc)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
+def nonempty(text: str) -> str:
+    """A value whose absence means something else (no cache cap, no shared cache, no proxy): an empty
+    one is refused rather than taken for the absence."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value")
+    return text

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from regauth import __version__
+from regauth import __version__, argtypes
 from regauth.argtypes import amount
 from regauth.commands import (
     cmd_add,
@@ -275,7 +275,9 @@ def _add_record_flags(parser: argparse.ArgumentParser) -> None:
         help="a provider option (repeatable), e.g. profile=prod for ecr; unknown keys are refused with "
         "the provider's list; realm_hosts=HOST allows a token server on another host",
     )
-    parser.add_argument("--ca-file", metavar="PEM", help="CA bundle to trust for this registry")
+    parser.add_argument(
+        "--ca-file", type=argtypes.path, metavar="PEM", help="CA bundle to trust for this registry"
+    )
     parser.add_argument(
         "--insecure",
         action=argparse.BooleanOptionalAction,
@@ -304,13 +306,20 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument("--listen", default="127.0.0.1:5000", metavar="HOST:PORT", help="address to listen on")
     proxy.add_argument(
-        "--cache-dir", metavar="DIR", help="cache blobs by digest in this directory (default: no cache)"
+        "--cache-dir",
+        type=argtypes.path,
+        metavar="DIR",
+        help="cache blobs by digest in this directory (default: no cache)",
     )
     proxy.add_argument(
-        "--cache-max-size", metavar="SIZE", help="cap the blob cache, e.g. 10GiB (default: no cap)"
+        "--cache-max-size",
+        type=argtypes.nonempty,
+        metavar="SIZE",
+        help="cap the blob cache, e.g. 10GiB (default: no cap)",
     )
     proxy.add_argument(
         "--cache-url",
+        type=argtypes.nonempty,
         metavar="s3://BUCKET/PREFIX",
         help="share cached blobs with other instances in this S3-compatible bucket (boto3's settings; "
         "AWS_ENDPOINT_URL_S3 for MinIO or Ceph)",
@@ -353,12 +362,17 @@ def _add_proxy_parser(commands: Any) -> None:
     )
     proxy.add_argument(
         "--client-token-file",
+        type=argtypes.path,
         metavar="FILE",
         help="require this token from clients (Bearer, or as the Basic password)",
     )
-    proxy.add_argument("--htpasswd", metavar="FILE", help="require a user of this bcrypt htpasswd file")
-    proxy.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
-    proxy.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    proxy.add_argument(
+        "--htpasswd", type=argtypes.path, metavar="FILE", help="require a user of this bcrypt htpasswd file"
+    )
+    proxy.add_argument(
+        "--tls-cert", type=argtypes.path, metavar="PEM", help="serve HTTPS with this certificate (chain)"
+    )
+    proxy.add_argument("--tls-key", type=argtypes.path, metavar="PEM", help="the private key of --tls-cert")
     proxy.add_argument(
         "--accept-cleartext-credentials",
         action="store_true",

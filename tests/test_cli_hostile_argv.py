@@ -195,3 +195,38 @@ def test_proxy_refuses_an_auth_file_that_is_no_file(home: Path, option: str, kin
     assert_refused(done)
     assert f"regauth: error: {option} {target}: " in done.stderr
     assert files(home) == before
+
+
+# --- an empty value is refused, never taken for "not given" (the system paths, no cap, no auth) ---------
+
+EMPTY = [
+    pytest.param(["configure", "kubelet", "--config", "", "--dry-run"], id="kubelet-config"),
+    pytest.param(["configure", "kubelet", "--bin-dir", "", "--dry-run"], id="kubelet-bin-dir"),
+    pytest.param(
+        ["configure", "containerd", "--proxy", "http://127.0.0.1:5000", "--config", ""],
+        id="containerd-config",
+    ),
+    pytest.param(
+        ["configure", "containerd", "--proxy", "http://127.0.0.1:5000", "--certs-dir", ""], id="certs-dir"
+    ),
+    pytest.param(["configure", "containerd", "--proxy", ""], id="containerd-proxy"),
+    pytest.param(["configure", "systemd", "--unit-dir", "", "--dry-run"], id="systemd-unit-dir"),
+    pytest.param(["configure", "docker", "--config", ""], id="docker-config"),
+    pytest.param(["import", "docker", "--config", ""], id="import-config"),
+    pytest.param(["doctor", "--kubelet-config", ""], id="doctor-kubelet-config"),
+    pytest.param(["proxy", "--listen", "127.0.0.1:1", "--cache-dir", ""], id="proxy-cache-dir"),
+    pytest.param(["proxy", "--listen", "127.0.0.1:1", "--client-token-file", ""], id="proxy-token-file"),
+    pytest.param(["proxy", "--listen", "127.0.0.1:1", "--cache-max-size", ""], id="proxy-cache-max-size"),
+    pytest.param(["proxy", "--listen", "127.0.0.1:1", "--cache-url", ""], id="proxy-cache-url"),
+    pytest.param(["registry", "update", "ghcr", "--ca-file", "", "--no-validate"], id="ca-file"),
+]
+
+
+@pytest.mark.parametrize("argv", EMPTY)
+def test_an_empty_value_is_refused_not_taken_for_the_default(home: Path, argv: list[str]) -> None:
+    # configure kubelet --config "" from an unset variable fell back to /etc/kubernetes (as root: written).
+    before = files(home)
+    done = run([REGAUTH, *argv], timeout=20)
+    assert_refused(done)
+    assert done.returncode == 2 and "an empty" in done.stderr, done.stderr
+    assert files(home) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from regauth import argtypes
 from regauth.api.commands import cmd_serve, cmd_token_create, cmd_token_list, cmd_token_revoke
 from regauth.api.tokens import SCOPES
 
@@ -26,8 +27,10 @@ def add_parsers(commands: Any, examples: Any) -> None:
         ),
     )
     serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="address to listen on")
-    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
-    serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument(
+        "--tls-cert", type=argtypes.path, metavar="PEM", help="serve HTTPS with this certificate (chain)"
+    )
+    serve.add_argument("--tls-key", type=argtypes.path, metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument(
         "--accept-cleartext-credentials",
         action="store_true",

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regauth import argtypes
 from regauth.config import Settings
 from regauth.errors import UsageError
 from regauth.registries import RegistryBook
@@ -59,7 +60,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--undo", action="store_true", help="restore the files the last run replaced")
     parser.add_argument("--force", action="store_true", help="with --undo: restore over later changes")
     parser.add_argument(
-        "--backup-dir", metavar="DIR", help="keep backups here (default: $XDG_STATE_HOME/regauth/backups)"
+        "--backup-dir",
+        type=argtypes.path,
+        metavar="DIR",
+        help="keep backups here (default: $XDG_STATE_HOME/regauth/backups)",
     )
 
 
@@ -90,7 +94,10 @@ def _docker(clients: Any, examples: Any) -> None:
         "--creds-store", action="store_true", help='set "credsStore": "regauth" (every registry)'
     )
     docker.add_argument(
-        "--config", metavar="DIR", help="the docker config directory (default: $DOCKER_CONFIG or ~/.docker)"
+        "--config",
+        type=argtypes.path,
+        metavar="DIR",
+        help="the docker config directory (default: $DOCKER_CONFIG or ~/.docker)",
     )
     _common(docker)
     docker.set_defaults(func=cmd_configure_docker)
@@ -111,7 +118,7 @@ def _podman(clients: Any, examples: Any) -> None:
         ),
     )
     _registries(podman)
-    podman.add_argument("--auth-file", metavar="PATH", help="the auth file to edit")
+    podman.add_argument("--auth-file", type=argtypes.path, metavar="PATH", help="the auth file to edit")
     podman.add_argument(
         "--registries-conf",
         action="store_true",
@@ -120,7 +127,9 @@ def _podman(clients: Any, examples: Any) -> None:
     podman.add_argument(
         "--system", action="store_true", help="with --registries-conf: /etc/containers/registries.conf.d"
     )
-    podman.add_argument("--conf-dir", metavar="DIR", help="with --registries-conf: the drop-in directory")
+    podman.add_argument(
+        "--conf-dir", type=argtypes.path, metavar="DIR", help="with --registries-conf: the drop-in directory"
+    )
     _common(podman)
     podman.set_defaults(func=cmd_configure_podman)
 
@@ -138,15 +147,21 @@ def _containerd(clients: Any, examples: Any) -> None:
         ),
     )
     _registries(containerd)
-    containerd.add_argument("--proxy", metavar="URL", help="the regauth proxy, e.g. http://127.0.0.1:5000")
-    containerd.add_argument("--proxy-ca", metavar="PEM", help="the CA of an https proxy")
+    containerd.add_argument(
+        "--proxy", type=argtypes.nonempty, metavar="URL", help="the regauth proxy, e.g. http://127.0.0.1:5000"
+    )
+    containerd.add_argument("--proxy-ca", type=argtypes.path, metavar="PEM", help="the CA of an https proxy")
     containerd.add_argument(
         "--certs-dir",
+        type=argtypes.path,
         metavar="DIR",
         help="the hosts directory (default: config_path, else /etc/containerd/certs.d)",
     )
     containerd.add_argument(
-        "--config", metavar="PATH", help="containerd's config.toml (default: /etc/containerd/config.toml)"
+        "--config",
+        type=argtypes.path,
+        metavar="PATH",
+        help="containerd's config.toml (default: /etc/containerd/config.toml)",
     )
     containerd.add_argument(
         "--no-config", action="store_true", help="write hosts.toml files only (for ctr --hosts-dir)"
@@ -168,8 +183,14 @@ def _systemd(clients: Any, examples: Any) -> None:
         ),
     )
     systemd.add_argument("--user", action="store_true", help="a user unit (~/.config/systemd/user)")
-    systemd.add_argument("--unit-dir", metavar="DIR", help="write the unit here instead")
-    systemd.add_argument("--exec", dest="exe", metavar="PATH", help="the regauth to run (default: this one)")
+    systemd.add_argument("--unit-dir", type=argtypes.path, metavar="DIR", help="write the unit here instead")
+    systemd.add_argument(
+        "--exec",
+        dest="exe",
+        type=argtypes.path,
+        metavar="PATH",
+        help="the regauth to run (default: this one)",
+    )
     _common(systemd)
     systemd.add_argument(
         "proxy_args", nargs=argparse.REMAINDER, metavar="-- PROXY_OPTION", help="options for `regauth proxy`"

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from regauth import argtypes
 from regauth.argtypes import amount
 from regauth.config import Settings
 from regauth.configure.cli import store_of
@@ -41,16 +42,26 @@ def add_parser(commands: Any, examples: Any) -> None:
         help="a record not used on this machine for longer is worth removing",
     )
     doctor.add_argument(
-        "--containerd-certs-dir", metavar="DIR", help="also check containerd's hosts.toml mirrors in DIR"
+        "--containerd-certs-dir",
+        type=argtypes.path,
+        metavar="DIR",
+        help="also check containerd's hosts.toml mirrors in DIR",
     )
     doctor.add_argument(
-        "--proxy", metavar="URL", help="also ask the running proxy at URL, and each upstream through it"
+        "--proxy",
+        type=argtypes.nonempty,
+        metavar="URL",
+        help="also ask the running proxy at URL, and each upstream through it",
     )
     doctor.add_argument(
-        "--kubelet-config", metavar="FILE", help="the kubelet's CredentialProviderConfig to check"
+        "--kubelet-config",
+        type=argtypes.path,
+        metavar="FILE",
+        help="the kubelet's CredentialProviderConfig to check",
     )
     doctor.add_argument(
         "--kubelet-bin-dir",
+        type=argtypes.path,
         metavar="DIR",
         help="the kubelet's --image-credential-provider-bin-dir (default: configure kubelet's)",
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regauth import argtypes
 from regauth.config import Settings
 from regauth.configure.cli import backup_root, one_at_a_time, store_of
 from regauth.errors import ConfigError, UsageError
@@ -32,13 +33,21 @@ def add_parser(commands: Any, examples: Any) -> None:
         ),
     )
     imp.add_argument("client", choices=("docker", "podman"), help="whose file to import from")
-    imp.add_argument("--config", metavar="DIR", help="docker: the config directory (default: $DOCKER_CONFIG)")
     imp.add_argument(
-        "--auth-file", metavar="PATH", help="podman: the auth file (default: $REGISTRY_AUTH_FILE)"
+        "--config",
+        type=argtypes.path,
+        metavar="DIR",
+        help="docker: the config directory (default: $DOCKER_CONFIG)",
+    )
+    imp.add_argument(
+        "--auth-file",
+        type=argtypes.path,
+        metavar="PATH",
+        help="podman: the auth file (default: $REGISTRY_AUTH_FILE)",
     )
     imp.add_argument("--no-validate", action="store_true", help="save without checking each registry")
     imp.add_argument("--dry-run", action="store_true", help="check and show; save and write nothing")
-    imp.add_argument("--backup-dir", metavar="DIR", help="keep the backup here")
+    imp.add_argument("--backup-dir", type=argtypes.path, metavar="DIR", help="keep the backup here")
     imp.add_argument(
         "--undo",
         action="store_true",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from regauth import argtypes
 from regauth.config import Settings
 from regauth.configure import cli as configure_cli
 from regauth.kube import kubeletconfig
@@ -31,11 +32,13 @@ def add_kubelet_parser(clients: Any, examples: Any) -> None:
     )
     kubelet.add_argument(
         "--config",
+        type=argtypes.path,
         metavar="FILE",
         help=f"the CredentialProviderConfig (default: {kubeletconfig.DEFAULT_CONFIG})",
     )
     kubelet.add_argument(
         "--bin-dir",
+        type=argtypes.path,
         metavar="DIR",
         help=f"the kubelet's plugin directory (default: {kubeletconfig.DEFAULT_BIN_DIR})",
     )
