@@ -5,7 +5,6 @@ the next pull gets every byte. moto in server mode plays the bucket; a real ``re
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 from support.bucket import moto_bucket
-from support.proxy import ProxyProcess, add_upstream, digest_of, host_of
+from support.proxy import ProxyProcess, add_upstream, digest_of, host_of, pulled_digest
 
 from regauth.config import Settings
 
@@ -55,15 +54,6 @@ def _upstream(blob: bytes, gets: list[str]) -> web.Application:
     return app
 
 
-async def _whole(session: aiohttp.ClientSession, url: str) -> str:
-    hashed = hashlib.sha256()
-    async with session.get(url) as resp:
-        assert resp.status == 200, await resp.text()
-        async for chunk in resp.content.iter_any():
-            hashed.update(chunk)
-    return "sha256:" + hashed.hexdigest()
-
-
 def _published(s3: Any, key: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,7 +78,7 @@ async def test_a_client_leaving_a_bucket_hit_midway_leaves_the_next_whole(
     try:
         url = f"{proc.url}/v2/up/org/app/blobs/{digest}"
         async with aiohttp.ClientSession() as session:
-            assert await _whole(session, url) == digest
+            assert await pulled_digest(session, url) == digest
             await asyncio.to_thread(_published, bucket, f"hits/blobs/sha256/{digest.partition(':')[2]}")
             for _ in range(3):
                 # A client that takes the first MiB and hangs up, while the proxy reads ahead.
@@ -97,7 +87,7 @@ async def test_a_client_leaving_a_bucket_hit_midway_leaves_the_next_whole(
                     assert resp.status == 200
                     await resp.content.readexactly(1024 * 1024)
                     resp.close()
-            assert await _whole(session, url) == digest
+            assert await pulled_digest(session, url) == digest
         # Every hit came from the bucket: the upstream sent the blob once.
         assert gets.count("GET") == 1
     finally:

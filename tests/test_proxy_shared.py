@@ -5,7 +5,6 @@ can hold a body halfway; an instance killed mid-fetch is taken over once its lea
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 from collections.abc import Iterable, Iterator
@@ -17,7 +16,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from support.bucket import moto_bucket
-from support.proxy import MANIFEST_V2, Fake, ProxyProcess, add_upstream, digest_of, host_of, start_fake
+from support.proxy import (
+    MANIFEST_V2,
+    Fake,
+    ProxyProcess,
+    add_upstream,
+    digest_of,
+    host_of,
+    pulled_digest,
+    start_fake,
+)
 
 from regauth.config import Settings
 
@@ -111,16 +119,6 @@ async def _cut(session: aiohttp.ClientSession, url: str) -> bool:
     return False
 
 
-async def _pull(session: aiohttp.ClientSession, url: str) -> str:
-    """The digest of what the client got whole; a cut body raises."""
-    hashed = hashlib.sha256()
-    async with session.get(url) as resp:
-        assert resp.status == 200, await resp.text()
-        async for chunk in resp.content.iter_any():
-            hashed.update(chunk)
-    return "sha256:" + hashed.hexdigest()
-
-
 async def test_three_instances_fetch_each_blob_once(
     aiohttp_server: Any, settings: Settings, tmp_path: Path, regauth_exe: str, bucket: Any
 ) -> None:
@@ -136,14 +134,16 @@ async def test_three_instances_fetch_each_blob_once(
                 for i in range(30)
                 for digest in upstream.blobs
             ]
-            got = await asyncio.wait_for(asyncio.gather(*(_pull(session, url) for url in urls)), timeout=180)
+            got = await asyncio.wait_for(
+                asyncio.gather(*(pulled_digest(session, url) for url in urls)), timeout=180
+            )
             assert sorted(got) == sorted(list(upstream.blobs) * 30)
             assert upstream.gets == {digest: 1 for digest in upstream.blobs}
             # A fresh instance serves them from the bucket, without asking the upstream.
             (late,) = _proxies(regauth_exe, tmp_path, 1)
             procs.append(late)
             for digest in upstream.blobs:
-                assert await _pull(session, f"{late.url}/v2/up/org/app/blobs/{digest}") == digest
+                assert await pulled_digest(session, f"{late.url}/v2/up/org/app/blobs/{digest}") == digest
             assert upstream.gets == {digest: 1 for digest in upstream.blobs}
             # Another repository of the upstream is asked first, and refused: none of the bytes.
             async with session.get(f"{late.url}/v2/up/org/secret/blobs/{digest_of(small)}") as resp:
@@ -171,13 +171,17 @@ async def test_an_instance_killed_mid_fetch_is_taken_over(
     first, second = _proxies(regauth_exe, tmp_path, 2, "--cache-lease", "2")
     try:
         async with aiohttp.ClientSession() as session:
-            doomed = asyncio.ensure_future(_pull(session, f"{first.url}/v2/up/org/app/blobs/{digest}"))
+            doomed = asyncio.ensure_future(
+                pulled_digest(session, f"{first.url}/v2/up/org/app/blobs/{digest}")
+            )
             for _ in range(2000):
                 if upstream.gets.get(digest):
                     break
                 await asyncio.sleep(0.01)
             assert upstream.gets == {digest: 1}
-            waiting = asyncio.ensure_future(_pull(session, f"{second.url}/v2/up/org/app/blobs/{digest}"))
+            waiting = asyncio.ensure_future(
+                pulled_digest(session, f"{second.url}/v2/up/org/app/blobs/{digest}")
+            )
             await asyncio.sleep(0.5)
             assert upstream.gets == {digest: 1}  # the second instance waits on the first's lease
             first.process.send_signal(signal.SIGKILL)
@@ -226,7 +230,7 @@ async def test_a_bucket_out_of_reach_leaves_a_cache_of_one(
     try:
         async with aiohttp.ClientSession() as session:
             url = f"{proc.url}/v2/up/org/app/blobs/{digest_of(small)}"
-            pulls = asyncio.gather(*(_pull(session, url) for _ in range(4)))
+            pulls = asyncio.gather(*(pulled_digest(session, url) for _ in range(4)))
             # The upstream holds the body until the other three pulls wait on the first one's fetch.
             for _ in range(3000):
                 async with session.get(f"{proc.url}/metrics") as resp:
@@ -254,7 +258,7 @@ async def test_bucket_hits_can_redirect_to_a_presigned_url(
     try:
         async with aiohttp.ClientSession() as session:
             url = f"{proc.url}/v2/up/org/app/blobs/{digest}"
-            assert await _pull(session, url) == digest  # cold: relayed, and written to the bucket
+            assert await pulled_digest(session, url) == digest  # cold: relayed, and written to the bucket
             async with session.get(url, allow_redirects=False) as resp:
                 assert resp.status == 307
                 location = resp.headers["Location"]
@@ -262,7 +266,7 @@ async def test_bucket_hits_can_redirect_to_a_presigned_url(
             assert (
                 location.startswith(f"{endpoint}/{BUCKET}/fleet/blobs/sha256/") and "Signature=" in location
             )
-            assert await _pull(session, url) == digest  # the client follows it to the bucket
+            assert await pulled_digest(session, url) == digest  # the client follows it to the bucket
             # Another repository is still asked first, and refused: no URL.
             async with session.get(
                 f"{proc.url}/v2/up/org/secret/blobs/{digest}", allow_redirects=False
@@ -312,7 +316,7 @@ async def test_tampered_bytes_in_the_bucket_are_cut(
     try:
         async with aiohttp.ClientSession() as session:
             url = f"{proc.url}/v2/up/org/app/blobs/{digest}"
-            assert await _pull(session, url) == digest
+            assert await pulled_digest(session, url) == digest
             # Someone with write access to the bucket swaps the bytes.
             key = f"fleet/blobs/sha256/{digest.partition(':')[2]}"
             bucket.put_object(Bucket=BUCKET, Key=key, Body=small[:-1] + bytes([small[-1] ^ 1]))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -224,6 +225,16 @@ async def proxy_client(
     await server.start_server(access_log_class=AccessLogger, access_log=ACCESS_LOG)
     client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
     return client
+
+
+async def pulled_digest(session: aiohttp.ClientSession, url: str) -> str:
+    """The digest of what a client got whole from ``url`` (a 200); a cut body raises."""
+    hashed = hashlib.sha256()
+    async with session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        async for chunk in resp.content.iter_any():
+            hashed.update(chunk)
+    return "sha256:" + hashed.hexdigest()
 
 
 def host_of(server: TestServer) -> str:
